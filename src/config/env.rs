@@ -1,0 +1,283 @@
+//! Start-up configuration from `PHOTO_PACS_*` environment variables, validated once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::settings::{Key, Settings};
+
+pub const PREFIX: &str = "PHOTO_PACS_";
+
+/// Which PACS delivery the gateway uses. Only the environment chooses it: switching a
+/// running box between protocols from a web page is not something a clinic needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Mock,
+    Cstore,
+    Dicomweb,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Mock => "mock",
+            Backend::Cstore => "cstore",
+            Backend::Dicomweb => "dicomweb",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Dev,
+    Test,
+    Prod,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Test => "test",
+            Environment::Prod => "prod",
+        }
+    }
+}
+
+/// Everything fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct EnvConfig {
+    pub listen: SocketAddr,
+    pub backend: Backend,
+    pub environment: Environment,
+    pub upload_dir: PathBuf,
+    pub dicom_dir: PathBuf,
+    pub settings_path: PathBuf,
+    pub keep_files_on_success: bool,
+    /// Largest accepted image file, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest accepted request body, in bytes (all images and fields of one submission).
+    pub max_request_bytes: u64,
+    /// Photos with more pixels are refused before decoding (decompression bombs).
+    pub max_pixels: u64,
+    pub log_level: log::LevelFilter,
+    /// Defaults for the runtime settings; the INI file overrides them key by key.
+    pub defaults: Settings,
+    /// `PHOTO_PACS_*` variables that mean nothing to us: reported once, then ignored.
+    pub unknown_vars: Vec<String>,
+}
+
+/// A variable with a value we cannot use. The message names the variable and what is allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct EnvError {
+    pub var: String,
+    pub reason: String,
+}
+
+impl EnvConfig {
+    /// Reads the process environment.
+    pub fn from_process() -> Result<Self, EnvError> {
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// Builds the configuration from `(name, value)` pairs; only `PHOTO_PACS_*` names count.
+    /// An empty value means "not set", so a `.env` template with blank lines is harmless.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, EnvError> {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_string(), v)))
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let err = |name: &str, reason: &str| EnvError {
+            var: format!("{PREFIX}{name}"),
+            reason: reason.to_string(),
+        };
+        let get = |name: &str| vars.get(name).map(|v| v.trim());
+
+        let mut defaults = Settings::default();
+        let mut unknown_vars = Vec::new();
+        for (name, value) in &vars {
+            if let Some(key) = Key::from_env(name) {
+                defaults.apply(key, value).map_err(|e| {
+                    let shown = if key.is_secret() {
+                        String::new()
+                    } else {
+                        format!("{value:?} ")
+                    };
+                    err(name, &format!("{shown}is not valid: {}", e.reason))
+                })?;
+            } else if !OWN_VARS.contains(&name.as_str()) {
+                unknown_vars.push(format!("{PREFIX}{name}"));
+            }
+        }
+
+        let listen = match get("LISTEN") {
+            None => SocketAddr::from(([0, 0, 0, 0], 9470)),
+            Some(v) => v.parse().map_err(|_| {
+                err(
+                    "LISTEN",
+                    "must be an address and port such as 0.0.0.0:9470 or 127.0.0.1:0",
+                )
+            })?,
+        };
+        let backend = match get("PACS_BACKEND").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("mock") => Backend::Mock,
+            Some("cstore") => Backend::Cstore,
+            Some("dicomweb") => Backend::Dicomweb,
+            Some(_) => return Err(err("PACS_BACKEND", "must be one of mock, cstore, dicomweb")),
+        };
+        let environment = match get("ENVIRONMENT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("dev") | Some("development") => Environment::Dev,
+            Some("test") => Environment::Test,
+            Some("prod") | Some("production") => Environment::Prod,
+            Some(_) => return Err(err("ENVIRONMENT", "must be one of dev, test, prod")),
+        };
+        let bool_var = |name: &str, default: bool| match get(name) {
+            None => Ok(default),
+            Some(v) => {
+                super::settings::parse_bool(v).map_err(|_| err(name, "must be true or false"))
+            }
+        };
+        let mb_var = |name: &str, default: u64, max: u64| match get(name) {
+            None => Ok(default * 1024 * 1024),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n * 1024 * 1024),
+                _ => Err(err(
+                    name,
+                    &format!("must be a whole number of megabytes from 1 to {max}"),
+                )),
+            },
+        };
+        let path_var = |name: &str, default: &str| PathBuf::from(get(name).unwrap_or(default));
+        let max_upload_bytes = mb_var("MAX_UPLOAD_MB", 20, 1024)?;
+        let max_request_bytes = mb_var("MAX_REQUEST_MB", 300, 16 * 1024)?;
+        if max_request_bytes < max_upload_bytes {
+            return Err(err(
+                "MAX_REQUEST_MB",
+                "must be at least PHOTO_PACS_MAX_UPLOAD_MB: one image must fit in one request",
+            ));
+        }
+        let max_pixels = match get("MAX_PIXELS") {
+            None => 100_000_000,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1_000_000..=1_000_000_000).contains(&n) => n,
+                _ => {
+                    return Err(err(
+                        "MAX_PIXELS",
+                        "must be a number of pixels from 1000000 to 1000000000",
+                    ));
+                }
+            },
+        };
+        let log_level = match get("LOG_LEVEL") {
+            None => log::LevelFilter::Info,
+            Some(v) => v.parse().map_err(|_| {
+                err(
+                    "LOG_LEVEL",
+                    "must be one of off, error, warn, info, debug, trace",
+                )
+            })?,
+        };
+
+        Ok(EnvConfig {
+            listen,
+            backend,
+            environment,
+            upload_dir: path_var("UPLOAD_DIR", "data/uploads"),
+            dicom_dir: path_var("DICOM_DIR", "data/dicom"),
+            settings_path: path_var("SETTINGS_PATH", "data/settings.ini"),
+            keep_files_on_success: bool_var("KEEP_FILES_ON_SUCCESS", false)?,
+            max_upload_bytes,
+            max_request_bytes,
+            max_pixels,
+            log_level,
+            defaults,
+            unknown_vars,
+        })
+    }
+}
+
+/// Variables that are ours but not runtime settings.
+const OWN_VARS: &[&str] = &[
+    "LISTEN",
+    "PACS_BACKEND",
+    "ENVIRONMENT",
+    "UPLOAD_DIR",
+    "DICOM_DIR",
+    "SETTINGS_PATH",
+    "KEEP_FILES_ON_SUCCESS",
+    "MAX_UPLOAD_MB",
+    "MAX_REQUEST_MB",
+    "MAX_PIXELS",
+    "LOG_LEVEL",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_variables_gives_the_reference_defaults() {
+        let c = EnvConfig::from_vars(vars(&[("HOME", "/root")])).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9470");
+        assert_eq!(c.backend, Backend::Mock);
+        assert_eq!(c.settings_path, PathBuf::from("data/settings.ini"));
+        assert_eq!(c.upload_dir, PathBuf::from("data/uploads"));
+        assert_eq!(c.dicom_dir, PathBuf::from("data/dicom"));
+        assert_eq!(c.max_upload_bytes, 20 * 1024 * 1024);
+        assert!(!c.keep_files_on_success);
+        assert_eq!(c.defaults, Settings::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("PHOTO_PACS_PACS_PORT", "abc"),
+            ("PHOTO_PACS_PACS_BACKEND", "foo"),
+            ("PHOTO_PACS_MAX_UPLOAD_MB", "0"),
+            ("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "sometimes"),
+            ("PHOTO_PACS_LISTEN", "9470"),
+            ("PHOTO_PACS_LOCAL_TRANSFER_SYNTAX", "1.2.840.10008.1.2.4.90"),
+            ("PHOTO_PACS_DICOMWEB_BASE_URL", "pacs.local"),
+        ] {
+            let e = EnvConfig::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().starts_with(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_values_are_not_echoed_in_errors() {
+        let e = EnvConfig::from_vars(vars(&[("PHOTO_PACS_DICOMWEB_PASSWORD", "canary\u{1}pw")]))
+            .unwrap_err();
+        assert!(!e.to_string().contains("canary"), "{e}");
+    }
+
+    #[test]
+    fn settings_come_from_their_variables_and_unknown_ones_are_listed() {
+        let c = EnvConfig::from_vars(vars(&[
+            ("PHOTO_PACS_PACS_PORT", "11112"),
+            ("PHOTO_PACS_LOCAL_CHARSET", "ISO_IR 100"),
+            ("PHOTO_PACS_PACS_PROT", "1"),
+            ("PHOTO_PACS_DICOMWEB_TOKEN", ""),
+        ]))
+        .unwrap();
+        assert_eq!(c.defaults.pacs_port, 11112);
+        assert_eq!(
+            c.defaults.local_charset,
+            super::super::settings::Charset::IsoIr100
+        );
+        assert_eq!(c.unknown_vars, ["PHOTO_PACS_PACS_PROT"]);
+    }
+}

@@ -1,0 +1,12 @@
+//! Configuration: `PHOTO_PACS_*` environment defaults, runtime settings in an INI file, validation.
+
+mod env;
+mod settings;
+mod store;
+
+pub use env::{Backend, EnvConfig, EnvError, Environment, PREFIX};
+pub use settings::{
+    AuthMethod, Charset, FieldError, InvalidValue, Key, Secret, Settings, TransferSyntax,
+    parse_update,
+};
+pub use store::{SettingsStore, UpdateError, write_atomically};

@@ -1,0 +1,781 @@
+//! Runtime settings: the values the settings page can change, their one validation path and JSON form.
+//!
+//! Every value, whether it comes from an environment variable, the INI file or the
+//! settings API, goes through [`Settings::apply`] as text, so the three sources can never
+//! disagree about what is valid.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// One editable setting. The order here is the order of the INI file and of the API answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    PacsHost,
+    PacsPort,
+    PacsCalledAet,
+    LocalCallingAet,
+    PacsTls,
+    PacsTlsCaFile,
+    PacsTlsCertFile,
+    PacsTlsKeyFile,
+    DicomwebBaseUrl,
+    DicomwebVerifyTls,
+    DicomwebTimeoutS,
+    DicomwebAuthMethod,
+    DicomwebUsername,
+    DicomwebPassword,
+    DicomwebToken,
+    LocalModality,
+    LocalResizeMax,
+    LocalTransferSyntax,
+    LocalCharset,
+    FlagIncludePatientInfoExceptId,
+    FlagIncludeExamDescription,
+    FlagThemeDark,
+}
+
+/// Where a key lives in each of its three spellings.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyNames {
+    /// camelCase name in the settings API.
+    pub json: &'static str,
+    /// Environment variable without the `PHOTO_PACS_` prefix.
+    pub env: &'static str,
+    /// INI section and key.
+    pub section: &'static str,
+    pub ini: &'static str,
+}
+
+impl Key {
+    pub const ALL: [Key; 22] = [
+        Key::PacsHost,
+        Key::PacsPort,
+        Key::PacsCalledAet,
+        Key::LocalCallingAet,
+        Key::PacsTls,
+        Key::PacsTlsCaFile,
+        Key::PacsTlsCertFile,
+        Key::PacsTlsKeyFile,
+        Key::DicomwebBaseUrl,
+        Key::DicomwebVerifyTls,
+        Key::DicomwebTimeoutS,
+        Key::DicomwebAuthMethod,
+        Key::DicomwebUsername,
+        Key::DicomwebPassword,
+        Key::DicomwebToken,
+        Key::LocalModality,
+        Key::LocalResizeMax,
+        Key::LocalTransferSyntax,
+        Key::LocalCharset,
+        Key::FlagIncludePatientInfoExceptId,
+        Key::FlagIncludeExamDescription,
+        Key::FlagThemeDark,
+    ];
+
+    pub fn names(self) -> KeyNames {
+        let (json, env, section, ini) = match self {
+            Key::PacsHost => ("pacsHost", "PACS_HOST", "pacs", "host"),
+            Key::PacsPort => ("pacsPort", "PACS_PORT", "pacs", "port"),
+            Key::PacsCalledAet => ("pacsCalledAET", "PACS_CALLED_AET", "pacs", "called_aet"),
+            Key::LocalCallingAet => (
+                "localCallingAET",
+                "LOCAL_CALLING_AET",
+                "local",
+                "calling_aet",
+            ),
+            Key::PacsTls => ("pacsTls", "PACS_TLS", "pacs", "tls"),
+            Key::PacsTlsCaFile => ("pacsTlsCaFile", "PACS_TLS_CA_FILE", "pacs", "tls_ca_file"),
+            Key::PacsTlsCertFile => (
+                "pacsTlsCertFile",
+                "PACS_TLS_CERT_FILE",
+                "pacs",
+                "tls_cert_file",
+            ),
+            Key::PacsTlsKeyFile => (
+                "pacsTlsKeyFile",
+                "PACS_TLS_KEY_FILE",
+                "pacs",
+                "tls_key_file",
+            ),
+            Key::DicomwebBaseUrl => (
+                "dicomwebBaseUrl",
+                "DICOMWEB_BASE_URL",
+                "dicomweb",
+                "base_url",
+            ),
+            Key::DicomwebVerifyTls => (
+                "dicomwebVerifyTls",
+                "DICOMWEB_VERIFY_TLS",
+                "dicomweb",
+                "verify_tls",
+            ),
+            Key::DicomwebTimeoutS => (
+                "dicomwebTimeoutS",
+                "DICOMWEB_TIMEOUT_S",
+                "dicomweb",
+                "timeout_s",
+            ),
+            Key::DicomwebAuthMethod => (
+                "dicomwebAuthMethod",
+                "DICOMWEB_AUTH_METHOD",
+                "dicomweb",
+                "auth_method",
+            ),
+            Key::DicomwebUsername => (
+                "dicomwebUsername",
+                "DICOMWEB_USERNAME",
+                "dicomweb",
+                "username",
+            ),
+            Key::DicomwebPassword => (
+                "dicomwebPassword",
+                "DICOMWEB_PASSWORD",
+                "dicomweb",
+                "password",
+            ),
+            Key::DicomwebToken => ("dicomwebToken", "DICOMWEB_TOKEN", "dicomweb", "token"),
+            Key::LocalModality => ("localModality", "LOCAL_MODALITY", "local", "modality"),
+            Key::LocalResizeMax => ("localResizeMax", "LOCAL_RESIZE_MAX", "local", "resize_max"),
+            Key::LocalTransferSyntax => (
+                "localTransferSyntax",
+                "LOCAL_TRANSFER_SYNTAX",
+                "local",
+                "transfer_syntax",
+            ),
+            Key::LocalCharset => ("localCharset", "LOCAL_CHARSET", "local", "charset"),
+            Key::FlagIncludePatientInfoExceptId => (
+                "flagIncludePatientInfoExceptId",
+                "FLAG_INCLUDE_PATIENT_INFO_EXCEPT_ID",
+                "flags",
+                "include_patient_info_except_id",
+            ),
+            Key::FlagIncludeExamDescription => (
+                "flagIncludeExamDescription",
+                "FLAG_INCLUDE_EXAM_DESCRIPTION",
+                "flags",
+                "include_exam_description",
+            ),
+            Key::FlagThemeDark => ("flagThemeDark", "FLAG_THEME_DARK", "flags", "theme_dark"),
+        };
+        KeyNames {
+            json,
+            env,
+            section,
+            ini,
+        }
+    }
+
+    /// Secrets are write-only: the API reports whether they are set, never their value.
+    pub fn is_secret(self) -> bool {
+        matches!(self, Key::DicomwebPassword | Key::DicomwebToken)
+    }
+
+    pub fn from_json(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.names().json == name)
+    }
+
+    pub fn from_env(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.names().env == name)
+    }
+
+    pub fn from_ini(section: &str, name: &str) -> Option<Key> {
+        Key::ALL
+            .into_iter()
+            .find(|k| k.names().section == section && k.names().ini == name)
+    }
+
+    /// The name the settings API reports for a secret: `<json>Set`.
+    fn set_flag_name(self) -> String {
+        format!("{}Set", self.names().json)
+    }
+}
+
+/// DICOM transfer syntaxes the converter can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferSyntax {
+    ImplicitVrLittleEndian,
+    ExplicitVrLittleEndian,
+}
+
+impl TransferSyntax {
+    pub const ALL: [TransferSyntax; 2] = [
+        TransferSyntax::ImplicitVrLittleEndian,
+        TransferSyntax::ExplicitVrLittleEndian,
+    ];
+
+    pub fn uid(self) -> &'static str {
+        match self {
+            TransferSyntax::ImplicitVrLittleEndian => "1.2.840.10008.1.2",
+            TransferSyntax::ExplicitVrLittleEndian => "1.2.840.10008.1.2.1",
+        }
+    }
+
+    pub fn from_uid(uid: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|ts| ts.uid() == uid)
+    }
+}
+
+/// DICOM Specific Character Set values the converter can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charset {
+    /// UTF-8.
+    IsoIr192,
+    /// Latin-1.
+    IsoIr100,
+}
+
+impl Charset {
+    pub const ALL: [Charset; 2] = [Charset::IsoIr192, Charset::IsoIr100];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Charset::IsoIr192 => "ISO_IR 192",
+            Charset::IsoIr100 => "ISO_IR 100",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|cs| cs.code() == code)
+    }
+
+    /// Whether `text` can be written in this character set without loss.
+    pub fn can_encode(self, text: &str) -> bool {
+        match self {
+            Charset::IsoIr192 => true,
+            Charset::IsoIr100 => text.chars().all(|c| (c as u32) <= 0xFF),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    Basic,
+    Bearer,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::Basic => "basic",
+            AuthMethod::Bearer => "bearer",
+        }
+    }
+}
+
+/// A value that must never be printed: `Debug` and `Display` show only whether it is set.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() {
+            "Secret(set)"
+        } else {
+            "Secret(unset)"
+        })
+    }
+}
+
+/// The runtime settings in force for one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub pacs_host: String,
+    pub pacs_port: u16,
+    pub pacs_called_aet: String,
+    pub local_calling_aet: String,
+    pub pacs_tls: bool,
+    pub pacs_tls_ca_file: String,
+    pub pacs_tls_cert_file: String,
+    pub pacs_tls_key_file: String,
+    pub dicomweb_base_url: String,
+    pub dicomweb_verify_tls: bool,
+    pub dicomweb_timeout_s: u32,
+    pub dicomweb_auth_method: AuthMethod,
+    pub dicomweb_username: String,
+    pub dicomweb_password: Secret,
+    pub dicomweb_token: Secret,
+    pub local_modality: String,
+    pub local_resize_max: u32,
+    pub local_transfer_syntax: TransferSyntax,
+    pub local_charset: Charset,
+    pub flag_include_patient_info_except_id: bool,
+    pub flag_include_exam_description: bool,
+    pub flag_theme_dark: bool,
+}
+
+impl Default for Settings {
+    /// The reference's defaults.
+    fn default() -> Self {
+        Settings {
+            pacs_host: "127.0.0.1".into(),
+            pacs_port: 104,
+            pacs_called_aet: "PACS".into(),
+            local_calling_aet: "PHOTO_PACS".into(),
+            pacs_tls: false,
+            pacs_tls_ca_file: String::new(),
+            pacs_tls_cert_file: String::new(),
+            pacs_tls_key_file: String::new(),
+            dicomweb_base_url: String::new(),
+            dicomweb_verify_tls: true,
+            dicomweb_timeout_s: 30,
+            dicomweb_auth_method: AuthMethod::None,
+            dicomweb_username: String::new(),
+            dicomweb_password: Secret::default(),
+            dicomweb_token: Secret::default(),
+            local_modality: "OT".into(),
+            local_resize_max: 1024,
+            local_transfer_syntax: TransferSyntax::ImplicitVrLittleEndian,
+            local_charset: Charset::IsoIr192,
+            flag_include_patient_info_except_id: true,
+            flag_include_exam_description: true,
+            flag_theme_dark: true,
+        }
+    }
+}
+
+/// A value refused for one key; `reason` never contains the value itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidValue {
+    pub key: Key,
+    pub reason: String,
+}
+
+impl Settings {
+    /// Parses and validates `raw` for `key`, and stores it only if valid.
+    pub fn apply(&mut self, key: Key, raw: &str) -> Result<(), InvalidValue> {
+        let invalid = |reason: String| InvalidValue { key, reason };
+        let trimmed = raw.trim();
+        match key {
+            Key::PacsHost => self.pacs_host = parse_host(trimmed).map_err(invalid)?,
+            Key::PacsPort => self.pacs_port = parse_port(trimmed).map_err(invalid)?,
+            Key::PacsCalledAet => self.pacs_called_aet = parse_aet(trimmed).map_err(invalid)?,
+            Key::LocalCallingAet => self.local_calling_aet = parse_aet(trimmed).map_err(invalid)?,
+            Key::PacsTls => self.pacs_tls = parse_bool(trimmed).map_err(invalid)?,
+            Key::PacsTlsCaFile => self.pacs_tls_ca_file = parse_path(trimmed).map_err(invalid)?,
+            Key::PacsTlsCertFile => {
+                self.pacs_tls_cert_file = parse_path(trimmed).map_err(invalid)?
+            }
+            Key::PacsTlsKeyFile => self.pacs_tls_key_file = parse_path(trimmed).map_err(invalid)?,
+            Key::DicomwebBaseUrl => {
+                self.dicomweb_base_url = parse_base_url(trimmed).map_err(invalid)?
+            }
+            Key::DicomwebVerifyTls => {
+                self.dicomweb_verify_tls = parse_bool(trimmed).map_err(invalid)?
+            }
+            Key::DicomwebTimeoutS => {
+                self.dicomweb_timeout_s =
+                    parse_in_range(trimmed, 1, 300, "a number of seconds").map_err(invalid)?
+            }
+            Key::DicomwebAuthMethod => {
+                self.dicomweb_auth_method = match trimmed.to_ascii_lowercase().as_str() {
+                    "none" | "" => AuthMethod::None,
+                    "basic" => AuthMethod::Basic,
+                    "bearer" => AuthMethod::Bearer,
+                    _ => return Err(invalid("must be one of none, basic, bearer".into())),
+                }
+            }
+            Key::DicomwebUsername => {
+                self.dicomweb_username = parse_credential(trimmed).map_err(invalid)?
+            }
+            // Secrets are taken verbatim: leading or trailing spaces may be part of a password.
+            Key::DicomwebPassword => {
+                self.dicomweb_password = Secret(parse_credential(raw).map_err(invalid)?)
+            }
+            Key::DicomwebToken => {
+                self.dicomweb_token = Secret(parse_credential(raw).map_err(invalid)?)
+            }
+            Key::LocalModality => self.local_modality = parse_modality(trimmed).map_err(invalid)?,
+            Key::LocalResizeMax => {
+                let n = parse_in_range(trimmed, 0, 16384, "a size in pixels").map_err(invalid)?;
+                if n != 0 && n < 64 {
+                    return Err(invalid(
+                        "must be 0 (keep the original size) or between 64 and 16384".into(),
+                    ));
+                }
+                self.local_resize_max = n;
+            }
+            Key::LocalTransferSyntax => {
+                self.local_transfer_syntax = TransferSyntax::from_uid(trimmed).ok_or_else(|| {
+                    invalid(format!(
+                        "unsupported transfer syntax; supported: {}",
+                        TransferSyntax::ALL.map(|t| t.uid()).join(", ")
+                    ))
+                })?
+            }
+            Key::LocalCharset => {
+                self.local_charset = Charset::from_code(trimmed).ok_or_else(|| {
+                    invalid(format!(
+                        "unsupported character set; supported: {}",
+                        Charset::ALL.map(|c| c.code()).join(", ")
+                    ))
+                })?
+            }
+            Key::FlagIncludePatientInfoExceptId => {
+                self.flag_include_patient_info_except_id = parse_bool(trimmed).map_err(invalid)?
+            }
+            Key::FlagIncludeExamDescription => {
+                self.flag_include_exam_description = parse_bool(trimmed).map_err(invalid)?
+            }
+            Key::FlagThemeDark => self.flag_theme_dark = parse_bool(trimmed).map_err(invalid)?,
+        }
+        Ok(())
+    }
+
+    /// The value of `key` as text, in the form [`Settings::apply`] reads back.
+    pub fn raw(&self, key: Key) -> String {
+        match key {
+            Key::PacsHost => self.pacs_host.clone(),
+            Key::PacsPort => self.pacs_port.to_string(),
+            Key::PacsCalledAet => self.pacs_called_aet.clone(),
+            Key::LocalCallingAet => self.local_calling_aet.clone(),
+            Key::PacsTls => self.pacs_tls.to_string(),
+            Key::PacsTlsCaFile => self.pacs_tls_ca_file.clone(),
+            Key::PacsTlsCertFile => self.pacs_tls_cert_file.clone(),
+            Key::PacsTlsKeyFile => self.pacs_tls_key_file.clone(),
+            Key::DicomwebBaseUrl => self.dicomweb_base_url.clone(),
+            Key::DicomwebVerifyTls => self.dicomweb_verify_tls.to_string(),
+            Key::DicomwebTimeoutS => self.dicomweb_timeout_s.to_string(),
+            Key::DicomwebAuthMethod => self.dicomweb_auth_method.as_str().into(),
+            Key::DicomwebUsername => self.dicomweb_username.clone(),
+            Key::DicomwebPassword => self.dicomweb_password.expose().into(),
+            Key::DicomwebToken => self.dicomweb_token.expose().into(),
+            Key::LocalModality => self.local_modality.clone(),
+            Key::LocalResizeMax => self.local_resize_max.to_string(),
+            Key::LocalTransferSyntax => self.local_transfer_syntax.uid().into(),
+            Key::LocalCharset => self.local_charset.code().into(),
+            Key::FlagIncludePatientInfoExceptId => {
+                self.flag_include_patient_info_except_id.to_string()
+            }
+            Key::FlagIncludeExamDescription => self.flag_include_exam_description.to_string(),
+            Key::FlagThemeDark => self.flag_theme_dark.to_string(),
+        }
+    }
+
+    /// The settings as the API shows them: camelCase keys, typed JSON values, secrets
+    /// replaced by `<name>Set: bool`.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        for key in Key::ALL {
+            if key.is_secret() {
+                map.insert(key.set_flag_name(), Value::Bool(!self.raw(key).is_empty()));
+                continue;
+            }
+            let value = match key {
+                Key::PacsPort => Value::from(self.pacs_port),
+                Key::DicomwebTimeoutS => Value::from(self.dicomweb_timeout_s),
+                Key::LocalResizeMax => Value::from(self.local_resize_max),
+                Key::PacsTls => Value::Bool(self.pacs_tls),
+                Key::DicomwebVerifyTls => Value::Bool(self.dicomweb_verify_tls),
+                Key::FlagIncludePatientInfoExceptId => {
+                    Value::Bool(self.flag_include_patient_info_except_id)
+                }
+                Key::FlagIncludeExamDescription => Value::Bool(self.flag_include_exam_description),
+                Key::FlagThemeDark => Value::Bool(self.flag_theme_dark),
+                other => Value::String(self.raw(other)),
+            };
+            map.insert(key.names().json.to_string(), value);
+        }
+        map
+    }
+}
+
+/// One field of a settings update that was refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The settings after an update, and each changed key with its new value as text.
+pub type Update = (Settings, Vec<(Key, String)>);
+
+/// Turns an API update (`{"pacsPort": 11112, ...}`) into validated `(key, text)` pairs.
+///
+/// Unknown names are refused so that a typo never silently does nothing; the `...Set`
+/// flags the GET answer carries are accepted and ignored so a client can send back what it
+/// read. A secret given as `null` stays as it is; `""` clears it.
+pub fn parse_update(
+    base: &Settings,
+    update: &Map<String, Value>,
+) -> Result<Update, Vec<FieldError>> {
+    let mut next = base.clone();
+    let mut changes = Vec::new();
+    let mut errors = Vec::new();
+    for (name, value) in update {
+        let Some(key) = Key::from_json(name) else {
+            if Key::ALL
+                .iter()
+                .any(|k| k.is_secret() && k.set_flag_name() == *name)
+            {
+                continue;
+            }
+            errors.push(FieldError {
+                field: name.clone(),
+                message: "unknown setting".into(),
+            });
+            continue;
+        };
+        let text = match value {
+            Value::Null if key.is_secret() => continue,
+            Value::Null => {
+                errors.push(FieldError {
+                    field: name.clone(),
+                    message: "must not be null".into(),
+                });
+                continue;
+            }
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(_) | Value::Object(_) => {
+                errors.push(FieldError {
+                    field: name.clone(),
+                    message: "must be a string, number or boolean".into(),
+                });
+                continue;
+            }
+        };
+        match next.apply(key, &text) {
+            Ok(()) => changes.push((key, next.raw(key))),
+            Err(e) => errors.push(FieldError {
+                field: name.clone(),
+                message: e.reason,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok((next, changes))
+    } else {
+        Err(errors)
+    }
+}
+
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+fn parse_in_range(s: &str, min: u32, max: u32, what: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be {what} from {min} to {max}")),
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a port number from 1 to 65535".into()),
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// An Application Entity title: 1-16 characters of the DICOM default repertoire, no backslash.
+/// Leading and trailing spaces are not significant in an AE title, so they are dropped.
+pub fn parse_aet(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 16 || !s.chars().all(|c| (' '..='~').contains(&c) && c != '\\') {
+        return Err("must be 1 to 16 printable ASCII characters without backslash".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_host(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_' | '[' | ']'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("must be a host name or IP address".into())
+    }
+}
+
+fn parse_path(s: &str) -> Result<String, String> {
+    if has_control(s) {
+        Err("must be a file path without control characters".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn parse_credential(s: &str) -> Result<String, String> {
+    if has_control(s) {
+        Err("must not contain control characters".into())
+    } else if s.len() > 4096 {
+        Err("must be at most 4096 bytes".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn parse_base_url(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let bad = || {
+        "must be an http:// or https:// URL such as https://pacs.example.com/dicom-web".to_string()
+    };
+    if has_control(s) || s.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let uri: http::Uri = s.parse().map_err(|_| bad())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if !scheme_ok || !host_ok || uri.query().is_some() {
+        return Err(bad());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// Modality is a DICOM Code String: upper-case letters, digits, space and underscore, ≤ 16.
+fn parse_modality(s: &str) -> Result<String, String> {
+    let upper = s.to_ascii_uppercase();
+    if upper.is_empty()
+        || upper.len() > 16
+        || !upper
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == ' ')
+    {
+        return Err("must be a DICOM modality code such as OT or XC (letters, digits, underscore; at most 16)".into());
+    }
+    Ok(upper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_key_has_unique_names() {
+        for (i, a) in Key::ALL.iter().enumerate() {
+            for b in &Key::ALL[i + 1..] {
+                assert_ne!(a.names().json, b.names().json);
+                assert_ne!(a.names().env, b.names().env);
+                assert!(
+                    (a.names().section, a.names().ini) != (b.names().section, b.names().ini),
+                    "{a:?} and {b:?} share an INI key"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn raw_reads_back_through_apply_for_every_key() {
+        let s = Settings {
+            dicomweb_password: Secret(" p;a#s=s\"w ".into()),
+            dicomweb_base_url: "https://pacs.example.com/rs".into(),
+            ..Default::default()
+        };
+        let mut copy = Settings::default();
+        for key in Key::ALL {
+            copy.apply(key, &s.raw(key)).unwrap();
+        }
+        assert_eq!(copy, s);
+    }
+
+    #[test]
+    fn validation_refuses_what_the_issue_lists() {
+        let mut s = Settings::default();
+        let bad = [
+            (Key::PacsCalledAet, ""),
+            (Key::PacsCalledAet, "SEVENTEEN_CHARS_X"),
+            (Key::PacsCalledAet, "A\\B"),
+            (Key::PacsCalledAet, "A\u{7}B"),
+            (Key::PacsCalledAet, "王"),
+            (Key::PacsPort, "0"),
+            (Key::PacsPort, "65536"),
+            (Key::PacsPort, "abc"),
+            (Key::DicomwebBaseUrl, "ftp://x/y"),
+            (Key::DicomwebBaseUrl, "pacs.example.com"),
+            (Key::DicomwebBaseUrl, "https://"),
+            (Key::DicomwebTimeoutS, "0"),
+            (Key::DicomwebTimeoutS, "301"),
+            (Key::LocalResizeMax, "63"),
+            (Key::LocalResizeMax, "16385"),
+            (Key::LocalResizeMax, "-1"),
+            (Key::LocalTransferSyntax, "1.2.3"),
+            (Key::LocalCharset, "GB18030"),
+            (Key::FlagThemeDark, "maybe"),
+            (Key::DicomwebAuthMethod, "digest"),
+            (Key::LocalModality, "O-T"),
+        ];
+        for (key, value) in bad {
+            let before = s.clone();
+            assert!(
+                s.apply(key, value).is_err(),
+                "{key:?}={value:?} was accepted"
+            );
+            assert_eq!(s, before, "a refused value must change nothing");
+        }
+        s.apply(Key::LocalResizeMax, "0").unwrap();
+        s.apply(Key::LocalResizeMax, "64").unwrap();
+        s.apply(Key::LocalModality, "xc").unwrap();
+        assert_eq!(s.local_modality, "XC");
+        s.apply(Key::DicomwebBaseUrl, "http://127.0.0.1:8042/dicom-web/")
+            .unwrap();
+        assert_eq!(s.dicomweb_base_url, "http://127.0.0.1:8042/dicom-web");
+    }
+
+    #[test]
+    fn json_never_shows_secret_values() {
+        let mut s = Settings::default();
+        s.apply(Key::DicomwebPassword, "hunter2-canary").unwrap();
+        let text = serde_json::to_string(&s.to_json()).unwrap();
+        assert!(!text.contains("hunter2-canary"));
+        assert!(text.contains("\"dicomwebPasswordSet\":true"));
+        assert!(text.contains("\"dicomwebTokenSet\":false"));
+        assert!(!format!("{s:?}").contains("hunter2-canary"));
+    }
+
+    #[test]
+    fn update_reports_every_bad_field_and_accepts_what_get_returned() {
+        let base = Settings::default();
+        let mut round_trip = base.to_json();
+        round_trip.insert("pacsPort".into(), json!(11112));
+        let (next, changes) = parse_update(&base, &round_trip).unwrap();
+        assert_eq!(next.pacs_port, 11112);
+        assert!(changes.contains(&(Key::PacsPort, "11112".into())));
+
+        let bad = json!({"pacsPort": "x", "nope": 1, "pacsHost": null, "dicomwebPassword": null});
+        let errors = parse_update(&base, bad.as_object().unwrap()).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["nope", "pacsHost", "pacsPort"]);
+    }
+
+    #[test]
+    fn secret_null_keeps_and_empty_clears() {
+        let mut base = Settings::default();
+        base.apply(Key::DicomwebToken, "tok").unwrap();
+        let (next, _) =
+            parse_update(&base, json!({"dicomwebToken": null}).as_object().unwrap()).unwrap();
+        assert_eq!(next.dicomweb_token.expose(), "tok");
+        let (next, _) =
+            parse_update(&base, json!({"dicomwebToken": ""}).as_object().unwrap()).unwrap();
+        assert!(!next.dicomweb_token.is_set());
+    }
+}

@@ -1,0 +1,373 @@
+//! The settings store: environment defaults overridden by the INI file, replaced atomically.
+//!
+//! The INI file holds only the keys someone set (through the settings page or by hand), so an
+//! environment default that was never overridden keeps following the environment.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use ini::Ini;
+use serde_json::{Map, Value};
+
+use super::settings::{FieldError, Key, Settings, parse_update};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("invalid settings")]
+    Invalid(Vec<FieldError>),
+    #[error("could not save the settings file {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Blocked(String),
+}
+
+pub struct SettingsStore {
+    path: PathBuf,
+    defaults: Settings,
+    state: RwLock<State>,
+    /// Serialises writers so two saves never interleave their temp files and renames.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct State {
+    overrides: BTreeMap<Key, String>,
+    current: Arc<Settings>,
+    /// What went wrong with the file at start-up, for the log and the settings API.
+    problem: Option<String>,
+    /// Set when a broken file could not be moved aside: saving would destroy it.
+    blocked: bool,
+}
+
+impl SettingsStore {
+    /// Loads the file at `path` over `defaults`. Never fails: a file we cannot understand is
+    /// renamed aside (never overwritten) and the gateway runs on the defaults, with the reason
+    /// kept in [`SettingsStore::problem`].
+    pub fn load(path: PathBuf, defaults: Settings) -> Self {
+        let mut state = State {
+            overrides: BTreeMap::new(),
+            current: Arc::new(defaults.clone()),
+            problem: None,
+            blocked: false,
+        };
+        match read_overrides(&path, &defaults) {
+            Ok(None) => {}
+            Ok(Some((overrides, settings))) => {
+                state.overrides = overrides;
+                state.current = Arc::new(settings);
+            }
+            Err(reason) => {
+                let shown = path.display();
+                let problem = match set_aside(&path) {
+                    Ok(aside) => format!(
+                        "settings file {shown} {reason}; it was renamed to {} and the gateway runs on the environment defaults",
+                        aside.display()
+                    ),
+                    Err(e) => {
+                        state.blocked = true;
+                        format!(
+                            "settings file {shown} {reason}; it could not be renamed aside ({e}), so settings cannot be saved until it is fixed by hand"
+                        )
+                    }
+                };
+                state.problem = Some(problem);
+            }
+        }
+        SettingsStore {
+            path,
+            defaults,
+            state: RwLock::new(state),
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The settings in force, for command-line tools: read only, so a broken file is
+    /// reported but left where it is.
+    pub fn peek(path: &Path, defaults: &Settings) -> Result<Settings, String> {
+        match read_overrides(path, defaults) {
+            Ok(None) => Ok(defaults.clone()),
+            Ok(Some((_, settings))) => Ok(settings),
+            Err(reason) => Err(format!("settings file {} {reason}", path.display())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The settings for one request; later updates do not change a snapshot already taken.
+    pub fn current(&self) -> Arc<Settings> {
+        self.read_state().current.clone()
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.read_state().problem.clone()
+    }
+
+    /// Validates `update` (API names), saves the file atomically and only then makes the
+    /// new settings current. Nothing changes, on disk or in memory, if any field is refused.
+    pub async fn update(&self, update: &Map<String, Value>) -> Result<Arc<Settings>, UpdateError> {
+        let _guard = self.write_lock.lock().await;
+        let state = self.read_state().clone();
+        if state.blocked {
+            return Err(UpdateError::Blocked(state.problem.unwrap_or_default()));
+        }
+        let (next, changes) = parse_update(&state.current, update).map_err(UpdateError::Invalid)?;
+        let mut overrides = state.overrides.clone();
+        for (key, raw) in changes {
+            if raw == self.defaults.raw(key) && !key.is_secret() {
+                // Back to the environment's value: follow the environment again.
+                overrides.remove(&key);
+            } else {
+                overrides.insert(key, raw);
+            }
+        }
+        let text = render_ini(&overrides);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, text.as_bytes()))
+            .await
+            .map_err(|e| UpdateError::Write {
+                path: self.path.clone(),
+                source: io::Error::other(e),
+            })?
+            .map_err(|source| UpdateError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        let next = Arc::new(next);
+        let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
+        w.overrides = overrides;
+        w.current = next.clone();
+        w.problem = None;
+        Ok(next)
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A panic elsewhere while holding the lock must not take the settings down with it.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type Overrides = (BTreeMap<Key, String>, Settings);
+
+/// `Ok(None)` when there is no file; `Err(reason)` names the line and key that is wrong.
+fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<Overrides>, String> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot be read: {e}")),
+    };
+    let ini = Ini::load_from_str(&text).map_err(|e| format!("line {}: {}", e.line, e.msg))?;
+    let mut settings = defaults.clone();
+    let mut overrides = BTreeMap::new();
+    for (section, props) in ini.iter() {
+        for (name, value) in props.iter() {
+            let line = find_line(&text, section, name);
+            let Some(section) = section else {
+                return Err(format!(
+                    "line {line}: key {name:?} is outside any [section]"
+                ));
+            };
+            let key = Key::from_ini(section, name)
+                .ok_or_else(|| format!("line {line}: unknown key [{section}] {name}"))?;
+            settings
+                .apply(key, value)
+                .map_err(|e| format!("line {line}: [{section}] {name} {}", e.reason))?;
+            overrides.insert(key, settings.raw(key));
+        }
+    }
+    Ok(Some((overrides, settings)))
+}
+
+/// The 1-based line where `name` is set in `section`, for error messages (0 if not found).
+fn find_line(text: &str, section: Option<&str>, name: &str) -> usize {
+    let mut current: Option<&str> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(s) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            current = Some(s.trim());
+        } else if current == section && t.split(['=', ':']).next().map(str::trim) == Some(name) {
+            return i + 1;
+        }
+    }
+    0
+}
+
+fn set_aside(path: &Path) -> io::Result<PathBuf> {
+    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{stamp}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
+fn render_ini(overrides: &BTreeMap<Key, String>) -> String {
+    let mut ini = Ini::new();
+    for (key, value) in overrides {
+        let n = key.names();
+        ini.with_section(Some(n.section)).set(n.ini, value.as_str());
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(
+        b"; Photo PACS runtime settings, written by the settings page.\n; Keys here override the PHOTO_PACS_* environment defaults.\n\n",
+    );
+    let opt = ini::WriteOption {
+        escape_policy: ini::EscapePolicy::Reserved,
+        ..Default::default()
+    };
+    // Writing into a Vec cannot fail.
+    let _ = ini.write_to_opt(&mut out, opt);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Replaces `path` with `bytes` so that a power cut leaves either the old or the new file:
+/// temp file in the same directory, fsync, rename, fsync the directory. Mode 0600 because
+/// the file can hold the DICOMweb password.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "settings path has no file name",
+        )
+    })?;
+    let mut tmp_name = file_name.to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store_in(dir: &Path) -> SettingsStore {
+        SettingsStore::load(dir.join("settings.ini"), Settings::default())
+    }
+
+    #[tokio::test]
+    async fn update_saves_and_a_new_load_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        let tricky = "p;a#s=s:w\\o\"r'd [x] ü";
+        let update =
+            json!({"pacsCalledAET": "ORTHANC", "pacsPort": 4242, "dicomwebPassword": tricky});
+        store.update(update.as_object().unwrap()).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("settings.ini")).unwrap();
+        assert!(text.contains("called_aet=ORTHANC"), "{text}");
+        assert!(
+            !text.contains("host="),
+            "untouched keys stay out of the file: {text}"
+        );
+
+        let again = store_in(dir.path());
+        assert!(again.problem().is_none(), "{:?}", again.problem());
+        let s = again.current();
+        assert_eq!(s.pacs_called_aet, "ORTHANC");
+        assert_eq!(s.pacs_port, 4242);
+        assert_eq!(s.dicomweb_password.expose(), tricky);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("settings.ini"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn a_refused_update_leaves_file_and_memory_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        store
+            .update(json!({"pacsPort": 11112}).as_object().unwrap())
+            .await
+            .unwrap();
+        let before = std::fs::read(dir.path().join("settings.ini")).unwrap();
+        let err = store
+            .update(
+                json!({"pacsCalledAET": "X", "pacsPort": 70000})
+                    .as_object()
+                    .unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpdateError::Invalid(ref f) if f[0].field == "pacsPort"));
+        assert_eq!(
+            std::fs::read(dir.path().join("settings.ini")).unwrap(),
+            before
+        );
+        assert_eq!(store.current().pacs_called_aet, "PACS");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_set_aside_with_its_line_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.ini");
+        std::fs::write(&path, "[pacs]\nhost=10.0.0.1\nport=abc\n").unwrap();
+        let store = store_in(dir.path());
+        let problem = store.problem().unwrap();
+        assert!(problem.contains("line 3"), "{problem}");
+        assert!(problem.contains("port"), "{problem}");
+        assert!(
+            !path.exists(),
+            "the bad file must be moved, not left to be overwritten"
+        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(store.current().pacs_host, "127.0.0.1", "runs on defaults");
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_keys_are_problems_too() {
+        for (text, expect) in [
+            ("[pacs\nhost=x\n", "line"),
+            ("[pacs]\nhots=x\n", "unknown key [pacs] hots"),
+            ("host=x\n", "outside any [section]"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("settings.ini"), text).unwrap();
+            let problem = store_in(dir.path()).problem().unwrap();
+            assert!(problem.contains(expect), "{text:?}: {problem}");
+        }
+    }
+
+    #[tokio::test]
+    async fn setting_a_key_back_to_its_default_removes_the_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        store
+            .update(json!({"pacsPort": 11112}).as_object().unwrap())
+            .await
+            .unwrap();
+        store
+            .update(json!({"pacsPort": 104}).as_object().unwrap())
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("settings.ini")).unwrap();
+        assert!(!text.contains("port"), "{text}");
+    }
+}

@@ -1,0 +1,240 @@
+//! Photo to DICOM: pure functions from image bytes and study data to DICOM file bytes.
+
+mod photo;
+mod secondary_capture;
+pub mod uid;
+
+pub use photo::{Probe, fit_within, jpeg_is_complete, probe};
+pub use secondary_capture::{DicomOptions, InstanceIds};
+
+use crate::config::Settings;
+use crate::study::Study;
+
+/// Why a photo could not be converted. Every variant but `Encode` is the sender's problem
+/// (answered 400); messages never contain patient data.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is not an image this gateway reads (JPEG, PNG, WebP, TIFF, BMP or GIF)")]
+    UnknownFormat,
+    #[error("{format} images are not supported: {hint}")]
+    Unsupported {
+        format: &'static str,
+        hint: &'static str,
+    },
+    #[error("the image file is incomplete (cut off during copy or upload); send it again")]
+    Truncated,
+    #[error("the image is {width}x{height} pixels, more than the limit of {max_pixels} pixels")]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+    #[error("the image could not be decoded: {0}")]
+    Decode(String),
+    #[error("the DICOM object could not be written: {0}")]
+    Encode(String),
+}
+
+impl ConvertError {
+    /// True when the input is at fault rather than the gateway.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, ConvertError::Encode(_))
+    }
+}
+
+/// Everything that shapes the output, taken from the runtime settings once per submission.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub resize_max: u32,
+    pub max_pixels: u64,
+    pub dicom: DicomOptions,
+}
+
+impl Options {
+    pub fn from_settings(s: &Settings, max_pixels: u64) -> Self {
+        Options {
+            resize_max: s.local_resize_max,
+            max_pixels,
+            dicom: DicomOptions {
+                transfer_syntax: s.local_transfer_syntax,
+                charset: s.local_charset,
+                modality: s.local_modality.clone(),
+                include_patient_info: s.flag_include_patient_info_except_id,
+                include_description: s.flag_include_exam_description,
+            },
+        }
+    }
+}
+
+/// One converted photo.
+#[derive(Debug)]
+pub struct Converted {
+    pub dicom: Vec<u8>,
+    pub rows: u32,
+    pub columns: u32,
+}
+
+/// Converts one photo. `probe` must come from [`probe`] on the same bytes.
+pub fn convert(
+    bytes: &[u8],
+    probe: &Probe,
+    study: &Study,
+    ids: &InstanceIds,
+    opts: &Options,
+) -> Result<Converted, ConvertError> {
+    let pixels = photo::decode(bytes, probe, opts.resize_max)?;
+    let dicom = secondary_capture::write(study, ids, &pixels, probe.is_lossy(), &opts.dicom)?;
+    Ok(Converted {
+        dicom,
+        rows: pixels.height(),
+        columns: pixels.width(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Charset, TransferSyntax};
+    use crate::study::{Exam, Patient, Sex};
+    use chrono::{DateTime, NaiveDate};
+    use dicom_dictionary_std::tags;
+    use std::io::Cursor;
+
+    fn study() -> Study {
+        Study {
+            patient: Patient {
+                id: "P-001".into(),
+                name: "王大明".into(),
+                birth_date: NaiveDate::from_ymd_opt(1990, 1, 15),
+                sex: Sex::Male,
+            },
+            exam: Exam {
+                time: DateTime::parse_from_rfc3339("2026-11-27T09:15:00+08:00").unwrap(),
+                description: "Skin photo".into(),
+            },
+        }
+    }
+
+    fn ids(n: u32) -> InstanceIds {
+        InstanceIds {
+            study_uid: "2.25.1".into(),
+            series_uid: "2.25.2".into(),
+            sop_uid: format!("2.25.3{n}"),
+            number: n,
+            created: DateTime::parse_from_rfc3339("2026-11-28T10:00:00+08:00").unwrap(),
+        }
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn read(bytes: &[u8]) -> dicom_object::DefaultDicomObject {
+        dicom_object::from_reader(&bytes[128..]).unwrap()
+    }
+
+    fn opts(ts: TransferSyntax, info: bool) -> Options {
+        let s = Settings {
+            local_transfer_syntax: ts,
+            flag_include_patient_info_except_id: info,
+            flag_include_exam_description: info,
+            local_resize_max: 64,
+            ..Default::default()
+        };
+        Options::from_settings(&s, 1 << 30)
+    }
+
+    #[test]
+    fn object_reads_back_with_values_and_size() {
+        for ts in TransferSyntax::ALL {
+            let bytes = png(101, 50);
+            let p = probe(&bytes, 1 << 30).unwrap();
+            let out = convert(&bytes, &p, &study(), &ids(2), &opts(ts, true)).unwrap();
+            assert_eq!((out.columns, out.rows), (64, 32));
+            let obj = read(&out.dicom);
+            let get = |t| {
+                obj.element(t)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_end()
+                    .to_string()
+            };
+            assert_eq!(obj.meta().transfer_syntax(), ts.uid());
+            assert_eq!(obj.meta().media_storage_sop_instance_uid(), "2.25.32");
+            assert_eq!(get(tags::PATIENT_NAME), "王大明");
+            assert_eq!(get(tags::PATIENT_ID), "P-001");
+            assert_eq!(get(tags::PATIENT_BIRTH_DATE), "19900115");
+            assert_eq!(get(tags::STUDY_DATE), "20261127");
+            assert_eq!(get(tags::STUDY_TIME), "091500");
+            assert_eq!(get(tags::TIMEZONE_OFFSET_FROM_UTC), "+0800");
+            assert_eq!(get(tags::INSTANCE_NUMBER), "2");
+            assert_eq!(get(tags::LOSSY_IMAGE_COMPRESSION), "00");
+            assert_eq!(get(tags::SPECIFIC_CHARACTER_SET), "ISO_IR 192");
+            assert_eq!(
+                obj.element(tags::ROWS).unwrap().to_int::<u16>().unwrap(),
+                32
+            );
+            let pixels = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+            assert_eq!(pixels.len(), 64 * 32 * 3);
+        }
+    }
+
+    #[test]
+    fn flags_off_leave_attributes_present_but_empty() {
+        let bytes = png(8, 8);
+        let p = probe(&bytes, 1 << 30).unwrap();
+        let out = convert(
+            &bytes,
+            &p,
+            &study(),
+            &ids(1),
+            &opts(TransferSyntax::ExplicitVrLittleEndian, false),
+        )
+        .unwrap();
+        let obj = read(&out.dicom);
+        for tag in [
+            tags::PATIENT_NAME,
+            tags::PATIENT_BIRTH_DATE,
+            tags::PATIENT_SEX,
+            tags::STUDY_DESCRIPTION,
+        ] {
+            assert_eq!(
+                obj.element(tag).unwrap().to_str().unwrap().trim(),
+                "",
+                "{tag}"
+            );
+        }
+        assert_eq!(
+            obj.element(tags::PATIENT_ID).unwrap().to_str().unwrap(),
+            "P-001"
+        );
+    }
+
+    #[test]
+    fn latin1_names_are_written_in_latin1() {
+        let mut s = study();
+        s.patient.name = "Müller^Jörg".into();
+        let bytes = png(4, 4);
+        let p = probe(&bytes, 1 << 30).unwrap();
+        let mut o = opts(TransferSyntax::ExplicitVrLittleEndian, true);
+        o.dicom.charset = Charset::IsoIr100;
+        let out = convert(&bytes, &p, &s, &ids(1), &o).unwrap();
+        assert!(out.dicom.windows(11).any(|w| w == b"M\xfcller^J\xf6rg"));
+        let obj = read(&out.dicom);
+        assert_eq!(
+            obj.element(tags::PATIENT_NAME)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end(),
+            "Müller^Jörg"
+        );
+    }
+}

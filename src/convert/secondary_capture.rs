@@ -1,0 +1,217 @@
+//! The Secondary Capture Image object (PS3.3 A.8.1) for one photo, written as a DICOM file.
+
+use chrono::{DateTime, FixedOffset};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
+use image::RgbImage;
+
+use super::{ConvertError, uid};
+use crate::config::{Charset, TransferSyntax};
+use crate::study::Study;
+
+/// How the object is written; from the runtime settings.
+#[derive(Clone, Debug)]
+pub struct DicomOptions {
+    pub transfer_syntax: TransferSyntax,
+    pub charset: Charset,
+    pub modality: String,
+    /// Off: Patient's Name, Birth Date and Sex are present but empty.
+    pub include_patient_info: bool,
+    /// Off: Study Description is present but empty.
+    pub include_description: bool,
+}
+
+/// The identity of one object within its study.
+#[derive(Clone, Debug)]
+pub struct InstanceIds {
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_uid: String,
+    /// 1-based position in the submission.
+    pub number: u32,
+    /// When the object is made (Instance Creation Date/Time).
+    pub created: DateTime<FixedOffset>,
+}
+
+/// Writes `pixels` (already upright and sized) as a complete DICOM file.
+pub fn write(
+    study: &Study,
+    ids: &InstanceIds,
+    pixels: &RgbImage,
+    source_lossy: bool,
+    opts: &DicomOptions,
+) -> Result<Vec<u8>, ConvertError> {
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, value));
+    };
+    let text = |s: &str| PrimitiveValue::from(s.to_string());
+    let empty = || PrimitiveValue::Empty;
+    let (rows, columns) = (pixels.height(), pixels.width());
+    let exam = &study.exam.time;
+    let patient = &study.patient;
+
+    // SOP Common
+    put(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        text(opts.charset.code()),
+    );
+    put(tags::SOP_CLASS_UID, VR::UI, text(uid::SECONDARY_CAPTURE));
+    put(tags::SOP_INSTANCE_UID, VR::UI, text(&ids.sop_uid));
+    put(
+        tags::INSTANCE_CREATION_DATE,
+        VR::DA,
+        text(&da(&ids.created)),
+    );
+    put(
+        tags::INSTANCE_CREATION_TIME,
+        VR::TM,
+        text(&tm(&ids.created)),
+    );
+    put(
+        tags::TIMEZONE_OFFSET_FROM_UTC,
+        VR::SH,
+        text(&exam.format("%z").to_string()),
+    );
+
+    // Patient
+    let info = opts.include_patient_info;
+    put(
+        tags::PATIENT_NAME,
+        VR::PN,
+        if info { text(&patient.name) } else { empty() },
+    );
+    put(tags::PATIENT_ID, VR::LO, text(&patient.id));
+    let birth = patient
+        .birth_date
+        .filter(|_| info)
+        .map(|d| d.format("%Y%m%d").to_string());
+    put(
+        tags::PATIENT_BIRTH_DATE,
+        VR::DA,
+        birth.map(PrimitiveValue::from).unwrap_or_else(empty),
+    );
+    put(
+        tags::PATIENT_SEX,
+        VR::CS,
+        if info {
+            text(patient.sex.dicom_code())
+        } else {
+            empty()
+        },
+    );
+
+    // General Study: Type 2 attributes we have no value for are present and empty.
+    put(tags::STUDY_INSTANCE_UID, VR::UI, text(&ids.study_uid));
+    put(tags::STUDY_DATE, VR::DA, text(&da(exam)));
+    put(tags::STUDY_TIME, VR::TM, text(&tm(exam)));
+    put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, empty());
+    put(tags::STUDY_ID, VR::SH, empty());
+    put(tags::ACCESSION_NUMBER, VR::SH, empty());
+    let description = if opts.include_description {
+        text(&study.exam.description)
+    } else {
+        empty()
+    };
+    put(tags::STUDY_DESCRIPTION, VR::LO, description);
+
+    // General Series. Laterality is left empty: the form does not ask which side.
+    put(tags::MODALITY, VR::CS, text(&opts.modality));
+    put(tags::SERIES_INSTANCE_UID, VR::UI, text(&ids.series_uid));
+    put(tags::SERIES_NUMBER, VR::IS, text("1"));
+    put(tags::LATERALITY, VR::CS, empty());
+
+    // General Equipment and SC Equipment. Conversion Type DI ("digital interface"): the
+    // picture was made by a digital camera and reaches us as a digital file, which is what
+    // DI describes; DV is for frames grabbed from a video signal, WSD for screenshots.
+    put(tags::MANUFACTURER, VR::LO, text("Photo PACS"));
+    put(
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        text(concat!("photo-pacs ", env!("CARGO_PKG_VERSION"))),
+    );
+    put(tags::CONVERSION_TYPE, VR::CS, text("DI"));
+    put(
+        tags::DATE_OF_SECONDARY_CAPTURE,
+        VR::DA,
+        text(&da(&ids.created)),
+    );
+    put(
+        tags::TIME_OF_SECONDARY_CAPTURE,
+        VR::TM,
+        text(&tm(&ids.created)),
+    );
+
+    // General Image
+    put(tags::INSTANCE_NUMBER, VR::IS, text(&ids.number.to_string()));
+    put(tags::PATIENT_ORIENTATION, VR::CS, empty());
+    put(tags::CONTENT_DATE, VR::DA, text(&da(exam)));
+    put(tags::CONTENT_TIME, VR::TM, text(&tm(exam)));
+    put(tags::IMAGE_TYPE, VR::CS, text("DERIVED\\SECONDARY"));
+    put(tags::BURNED_IN_ANNOTATION, VR::CS, text("NO"));
+    if source_lossy {
+        put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, text("01"));
+        put(
+            tags::LOSSY_IMAGE_COMPRESSION_METHOD,
+            VR::CS,
+            text("ISO_10918_1"),
+        );
+    } else {
+        put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, text("00"));
+    }
+
+    // Image Pixel
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(3_u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, text("RGB"));
+    put(
+        tags::PLANAR_CONFIGURATION,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    );
+    put(tags::ROWS, VR::US, PrimitiveValue::from(dim(rows)?));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(dim(columns)?));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8_u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(8_u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7_u16));
+    put(
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    );
+    let mut data = pixels.as_raw().clone();
+    if data.len() % 2 == 1 {
+        // Values have even length; the pad byte is not a pixel.
+        data.push(0);
+    }
+    put(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(data));
+
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(opts.transfer_syntax.uid())
+        .implementation_class_uid(uid::IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(concat!("PHOTOPACS_", env!("CARGO_PKG_VERSION")));
+    let file = obj
+        .with_meta(meta)
+        .map_err(|e| ConvertError::Encode(e.to_string()))?;
+    let mut out = Vec::with_capacity(pixels.as_raw().len() + 4096);
+    file.write_all(&mut out)
+        .map_err(|e| ConvertError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+fn dim(n: u32) -> Result<u16, ConvertError> {
+    u16::try_from(n).map_err(|_| {
+        ConvertError::Decode(format!(
+            "{n} pixels is more than a DICOM image can be wide or tall (65535); set a resize limit"
+        ))
+    })
+}
+
+fn da(t: &DateTime<FixedOffset>) -> String {
+    t.format("%Y%m%d").to_string()
+}
+
+fn tm(t: &DateTime<FixedOffset>) -> String {
+    t.format("%H%M%S").to_string()
+}

@@ -1,0 +1,131 @@
+//! API errors: every service error mapped to an HTTP status and error code in this one place.
+
+use http::StatusCode;
+use serde::Serialize;
+
+use super::body::{self, Response};
+use crate::config::{FieldError, UpdateError};
+use crate::intake::IntakeError;
+use crate::intake::form::FormError;
+use crate::pacs::PacsError;
+
+/// An error answer: `{"code": ..., "message": ..., "field": ...}` as the reference defines,
+/// plus `index` (1-based image) and `errors` (every refused setting) where they apply.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            index: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn validation(field: Option<&str>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message);
+        e.field = field.map(str::to_string);
+        e
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such page or API route",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "this route does not take that method",
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    }
+
+    pub fn with_index(mut self, index: u32) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    pub fn into_response(self) -> Response {
+        body::json(self.status, &self)
+    }
+}
+
+impl From<FormError> for ApiError {
+    fn from(e: FormError) -> Self {
+        ApiError::validation(Some(e.field), e.message)
+    }
+}
+
+impl From<PacsError> for ApiError {
+    fn from(e: PacsError) -> Self {
+        match e {
+            PacsError::Rejected(m) => ApiError::new(StatusCode::BAD_GATEWAY, "PACS_REJECTED", m),
+            PacsError::Timeout(m) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "PACS_TIMEOUT", m),
+        }
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Image { index, source } if source.is_client_error() => {
+                ApiError::validation(Some("images[]"), format!("image {index}: {source}"))
+                    .with_index(index)
+            }
+            IntakeError::NoImages => {
+                ApiError::validation(Some("images[]"), "at least one image is required")
+            }
+            IntakeError::Pacs(p) => p.into(),
+            other @ (IntakeError::Image { .. }
+            | IntakeError::Storage(_)
+            | IntakeError::Internal(_)) => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::Invalid(errors) => {
+                let first = errors.first();
+                let mut api = ApiError::validation(
+                    first.map(|f| f.field.as_str()),
+                    first.map_or_else(
+                        || "invalid settings".to_string(),
+                        |f| format!("{}: {}", f.field, f.message),
+                    ),
+                );
+                api.errors = errors;
+                api
+            }
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `GET`/`PUT /api/settings` and `GET /api/settings/info`.
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::body::{self, Response};
+use super::error::ApiError;
+use super::json::read_object;
+use crate::app::App;
+
+pub fn info(app: &App) -> Response {
+    body::json(
+        StatusCode::OK,
+        &json!({ "pacsBackend": app.env.backend.as_str() }),
+    )
+}
+
+pub fn get(app: &App) -> Response {
+    body::json(StatusCode::OK, &document(app))
+}
+
+/// Takes the `settings` object GET returns (or the object wrapped as `{"settings": {...}}`),
+/// all keys or a subset, and answers like GET with the values now in force.
+pub async fn put(app: &App, req: Request<Incoming>) -> Result<Response, ApiError> {
+    let mut update = read_object(req, false).await?;
+    if update.len() == 1
+        && let Some(Value::Object(inner)) = update.remove("settings")
+    {
+        update = inner;
+    }
+    app.settings.update(&update).await?;
+    Ok(body::json(StatusCode::OK, &document(app)))
+}
+
+/// `{"settings": {...}, "warnings": [...]}`: warnings are problems an admin should fix.
+fn document(app: &App) -> Value {
+    let mut warnings = Vec::new();
+    if let Some(problem) = app.settings.problem() {
+        warnings.push(problem);
+    }
+    json!({
+        "settings": app.settings.current().to_json(),
+        "warnings": warnings,
+    })
+}

@@ -1,0 +1,12 @@
+//! Photo PACS: phone photos into the hospital PACS as DICOM objects.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod http;
+pub mod intake;
+pub mod pacs;
+pub mod study;
+pub mod telemetry;

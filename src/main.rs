@@ -1,0 +1,156 @@
+//! `photo-pacs`: serve (the default), `convert` and `echo`. Only wiring lives here.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use photo_pacs::app::App;
+use photo_pacs::cli::{self, ConvertRequest};
+use photo_pacs::config::{Backend, EnvConfig};
+use photo_pacs::{http, telemetry};
+
+/// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
+/// variables and the settings page; see README.md.
+#[derive(Parser)]
+#[command(name = "photo-pacs", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app and API (what runs when no command is given).
+    Serve,
+    /// Convert photos into DICOM files, all in one study, with the settings in force.
+    Convert {
+        #[arg(long)]
+        patient_id: String,
+        #[arg(long)]
+        patient_name: Option<String>,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        birth_date: Option<String>,
+        /// M, F, O or U
+        #[arg(long)]
+        sex: Option<String>,
+        /// ISO 8601; default now
+        #[arg(long)]
+        exam_date_time: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Directory for the .dcm files
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Test the connection to the PACS with the settings in force.
+    Echo,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("photo-pacs: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = EnvConfig::from_process()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(env),
+        Command::Convert {
+            patient_id,
+            patient_name,
+            birth_date,
+            sex,
+            exam_date_time,
+            description,
+            out,
+            files,
+        } => {
+            let settings = cli::settings_in_force(&env)?;
+            let req = ConvertRequest {
+                patient_id,
+                patient_name,
+                birth_date,
+                sex,
+                exam_date_time,
+                exam_description: description,
+            };
+            for path in cli::convert_files(&env, &settings, req, &files, &out)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Echo => {
+            let settings = cli::settings_in_force(&env)?;
+            let line = runtime()?.block_on(cli::echo(&env, &settings))?;
+            println!("{line}");
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve(env: EnvConfig) -> anyhow::Result<()> {
+    telemetry::init_logging(env.log_level);
+    for var in &env.unknown_vars {
+        log::warn!("unknown environment variable {var} ignored (check its spelling)");
+    }
+    let listen = env.listen;
+    let app = App::new(env)?;
+    if let Some(problem) = app.settings.problem() {
+        log::error!("{problem}");
+    }
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        log::info!(
+            "listening on http://{addr} (backend {}, settings {})",
+            app.env.backend.as_str(),
+            app.settings.path().display()
+        );
+        if app.env.backend == Backend::Mock {
+            log::warn!("demo mode: the mock backend accepts uploads but sends nothing to a PACS");
+        }
+        http::serve(listener, Arc::new(app), shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            log::error!("cannot watch for SIGTERM ({e}); stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    log::info!("stop signal received");
+}

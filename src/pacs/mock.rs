@@ -1,0 +1,58 @@
+//! The demo backend: accepts everything and remembers what it was given, sends nothing.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use super::{InstanceStatus, Outgoing};
+
+/// What the mock saw of one object: identifiers and size, never the patient data inside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub sop_instance_uid: String,
+    pub bytes: u64,
+}
+
+/// Keeps the last [`MockPacs::KEEP`] objects so tests and the demo can see what arrived.
+#[derive(Default)]
+pub struct MockPacs {
+    received: Mutex<VecDeque<Received>>,
+}
+
+impl MockPacs {
+    pub const KEEP: usize = 256;
+
+    pub(super) async fn send(&self, batch: &[Outgoing]) -> Vec<InstanceStatus> {
+        let mut statuses = Vec::with_capacity(batch.len());
+        for item in batch {
+            // Reading the size proves the file the intake handed over really exists.
+            match tokio::fs::metadata(&item.path).await {
+                Ok(meta) => {
+                    self.remember(Received {
+                        sop_instance_uid: item.sop_instance_uid.clone(),
+                        bytes: meta.len(),
+                    });
+                    statuses.push(InstanceStatus::Success);
+                }
+                Err(e) => statuses.push(InstanceStatus::Failed(format!("file missing: {e}"))),
+            }
+        }
+        statuses
+    }
+
+    fn remember(&self, r: Received) {
+        let mut q = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == Self::KEEP {
+            q.pop_front();
+        }
+        q.push_back(r);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
