@@ -764,7 +764,7 @@ mod tests {
         let bad = json!({"pacsPort": "x", "nope": 1, "pacsHost": null, "dicomwebPassword": null});
         let errors = parse_update(&base, bad.as_object().unwrap()).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["nope", "pacsHost", "pacsPort"]);
+        assert_eq!(fields, ["pacsPort", "nope", "pacsHost"]);
     }
 
     #[test]

@@ -20,13 +20,12 @@ pub fn get(app: &App) -> Response {
     body::json(StatusCode::OK, &document(app))
 }
 
-/// Takes the `settings` object GET returns (or the object wrapped as `{"settings": {...}}`),
-/// all keys or a subset, and answers like GET with the values now in force.
+/// Takes the `settings` object GET returns, all keys or a subset, bare or still wrapped as
+/// GET answers it (`{"settings": {...}, "warnings": [...]}`), and answers like GET.
 pub async fn put(app: &App, req: Request<Incoming>) -> Result<Response, ApiError> {
     let mut update = read_object(req, false).await?;
-    if update.len() == 1
-        && let Some(Value::Object(inner)) = update.remove("settings")
-    {
+    let wrapped = update.keys().all(|k| k == "settings" || k == "warnings");
+    if wrapped && let Some(Value::Object(inner)) = update.remove("settings") {
         update = inner;
     }
     app.settings.update(&update).await?;

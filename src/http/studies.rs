@@ -212,13 +212,23 @@ fn multipart_error(
     image: Option<u32>,
 ) -> ApiError {
     match e {
-        multer::Error::FieldSizeExceeded { .. } => match image {
-            Some(index) => ApiError::too_large(format!(
-                "image {index} is larger than {} MB",
-                max_upload / (1024 * 1024)
-            ))
-            .with_index(index),
-            None => ApiError::validation(None, "a form field is too long"),
+        multer::Error::FieldSizeExceeded { field_name, .. } => match image {
+            Some(index) => {
+                let mut e = ApiError::too_large(format!(
+                    "image {index} is larger than {} MB",
+                    max_upload / (1024 * 1024)
+                ))
+                .with_index(index);
+                e.field = Some("images[]".into());
+                e
+            }
+            None => {
+                let known = field_name.and_then(|n| TEXT_FIELDS.iter().copied().find(|t| *t == n));
+                ApiError::validation(
+                    known,
+                    format!("{} is too long", known.unwrap_or("a form field")),
+                )
+            }
         },
         multer::Error::StreamSizeExceeded { .. } => request_too_large(max_request),
         multer::Error::StreamReadFailed(inner)

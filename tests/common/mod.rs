@@ -1,0 +1,201 @@
+//! Shared by the integration tests: run the real `photo-pacs` binary on a loopback port in a
+//! scratch directory, read its log, stop it with SIGTERM; find peer tools.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_photo-pacs");
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+pub fn read_data(name: &str) -> Vec<u8> {
+    std::fs::read(data(name)).unwrap_or_else(|e| panic!("test photo {name}: {e}"))
+}
+
+pub struct Gateway {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: PathBuf,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    /// Starts the gateway in `dir` (its working directory, so `data/` lands there) with
+    /// `env` on top of a clean environment.
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PHOTO_PACS_LISTEN", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start photo-pacs");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = logs.lock().unwrap().clone();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().to_string();
+                return Gateway {
+                    child: Some(child),
+                    base: format!("http://{addr}"),
+                    dir: dir.to_path_buf(),
+                    logs,
+                };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("photo-pacs exited at start-up ({status}):\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "photo-pacs did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits for the exit status; logs stay readable afterwards.
+    pub fn stop(&mut self) -> ExitStatus {
+        sigterm(self.pid());
+        self.stop_after_signal()
+    }
+
+    /// Waits for the exit of a gateway that was already sent a signal.
+    pub fn stop_after_signal(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("gateway already stopped");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the reader thread drain the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "photo-pacs did not stop within 30 s of SIGTERM:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn sigterm(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -TERM {pid} failed");
+}
+
+/// A scratch directory and a gateway running in it.
+pub fn gateway(env: &[(&str, &str)]) -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_in(dir.path(), env);
+    (dir, gw)
+}
+
+/// Runs the binary to completion (for start-up failures and CLI commands).
+pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run photo-pacs")
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// The path of a peer program, or `None` (with the reason printed) when it is missing and
+/// we are not under CI. Under CI (`CI=true`) a missing peer fails the test: a skipped
+/// interop test must never pass for a real one.
+pub fn peer(program: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "{program} is missing under CI: install the Debian package {package}"
+        );
+        eprintln!("SKIPPED: {program} not found (Debian package {package}); this test did not run");
+    }
+    found
+}
+
+/// A multipart form builder for the upload route.
+pub fn form(
+    fields: &[(&str, &str)],
+    images: &[(&str, Vec<u8>)],
+) -> reqwest::blocking::multipart::Form {
+    let mut f = reqwest::blocking::multipart::Form::new();
+    for (k, v) in fields {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    for (name, bytes) in images {
+        let part =
+            reqwest::blocking::multipart::Part::bytes(bytes.clone()).file_name(name.to_string());
+        f = f.part("images[]", part);
+    }
+    f
+}

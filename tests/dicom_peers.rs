@@ -1,0 +1,134 @@
+//! The DICOM files the gateway writes, read by real DICOM tools: dcmtk's `dcmdump` and
+//! dicom3tools' `dciodvfy`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn dicom_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for batch in std::fs::read_dir(dir.join("data/dicom")).unwrap() {
+        for f in std::fs::read_dir(batch.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn dump_value(dump: &str, tag: &str) -> String {
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with(tag))
+        .unwrap_or_else(|| panic!("{tag} missing from\n{dump}"));
+    let rest = &line[tag.len()..].trim_start()[2..].trim_start();
+    match rest.strip_prefix('[') {
+        Some(v) => v[..v.find(']').unwrap()].to_string(),
+        None => rest.split_whitespace().next().unwrap().to_string(),
+    }
+}
+
+fn upload(gw: &Gateway) -> Value {
+    let resp = client()
+        .post(gw.url("/api/studies"))
+        .multipart(form(
+            &[
+                ("patientId", "A123456"),
+                ("patientName", "王大明"),
+                ("birthDate", "1990-01-15"),
+                ("sex", "M"),
+                ("examDescription", "傷口 wound check"),
+            ],
+            &[
+                ("flower.jpg", read_data("pillow_flower.jpg")),
+                ("hopper6.jpg", read_data("pillow_hopper_orientation_6.jpg")),
+            ],
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
+
+#[test]
+fn dcmdump_reads_back_id_utf8_name_and_size() {
+    let Some(dcmdump) = peer("dcmdump", "dcmtk") else {
+        return;
+    };
+    let (dir, gw) = gateway(&[
+        ("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true"),
+        ("PHOTO_PACS_LOCAL_RESIZE_MAX", "256"),
+    ]);
+    let answer = upload(&gw);
+    let files = dicom_files(dir.path());
+    assert_eq!(files.len(), 2);
+    // flower.jpg is 480x360 and is brought down to a long edge of 256; hopper is 128x128.
+    for (file, (rows, cols), n) in [
+        (&files[0], ("192", "256"), 0),
+        (&files[1], ("128", "128"), 1),
+    ] {
+        let out = Command::new(&dcmdump).arg(file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dump = String::from_utf8(out.stdout).expect("dcmdump prints the UTF-8 name as UTF-8");
+        assert_eq!(dump_value(&dump, "(0010,0020)"), "A123456");
+        assert_eq!(dump_value(&dump, "(0010,0010)"), "王大明");
+        assert_eq!(dump_value(&dump, "(0008,1030)"), "傷口 wound check");
+        assert_eq!(dump_value(&dump, "(0008,0005)"), "ISO_IR 192");
+        assert_eq!(dump_value(&dump, "(0028,0010)"), rows);
+        assert_eq!(dump_value(&dump, "(0028,0011)"), cols);
+        assert_eq!(dump_value(&dump, "(0020,000d)"), answer["studyInstanceUID"]);
+        assert_eq!(
+            dump_value(&dump, "(0020,000e)"),
+            answer["seriesInstanceUID"]
+        );
+        assert_eq!(
+            dump_value(&dump, "(0008,0018)"),
+            answer["instances"][n]["sopInstanceUID"]
+        );
+        assert_eq!(
+            dump_value(&dump, "(0002,0003)"),
+            answer["instances"][n]["sopInstanceUID"]
+        );
+    }
+}
+
+#[test]
+fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
+    let Some(dciodvfy) = peer("dciodvfy", "dicom3tools") else {
+        return;
+    };
+    let (dir, gw) = gateway(&[("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true")]);
+    upload(&gw);
+    let resp = client()
+        .put(gw.url("/api/settings"))
+        .header("content-type", "application/json")
+        .body(json!({"localTransferSyntax": "1.2.840.10008.1.2.1"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    upload(&gw);
+    let files = dicom_files(dir.path());
+    assert_eq!(files.len(), 4);
+    for file in files {
+        let out = Command::new(&dciodvfy).arg(&file).output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            report.contains("SCImage"),
+            "dciodvfy did not recognise the IOD:\n{report}"
+        );
+        let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "{}:\n{report}", file.display());
+    }
+}
