@@ -32,7 +32,8 @@ fn canary_patient_values_never_reach_the_log() {
     let c = client();
     let mut statuses = Vec::new();
     let long_description = "CANARYDESC".repeat(7);
-    let attempts: Vec<(Vec<(&str, &str)>, Vec<(&str, Vec<u8>)>)> = vec![
+    type Attempt<'a> = (Vec<(&'a str, &'a str)>, Vec<(&'a str, Vec<u8>)>);
+    let attempts: Vec<Attempt> = vec![
         // Success.
         (fields(&[]), vec![(file_name, photo.clone())]),
         // Each field refused, with the canary inside the bad value.
