@@ -125,8 +125,9 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the listening address")?;
         log::info!(
-            "listening on http://{addr} (backend {}, settings {})",
+            "listening on http://{addr} (backend {}, environment {}, settings {})",
             app.env.backend.as_str(),
+            app.env.environment.as_str(),
             app.settings.path().display()
         );
         if app.env.backend == Backend::Mock {

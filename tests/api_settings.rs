@@ -162,16 +162,13 @@ fn settings_take_effect_on_the_next_upload_without_restart() {
         &json!({"pacsCalledAET": "NEXT_AET", "pacsPort": 11112}),
     );
     assert_eq!(code, 200);
-    let resp: Value = client()
-        .post(gw.url("/api/studies"))
-        .multipart(form(
-            &[("patientId", "P-9")],
-            &[("a.jpg", read_data("pillow_hopper.jpg"))],
-        ))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let resp: Value = upload(
+        &gw,
+        &[("patientId", "P-9")],
+        &[("a.jpg", "pillow_hopper.jpg")],
+    )
+    .json()
+    .unwrap();
     assert_eq!(resp["pacs"]["calledAET"], "NEXT_AET");
     assert_eq!(resp["pacs"]["port"], 11112);
 }

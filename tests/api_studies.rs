@@ -108,17 +108,14 @@ fn reference_curl_examples_answer_200_with_the_reference_shape() {
 #[test]
 fn files_are_removed_after_success_and_metrics_count_the_work() {
     let (dir, gw) = gateway(&[]);
-    let resp = client()
-        .post(gw.url("/api/studies"))
-        .multipart(form(
-            &[("patientId", "P-002")],
-            &[
-                ("a.jpg", read_data("pillow_flower.jpg")),
-                ("b.png", read_data("pillow_transparent.png")),
-            ],
-        ))
-        .send()
-        .unwrap();
+    let resp = upload(
+        &gw,
+        &[("patientId", "P-002")],
+        &[
+            ("a.jpg", "pillow_flower.jpg"),
+            ("b.png", "pillow_transparent.png"),
+        ],
+    );
     assert_eq!(resp.status(), 200);
     for sub in ["data/uploads", "data/dicom"] {
         let left: Vec<_> = std::fs::read_dir(dir.path().join(sub)).unwrap().collect();
@@ -143,17 +140,14 @@ fn files_are_removed_after_success_and_metrics_count_the_work() {
 #[test]
 fn keep_files_on_success_keeps_one_dicom_file_per_photo() {
     let (dir, gw) = gateway(&[("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true")]);
-    let resp = client()
-        .post(gw.url("/api/studies"))
-        .multipart(form(
-            &[("patientId", "P-003")],
-            &[
-                ("a.jpg", read_data("pillow_hopper.jpg")),
-                ("b.jpg", read_data("pillow_hopper.jpg")),
-            ],
-        ))
-        .send()
-        .unwrap();
+    let resp = upload(
+        &gw,
+        &[("patientId", "P-003")],
+        &[
+            ("a.jpg", "pillow_hopper.jpg"),
+            ("b.jpg", "pillow_hopper.jpg"),
+        ],
+    );
     assert_eq!(resp.status(), 200);
     let dicom: Vec<_> = walk(&dir.path().join("data/dicom"));
     assert_eq!(dicom.len(), 2, "{dicom:?}");

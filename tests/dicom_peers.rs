@@ -32,24 +32,21 @@ fn dump_value(dump: &str, tag: &str) -> String {
     }
 }
 
-fn upload(gw: &Gateway) -> Value {
-    let resp = client()
-        .post(gw.url("/api/studies"))
-        .multipart(form(
-            &[
-                ("patientId", "A123456"),
-                ("patientName", "王大明"),
-                ("birthDate", "1990-01-15"),
-                ("sex", "M"),
-                ("examDescription", "傷口 wound check"),
-            ],
-            &[
-                ("flower.jpg", read_data("pillow_flower.jpg")),
-                ("hopper6.jpg", read_data("pillow_hopper_orientation_6.jpg")),
-            ],
-        ))
-        .send()
-        .unwrap();
+fn upload_two(gw: &Gateway) -> Value {
+    let resp = upload(
+        gw,
+        &[
+            ("patientId", "A123456"),
+            ("patientName", "王大明"),
+            ("birthDate", "1990-01-15"),
+            ("sex", "M"),
+            ("examDescription", "傷口 wound check"),
+        ],
+        &[
+            ("flower.jpg", "pillow_flower.jpg"),
+            ("hopper6.jpg", "pillow_hopper_orientation_6.jpg"),
+        ],
+    );
     assert_eq!(resp.status(), 200);
     resp.json().unwrap()
 }
@@ -63,7 +60,7 @@ fn dcmdump_reads_back_id_utf8_name_and_size() {
         ("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true"),
         ("PHOTO_PACS_LOCAL_RESIZE_MAX", "256"),
     ]);
-    let answer = upload(&gw);
+    let answer = upload_two(&gw);
     let files = dicom_files(dir.path());
     assert_eq!(files.len(), 2);
     // flower.jpg is 480x360 and is brought down to a long edge of 256; hopper is 128x128.
@@ -106,7 +103,7 @@ fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
         return;
     };
     let (dir, gw) = gateway(&[("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true")]);
-    upload(&gw);
+    upload_two(&gw);
     let resp = client()
         .put(gw.url("/api/settings"))
         .header("content-type", "application/json")
@@ -114,7 +111,7 @@ fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    upload(&gw);
+    upload_two(&gw);
     let files = dicom_files(dir.path());
     assert_eq!(files.len(), 4);
     for file in files {

@@ -287,6 +287,8 @@ impl Intake {
                 .await
                 .map_err(|e| IntakeError::Internal(e.to_string()))?;
             let (src, dst2, study, opts) = (src.clone(), dst.clone(), study.clone(), opts.clone());
+            // The photo is read again rather than kept from the probe: holding every photo of
+            // a 50-photo upload in memory at once would not fit a Pi.
             let sop_uid = ids.sop_uid.clone();
             let started = Instant::now();
             tokio::task::spawn_blocking(move || {

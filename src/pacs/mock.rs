@@ -56,3 +56,36 @@ impl MockPacs {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_what_it_was_given_and_fails_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("001.dcm");
+        std::fs::write(&path, b"DICM-ish").unwrap();
+        let batch = [
+            Outgoing {
+                index: 1,
+                sop_instance_uid: "2.25.1".into(),
+                path,
+            },
+            Outgoing {
+                index: 2,
+                sop_instance_uid: "2.25.2".into(),
+                path: dir.path().join("missing.dcm"),
+            },
+        ];
+        let mock = MockPacs::default();
+        let statuses = mock.send(&batch).await;
+        assert_eq!(statuses[0], InstanceStatus::Success);
+        assert!(matches!(statuses[1], InstanceStatus::Failed(_)));
+        let expected = [Received {
+            sop_instance_uid: "2.25.1".into(),
+            bytes: 8,
+        }];
+        assert_eq!(mock.received(), expected);
+    }
+}

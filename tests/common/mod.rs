@@ -199,3 +199,20 @@ pub fn form(
     }
     f
 }
+
+/// Posts an upload: text `fields`, and photos given as (file name to send, test photo name).
+pub fn upload(
+    gw: &Gateway,
+    fields: &[(&str, &str)],
+    photos: &[(&str, &str)],
+) -> reqwest::blocking::Response {
+    let images: Vec<(&str, Vec<u8>)> = photos
+        .iter()
+        .map(|(sent, file)| (*sent, read_data(file)))
+        .collect();
+    client()
+        .post(gw.url("/api/studies"))
+        .multipart(form(fields, &images))
+        .send()
+        .expect("upload request")
+}
