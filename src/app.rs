@@ -42,6 +42,7 @@ impl App {
             env.dicom_dir.clone(),
             env.keep_files_on_success,
             env.max_pixels,
+            env.uid_root.clone(),
             sender.clone(),
             metrics.clone(),
         ));

@@ -71,8 +71,8 @@ pub fn convert_files(
         message,
     };
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e.to_string()))?;
-    let study_uid = convert::uid::new_uid();
-    let series_uid = convert::uid::new_uid();
+    let study_uid = env.uid_root.new_uid();
+    let series_uid = env.uid_root.new_uid();
     let mut written = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let bytes = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
@@ -81,7 +81,7 @@ pub fn convert_files(
         let ids = InstanceIds {
             study_uid: study_uid.clone(),
             series_uid: series_uid.clone(),
-            sop_uid: convert::uid::new_uid(),
+            sop_uid: env.uid_root.new_uid(),
             number: i as u32 + 1,
             created: chrono::Local::now().fixed_offset(),
         };

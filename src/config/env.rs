@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::settings::{Key, Settings};
+use crate::convert::uid::UidRoot;
 
 pub const PREFIX: &str = "PHOTO_PACS_";
 
@@ -60,6 +61,8 @@ pub struct EnvConfig {
     pub max_request_bytes: u64,
     /// Photos with more pixels are refused before decoding (decompression bombs).
     pub max_pixels: u64,
+    /// Root for the UIDs we generate.
+    pub uid_root: UidRoot,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -173,6 +176,10 @@ impl EnvConfig {
                 }
             },
         };
+        let uid_root = match get("UID_ROOT") {
+            None => UidRoot::default(),
+            Some(v) => UidRoot::parse(v).map_err(|reason| err("UID_ROOT", &reason))?,
+        };
         let log_level = match get("LOG_LEVEL") {
             None => log::LevelFilter::Info,
             Some(v) => v.parse().map_err(|_| {
@@ -194,6 +201,7 @@ impl EnvConfig {
             max_upload_bytes,
             max_request_bytes,
             max_pixels,
+            uid_root,
             log_level,
             defaults,
             unknown_vars,
@@ -213,6 +221,7 @@ const OWN_VARS: &[&str] = &[
     "MAX_UPLOAD_MB",
     "MAX_REQUEST_MB",
     "MAX_PIXELS",
+    "UID_ROOT",
     "LOG_LEVEL",
 ];
 

@@ -196,19 +196,28 @@ impl Key {
 pub enum TransferSyntax {
     ImplicitVrLittleEndian,
     ExplicitVrLittleEndian,
+    /// JPEG Baseline (Process 1): lossy, about a tenth of the size.
+    JpegBaseline,
 }
 
 impl TransferSyntax {
-    pub const ALL: [TransferSyntax; 2] = [
+    pub const ALL: [TransferSyntax; 3] = [
         TransferSyntax::ImplicitVrLittleEndian,
         TransferSyntax::ExplicitVrLittleEndian,
+        TransferSyntax::JpegBaseline,
     ];
 
     pub fn uid(self) -> &'static str {
         match self {
             TransferSyntax::ImplicitVrLittleEndian => "1.2.840.10008.1.2",
             TransferSyntax::ExplicitVrLittleEndian => "1.2.840.10008.1.2.1",
+            TransferSyntax::JpegBaseline => "1.2.840.10008.1.2.4.50",
         }
+    }
+
+    /// Whether the pixel data is compressed (encapsulated) in this syntax.
+    pub fn is_encapsulated(self) -> bool {
+        matches!(self, TransferSyntax::JpegBaseline)
     }
 
     pub fn from_uid(uid: &str) -> Option<Self> {

@@ -85,7 +85,8 @@ pub fn convert(
     opts: &Options,
 ) -> Result<Converted, ConvertError> {
     let pixels = photo::decode(bytes, probe, opts.resize_max)?;
-    let dicom = secondary_capture::write(study, ids, &pixels, probe.is_lossy(), &opts.dicom)?;
+    let dicom =
+        secondary_capture::write(study, ids, &pixels, probe.source_lossy_ratio, &opts.dicom)?;
     Ok(Converted {
         dicom,
         rows: pixels.height(),
@@ -175,14 +176,25 @@ mod tests {
             assert_eq!(get(tags::STUDY_TIME), "091500");
             assert_eq!(get(tags::TIMEZONE_OFFSET_FROM_UTC), "+0800");
             assert_eq!(get(tags::INSTANCE_NUMBER), "2");
-            assert_eq!(get(tags::LOSSY_IMAGE_COMPRESSION), "00");
             assert_eq!(get(tags::SPECIFIC_CHARACTER_SET), "ISO_IR 192");
             assert_eq!(
                 obj.element(tags::ROWS).unwrap().to_int::<u16>().unwrap(),
                 32
             );
-            let pixels = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
-            assert_eq!(pixels.len(), 64 * 32 * 3);
+            let pixel_data = obj.element(tags::PIXEL_DATA).unwrap();
+            if ts.is_encapsulated() {
+                let fragments = pixel_data.value().fragments().unwrap();
+                assert_eq!(fragments.len(), 1);
+                assert!(
+                    fragments[0].starts_with(&[0xFF, 0xD8]) && fragments[0].len().is_multiple_of(2)
+                );
+                assert_eq!(get(tags::PHOTOMETRIC_INTERPRETATION), "YBR_FULL_422");
+                assert_eq!(get(tags::LOSSY_IMAGE_COMPRESSION), "01");
+            } else {
+                assert_eq!(pixel_data.to_bytes().unwrap().len(), 64 * 32 * 3);
+                assert_eq!(get(tags::LOSSY_IMAGE_COMPRESSION), "00");
+                assert_eq!(get(tags::PHOTOMETRIC_INTERPRETATION), "RGB");
+            }
         }
     }
 

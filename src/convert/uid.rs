@@ -7,29 +7,85 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3072532808610469825818040020496
 /// Secondary Capture Image Storage.
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 
-/// A new UID of the form `2.25.<decimal of a random UUID>` (PS3.5 B.2): unique without a
-/// registered root, and at most 44 characters.
-pub fn new_uid() -> String {
-    format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
+/// The longest root we accept: what is left of the 64 characters still holds 23 random
+/// digits (76 bits), plenty to never collide.
+const MAX_ROOT_LEN: usize = 40;
+
+/// Where new UIDs hang: a site's registered root (PHOTO_PACS_UID_ROOT), or by default the
+/// `2.25` arc, under which a UUID in decimal is unique without registration (PS3.5 B.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UidRoot(Option<String>);
+
+impl UidRoot {
+    pub fn parse(root: &str) -> Result<Self, String> {
+        let root = root.trim().trim_end_matches('.');
+        let components_ok = !root.is_empty()
+            && root.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_digit())
+                    && (c == "0" || !c.starts_with('0'))
+            });
+        if !components_ok {
+            return Err("must be digits separated by dots, without leading zeros, such as 1.2.826.0.1.3680043.10.999".into());
+        }
+        if root.len() > MAX_ROOT_LEN {
+            return Err(format!(
+                "must be at most {MAX_ROOT_LEN} characters so generated UIDs fit in 64"
+            ));
+        }
+        Ok(UidRoot(Some(root.to_string())))
+    }
+
+    /// A new UID, at most 64 characters.
+    pub fn new_uid(&self) -> String {
+        let random = uuid::Uuid::new_v4().as_u128();
+        match &self.0 {
+            None => format!("2.25.{random}"),
+            Some(root) => {
+                let digits = (64 - root.len() - 1).min(38) as u32;
+                format!("{root}.{}", random % 10_u128.pow(digits))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn valid(uid: &str) -> bool {
+        uid.len() <= 64
+            && uid.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_digit())
+                    && (c == "0" || !c.starts_with('0'))
+            })
+    }
+
     #[test]
-    fn uids_are_valid_and_distinct() {
-        let a = new_uid();
-        let b = new_uid();
-        assert_ne!(a, b);
-        for uid in [&a, &b, &IMPLEMENTATION_CLASS_UID.to_string()] {
-            assert!(uid.len() <= 64);
-            assert!(uid.chars().all(|c| c.is_ascii_digit() || c == '.'));
-            // No component may have a leading zero (PS3.5 9.1).
-            assert!(
-                uid.split('.').all(|c| c == "0" || !c.starts_with('0')),
-                "{uid}"
-            );
+    fn default_uids_are_valid_and_distinct() {
+        let root = UidRoot::default();
+        let a = root.new_uid();
+        assert!(a.starts_with("2.25."));
+        assert_ne!(a, root.new_uid());
+        assert!(valid(&a) && valid(IMPLEMENTATION_CLASS_UID), "{a}");
+    }
+
+    #[test]
+    fn site_roots_are_checked_and_uids_stay_within_64() {
+        for bad in ["", "1..2", "1.02", "a.b", "1.2.3-4", &"1".repeat(41)] {
+            assert!(UidRoot::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "1.2.826.0.1.3680043.10.999",
+            "1.0.2",
+            &format!("1.{}", "9".repeat(38)),
+        ] {
+            let root = UidRoot::parse(good).unwrap();
+            for _ in 0..200 {
+                let uid = root.new_uid();
+                assert!(uid.starts_with(good) && valid(&uid), "{uid}");
+            }
         }
     }
 }

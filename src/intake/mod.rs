@@ -14,6 +14,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::config::Settings;
+use crate::convert::uid::UidRoot;
 use crate::convert::{self, ConvertError, InstanceIds, Options, Probe};
 use crate::pacs::{InstanceStatus, Outgoing, PacsError, Sender};
 use crate::study::Study;
@@ -57,6 +58,7 @@ pub struct Intake {
     dicom_dir: PathBuf,
     keep_files_on_success: bool,
     max_pixels: u64,
+    uid_root: UidRoot,
     sender: Arc<Sender>,
     metrics: Arc<Metrics>,
     /// Bounds how many photos are decoded at once across all requests: decoding is where
@@ -108,6 +110,7 @@ impl Intake {
         dicom_dir: PathBuf,
         keep_files_on_success: bool,
         max_pixels: u64,
+        uid_root: UidRoot,
         sender: Arc<Sender>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -117,6 +120,7 @@ impl Intake {
             dicom_dir,
             keep_files_on_success,
             max_pixels,
+            uid_root,
             sender,
             metrics,
             conversions: Arc::new(Semaphore::new(parallel)),
@@ -169,8 +173,8 @@ impl Intake {
         // submission before anything reaches the PACS.
         let probes = self.probe_all(&staging).await?;
 
-        let study_uid = convert::uid::new_uid();
-        let series_uid = convert::uid::new_uid();
+        let study_uid = self.uid_root.new_uid();
+        let series_uid = self.uid_root.new_uid();
         let out_dir = self.dicom_dir.join(&staging.id);
         tokio::fs::create_dir_all(&out_dir).await?;
         let converted = self
@@ -275,7 +279,7 @@ impl Intake {
             let ids = InstanceIds {
                 study_uid: study_uid.to_string(),
                 series_uid: series_uid.to_string(),
-                sop_uid: convert::uid::new_uid(),
+                sop_uid: self.uid_root.new_uid(),
                 number: index,
                 created: chrono::Local::now().fixed_offset(),
             };

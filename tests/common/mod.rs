@@ -2,6 +2,8 @@
 //! scratch directory, read its log, stop it with SIGTERM; find peer tools.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

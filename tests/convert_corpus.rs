@@ -1,0 +1,265 @@
+//! The converter over real photos (tests/data, see its ORIGIN.md): every format, EXIF
+//! orientation, grayscale and alpha handling, truncated files, and every transfer syntax.
+
+mod common;
+
+use common::corpus::*;
+use dicom_dictionary_std::tags;
+use image::DynamicImage;
+use photo_pacs::config::TransferSyntax;
+use photo_pacs::convert::{self, ConvertError};
+
+#[test]
+fn every_accepted_photo_converts_in_every_transfer_syntax() {
+    for (name, (w, h)) in ACCEPTED {
+        let bytes = common::read_data(name);
+        for ts in TransferSyntax::ALL {
+            let c =
+                convert_bytes(&bytes, ts, 1024).unwrap_or_else(|e| panic!("{name} in {ts:?}: {e}"));
+            assert_eq!((c.columns, c.rows), (*w, *h), "{name}");
+            let obj = dicom_object::from_reader(&c.dicom[128..]).unwrap();
+            assert_eq!(obj.meta().transfer_syntax(), ts.uid());
+            let lossy = obj
+                .element(tags::LOSSY_IMAGE_COMPRESSION)
+                .unwrap()
+                .to_str()
+                .unwrap();
+            let source_is_jpeg = name.ends_with(".jpg") || name.ends_with(".mpo");
+            let expect = if source_is_jpeg || ts.is_encapsulated() {
+                "01"
+            } else {
+                "00"
+            };
+            assert_eq!(lossy.trim(), expect, "{name} {ts:?}");
+        }
+    }
+}
+
+#[test]
+fn exif_orientation_2_to_8_comes_out_upright() {
+    let upright = pixels(
+        &convert_bytes(
+            &common::read_data("pillow_hopper.jpg"),
+            TransferSyntax::ExplicitVrLittleEndian,
+            0,
+        )
+        .unwrap(),
+    );
+    let mut report = Vec::new();
+    for n in 2..=8 {
+        let name = format!("pillow_hopper_orientation_{n}.jpg");
+        let c = convert_bytes(
+            &common::read_data(&name),
+            TransferSyntax::ExplicitVrLittleEndian,
+            0,
+        )
+        .unwrap();
+        let mad = mean_abs_diff(&pixels(&c), &upright);
+        report.push(format!(
+            "orientation {n}: mean absolute difference {mad:.2}"
+        ));
+        // The files are separate JPEG encodings of one picture: a few levels of noise. A
+        // wrong turn or flip differs by tens of levels.
+        assert!(mad < 6.0, "{name} is not upright: {mad:.2}");
+    }
+    // And the check has teeth: the stored (unturned) pixels of orientation 6 differ a lot.
+    let stored =
+        image::load_from_memory(&common::read_data("pillow_hopper_orientation_6.jpg")).unwrap();
+    let wrong = mean_abs_diff(&stored, &upright);
+    assert!(
+        wrong > 20.0,
+        "unturned pixels too close to upright: {wrong:.2}"
+    );
+    println!("{}\nunturned orientation 6: {wrong:.2}", report.join("\n"));
+}
+
+#[test]
+fn grayscale_stays_monochrome2_and_alpha_goes_on_white() {
+    let gray = convert_bytes(
+        &common::read_data("pillow_hopper_gray.jpg"),
+        TransferSyntax::ImplicitVrLittleEndian,
+        0,
+    )
+    .unwrap();
+    let obj = dicom_object::from_reader(&gray.dicom[128..]).unwrap();
+    assert_eq!(
+        obj.element(tags::PHOTOMETRIC_INTERPRETATION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim(),
+        "MONOCHROME2"
+    );
+    assert_eq!(
+        obj.element(tags::SAMPLES_PER_PIXEL)
+            .unwrap()
+            .to_int::<u16>()
+            .unwrap(),
+        1
+    );
+    assert!(
+        obj.element(tags::PLANAR_CONFIGURATION).is_err(),
+        "only for more than one sample"
+    );
+
+    // 16-bit gray (PNG with tRNS, TIFF) comes down to 8 bits and stays gray.
+    for name in ["pillow_i_trns.png", "pillow_16bit.cropped.tif"] {
+        let c = convert_bytes(
+            &common::read_data(name),
+            TransferSyntax::ExplicitVrLittleEndian,
+            0,
+        )
+        .unwrap();
+        assert!(matches!(pixels(&c), DynamicImage::ImageLuma8(_)), "{name}");
+    }
+
+    // The transparent PNG's fully transparent pixels are white, its opaque ones unchanged.
+    let bytes = common::read_data("pillow_transparent.png");
+    let source = image::load_from_memory(&bytes).unwrap().to_rgba8();
+    let out = pixels(&convert_bytes(&bytes, TransferSyntax::ExplicitVrLittleEndian, 0).unwrap())
+        .to_rgb8();
+    let mut transparent = 0;
+    for (s, o) in source.pixels().zip(out.pixels()) {
+        match s[3] {
+            0 => {
+                transparent += 1;
+                assert_eq!(o.0, [255, 255, 255]);
+            }
+            255 => assert_eq!(o.0, [s[0], s[1], s[2]]),
+            _ => {}
+        }
+    }
+    assert!(
+        transparent > 100,
+        "the sample should have transparent pixels"
+    );
+}
+
+#[test]
+fn cmyk_jpeg_colours_match_an_independent_decoder() {
+    let bytes = common::read_data("pillow_pil_sample_cmyk.jpg");
+    let ours = pixels(&convert_bytes(&bytes, TransferSyntax::ExplicitVrLittleEndian, 0).unwrap());
+    // The image crate decodes JPEG with zune-jpeg, a different decoder from ours.
+    let theirs = image::load_from_memory(&bytes).unwrap();
+    let mad = mean_abs_diff(&ours, &theirs);
+    assert!(mad < 4.0, "CMYK colours differ by {mad:.2} on average");
+}
+
+#[test]
+fn progressive_jpeg_palette_png_and_gif_are_read() {
+    let src = image::load_from_memory(&common::read_data("pillow_flower.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = src.dimensions();
+
+    let mut progressive = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut progressive, 90);
+    enc.set_progressive(true);
+    enc.encode(
+        src.as_raw(),
+        w as u16,
+        h as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )
+    .unwrap();
+    let c = convert_bytes(&progressive, TransferSyntax::ExplicitVrLittleEndian, 256).unwrap();
+    assert_eq!((c.columns, c.rows), (256, 192));
+    assert!(
+        mean_abs_diff(
+            &pixels(&c),
+            &DynamicImage::ImageRgb8(src.clone()).resize_exact(
+                256,
+                192,
+                image::imageops::FilterType::Lanczos3
+            )
+        ) < 4.0
+    );
+
+    let mut gif = Vec::new();
+    DynamicImage::ImageRgb8(src.clone())
+        .write_to(&mut std::io::Cursor::new(&mut gif), image::ImageFormat::Gif)
+        .unwrap();
+    let c = convert_bytes(&gif, TransferSyntax::ImplicitVrLittleEndian, 0).unwrap();
+    assert_eq!((c.columns, c.rows), (w, h));
+
+    // A 4-colour palette PNG.
+    let mut palette_png = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut palette_png, 8, 4);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_palette(vec![255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255]);
+        let mut writer = enc.write_header().unwrap();
+        let data: Vec<u8> = (0..32).map(|i| (i % 4) as u8).collect();
+        writer.write_image_data(&data).unwrap();
+    }
+    let c = convert_bytes(&palette_png, TransferSyntax::ImplicitVrLittleEndian, 0).unwrap();
+    let out = pixels(&c).to_rgb8();
+    assert_eq!(out.get_pixel(0, 0).0, [255, 0, 0]);
+    assert_eq!(out.get_pixel(2, 0).0, [0, 0, 255]);
+}
+
+#[test]
+fn heif_and_avif_are_refused_with_advice() {
+    for name in ["pillow_hopper.heif", "pillow_exif.avif"] {
+        match convert_bytes(
+            &common::read_data(name),
+            TransferSyntax::ImplicitVrLittleEndian,
+            1024,
+        ) {
+            Err(e @ ConvertError::Unsupported { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("Most Compatible"), "{msg}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+/// Truncated copies of every test photo: never a panic, and never a photo with missing
+/// rows. A cut may only be accepted where it removes what follows the pixels: for JPEG
+/// files whatever follows the first complete image (an MPO's second picture), for the other
+/// formats trailers in the last 2%.
+#[test]
+fn truncated_copies_of_every_photo_are_refused_without_panic() {
+    let mut accepted_late = Vec::new();
+    for (name, _) in ACCEPTED {
+        let bytes = common::read_data(name);
+        let n = bytes.len();
+        let pixels_end = if name.ends_with(".jpg") || name.ends_with(".mpo") {
+            (0..=n)
+                .find(|&k| convert::jpeg_is_complete(&bytes[..k]))
+                .unwrap()
+        } else {
+            n * 98 / 100
+        };
+        let mut cuts: Vec<usize> = (0..64).map(|i| i * n / 64).collect();
+        cuts.extend((1..=16).map(|k| n.saturating_sub(k)));
+        for cut in cuts {
+            let part = &bytes[..cut];
+            let result = std::panic::catch_unwind(|| {
+                convert_bytes(part, TransferSyntax::ImplicitVrLittleEndian, 1024)
+            });
+            let result = result.unwrap_or_else(|_| panic!("{name} cut at {cut}/{n} panicked"));
+            if result.is_ok() {
+                assert!(cut >= pixels_end, "{name} cut at {cut}/{n} was accepted");
+                accepted_late.push(*name);
+            }
+        }
+    }
+    accepted_late.dedup();
+    println!("files accepted with only what follows the pixels cut: {accepted_late:?}");
+}
+
+#[test]
+fn the_pixel_limit_is_checked_before_decoding() {
+    let bytes = common::read_data("pillow_flower.jpg");
+    match convert::probe(&bytes, 480 * 360 - 1) {
+        Err(ConvertError::TooManyPixels {
+            width: 480,
+            height: 360,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
