@@ -36,6 +36,34 @@ fn every_accepted_photo_converts_in_every_transfer_syntax() {
 }
 
 #[test]
+fn no_exif_xmp_or_maker_data_reaches_the_object() {
+    // Camera makers and models from the photos' EXIF blocks, and the EXIF/XMP signatures.
+    for (name, markers) in [
+        ("pillow_flower.jpg", &["Canon", "Exif"][..]),
+        ("pillow_iptc.jpg", &["Nokia", "Exif", "Photoshop"][..]),
+        ("pillow_empty_gps_ifd.jpg", &["Xiaomi", "Redmi", "Exif"][..]),
+        ("pillow_frame_size.mpo", &["Apple", "iPhone", "Exif"][..]),
+        ("pillow_flower.webp", &["Canon", "Exif"][..]),
+    ] {
+        let source = common::read_data(name);
+        for ts in TransferSyntax::ALL {
+            let c = convert_bytes(&source, ts, 1024).unwrap();
+            for m in markers {
+                let found = c.dicom.windows(m.len()).any(|w| w == m.as_bytes());
+                assert!(!found, "{name} in {ts:?} carries {m:?}");
+            }
+        }
+        let in_source = markers
+            .iter()
+            .any(|m| source.windows(m.len()).any(|w| w == m.as_bytes()));
+        assert!(
+            in_source,
+            "{name}: the check looks for something the source has"
+        );
+    }
+}
+
+#[test]
 fn exif_orientation_2_to_8_comes_out_upright() {
     let upright = pixels(
         &convert_bytes(
