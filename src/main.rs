@@ -114,8 +114,8 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
     }
     let listen = env.listen;
     let app = App::new(env)?;
-    if let Some(problem) = app.settings.problem() {
-        log::error!("{problem}");
+    for warning in app.warnings(&app.settings.current()) {
+        log::warn!("{warning}");
     }
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)

@@ -41,24 +41,6 @@ fn a_bad_variable_stops_start_up_with_one_line_naming_it() {
 }
 
 #[test]
-fn backends_not_built_yet_refuse_to_start_instead_of_pretending() {
-    let dir = tempfile::tempdir().unwrap();
-    for backend in ["cstore", "dicomweb"] {
-        let out = run(
-            dir.path(),
-            &[],
-            &[
-                ("PHOTO_PACS_PACS_BACKEND", backend),
-                ("PHOTO_PACS_LISTEN", "127.0.0.1:0"),
-            ],
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
-        assert!(stderr.contains("not available"), "{stderr}");
-    }
-}
-
-#[test]
 fn unknown_variables_are_reported_and_demo_mode_is_announced() {
     let (_dir, gw) = gateway(&[("PHOTO_PACS_PACS_PROT", "11112")]);
     let logs = gw.logs();

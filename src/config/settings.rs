@@ -15,6 +15,7 @@ pub enum Key {
     PacsPort,
     PacsCalledAet,
     LocalCallingAet,
+    PacsTimeoutS,
     PacsTls,
     PacsTlsCaFile,
     PacsTlsCertFile,
@@ -48,11 +49,12 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 22] = [
+    pub const ALL: [Key; 23] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
         Key::LocalCallingAet,
+        Key::PacsTimeoutS,
         Key::PacsTls,
         Key::PacsTlsCaFile,
         Key::PacsTlsCertFile,
@@ -84,6 +86,7 @@ impl Key {
                 "local",
                 "calling_aet",
             ),
+            Key::PacsTimeoutS => ("pacsTimeoutS", "PACS_TIMEOUT_S", "pacs", "timeout_s"),
             Key::PacsTls => ("pacsTls", "PACS_TLS", "pacs", "tls"),
             Key::PacsTlsCaFile => ("pacsTlsCaFile", "PACS_TLS_CA_FILE", "pacs", "tls_ca_file"),
             Key::PacsTlsCertFile => (
@@ -305,6 +308,8 @@ pub struct Settings {
     pub pacs_port: u16,
     pub pacs_called_aet: String,
     pub local_calling_aet: String,
+    /// Connect and answer timeout for DICOM associations.
+    pub pacs_timeout_s: u32,
     pub pacs_tls: bool,
     pub pacs_tls_ca_file: String,
     pub pacs_tls_cert_file: String,
@@ -333,6 +338,7 @@ impl Default for Settings {
             pacs_port: 104,
             pacs_called_aet: "PACS".into(),
             local_calling_aet: "PHOTO_PACS".into(),
+            pacs_timeout_s: 30,
             pacs_tls: false,
             pacs_tls_ca_file: String::new(),
             pacs_tls_cert_file: String::new(),
@@ -373,6 +379,10 @@ impl Settings {
             Key::PacsPort => self.pacs_port = parse_port(trimmed).map_err(invalid)?,
             Key::PacsCalledAet => self.pacs_called_aet = parse_aet(trimmed).map_err(invalid)?,
             Key::LocalCallingAet => self.local_calling_aet = parse_aet(trimmed).map_err(invalid)?,
+            Key::PacsTimeoutS => {
+                self.pacs_timeout_s =
+                    parse_in_range(trimmed, 1, 300, "a number of seconds").map_err(invalid)?
+            }
             Key::PacsTls => self.pacs_tls = parse_bool(trimmed).map_err(invalid)?,
             Key::PacsTlsCaFile => self.pacs_tls_ca_file = parse_path(trimmed).map_err(invalid)?,
             Key::PacsTlsCertFile => {
@@ -451,6 +461,7 @@ impl Settings {
             Key::PacsPort => self.pacs_port.to_string(),
             Key::PacsCalledAet => self.pacs_called_aet.clone(),
             Key::LocalCallingAet => self.local_calling_aet.clone(),
+            Key::PacsTimeoutS => self.pacs_timeout_s.to_string(),
             Key::PacsTls => self.pacs_tls.to_string(),
             Key::PacsTlsCaFile => self.pacs_tls_ca_file.clone(),
             Key::PacsTlsCertFile => self.pacs_tls_cert_file.clone(),
@@ -486,6 +497,7 @@ impl Settings {
             let value = match key {
                 Key::PacsPort => Value::from(self.pacs_port),
                 Key::DicomwebTimeoutS => Value::from(self.dicomweb_timeout_s),
+                Key::PacsTimeoutS => Value::from(self.pacs_timeout_s),
                 Key::LocalResizeMax => Value::from(self.local_resize_max),
                 Key::PacsTls => Value::Bool(self.pacs_tls),
                 Key::DicomwebVerifyTls => Value::Bool(self.dicomweb_verify_tls),

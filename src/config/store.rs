@@ -108,13 +108,28 @@ impl SettingsStore {
 
     /// Validates `update` (API names), saves the file atomically and only then makes the
     /// new settings current. Nothing changes, on disk or in memory, if any field is refused.
-    pub async fn update(&self, update: &Map<String, Value>) -> Result<Arc<Settings>, UpdateError> {
+    /// `check` judges the settings as a whole (e.g. that certificate files can be read); only
+    /// problems the update would introduce are refused, so an old problem elsewhere does not
+    /// block an unrelated change.
+    pub async fn update(
+        &self,
+        update: &Map<String, Value>,
+        check: impl Fn(&Settings) -> Vec<FieldError>,
+    ) -> Result<Arc<Settings>, UpdateError> {
         let _guard = self.write_lock.lock().await;
         let state = self.read_state().clone();
         if state.blocked {
             return Err(UpdateError::Blocked(state.problem.unwrap_or_default()));
         }
         let (next, changes) = parse_update(&state.current, update).map_err(UpdateError::Invalid)?;
+        let before = check(&state.current);
+        let introduced: Vec<FieldError> = check(&next)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if !introduced.is_empty() {
+            return Err(UpdateError::Invalid(introduced));
+        }
         let mut overrides = state.overrides.clone();
         for (key, raw) in changes {
             if raw == self.defaults.raw(key) && !key.is_secret() {
@@ -265,6 +280,48 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    impl SettingsStore {
+        async fn update_unchecked(
+            &self,
+            update: &Map<String, Value>,
+        ) -> Result<Arc<Settings>, UpdateError> {
+            self.update(update, |_| Vec::new()).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_whole_settings_check_refuses_only_new_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        let port_is_odd = |s: &Settings| {
+            if s.pacs_port % 2 == 1 {
+                vec![FieldError {
+                    field: "pacsPort".into(),
+                    message: "odd".into(),
+                }]
+            } else {
+                Vec::new()
+            }
+        };
+        let err = store
+            .update(json!({"pacsPort": 11113}).as_object().unwrap(), port_is_odd)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpdateError::Invalid(ref f) if f[0].field == "pacsPort"));
+        // The default port 104 is even; make it odd without the check, then change something else.
+        store
+            .update_unchecked(json!({"pacsPort": 11113}).as_object().unwrap())
+            .await
+            .unwrap();
+        store
+            .update(
+                json!({"pacsCalledAET": "OTHER"}).as_object().unwrap(),
+                port_is_odd,
+            )
+            .await
+            .unwrap();
+    }
+
     fn store_in(dir: &Path) -> SettingsStore {
         SettingsStore::load(dir.join("settings.ini"), Settings::default())
     }
@@ -276,7 +333,10 @@ mod tests {
         let tricky = "p;a#s=s:w\\o\"r'd [x] ü";
         let update =
             json!({"pacsCalledAET": "ORTHANC", "pacsPort": 4242, "dicomwebPassword": tricky});
-        store.update(update.as_object().unwrap()).await.unwrap();
+        store
+            .update_unchecked(update.as_object().unwrap())
+            .await
+            .unwrap();
         let text = std::fs::read_to_string(dir.path().join("settings.ini")).unwrap();
         assert!(text.contains("called_aet=ORTHANC"), "{text}");
         assert!(
@@ -303,12 +363,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(dir.path());
         store
-            .update(json!({"pacsPort": 11112}).as_object().unwrap())
+            .update_unchecked(json!({"pacsPort": 11112}).as_object().unwrap())
             .await
             .unwrap();
         let before = std::fs::read(dir.path().join("settings.ini")).unwrap();
         let err = store
-            .update(
+            .update_unchecked(
                 json!({"pacsCalledAET": "X", "pacsPort": 70000})
                     .as_object()
                     .unwrap(),
@@ -360,11 +420,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(dir.path());
         store
-            .update(json!({"pacsPort": 11112}).as_object().unwrap())
+            .update_unchecked(json!({"pacsPort": 11112}).as_object().unwrap())
             .await
             .unwrap();
         store
-            .update(json!({"pacsPort": 104}).as_object().unwrap())
+            .update_unchecked(json!({"pacsPort": 104}).as_object().unwrap())
             .await
             .unwrap();
         let text = std::fs::read_to_string(dir.path().join("settings.ini")).unwrap();

@@ -32,8 +32,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
         Err(e) => {
             // Code, field and image index only: the message may describe the input.
             let field = e.field.as_deref().unwrap_or("-");
-            if e.status.is_server_error() {
+            if e.status == http::StatusCode::INTERNAL_SERVER_ERROR {
                 log::error!(request_id = request_id.as_str(), code = e.code, field; "{}", e.message);
+            } else if e.status.is_server_error() {
+                // The PACS's refusal or silence: worth a look, not the gateway's own fault.
+                log::warn!(request_id = request_id.as_str(), code = e.code, field; "{}", e.message);
             } else {
                 log::info!(request_id = request_id.as_str(), code = e.code, field, index = e.index.unwrap_or(0); "refused");
             }
@@ -76,7 +79,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
     // Probes and scrapes come every few seconds; they would drown the lines that matter.
     let level = match route {
         "/healthz" | "/metrics" | "asset" if status < 500 => log::Level::Debug,
-        _ if status >= 500 => log::Level::Error,
+        _ if status == 500 => log::Level::Error,
+        _ if status >= 500 => log::Level::Warn,
         _ => log::Level::Info,
     };
     log::log!(level, request_id = request_id.as_str(), method = method_label, route, status, elapsed_ms; "request");

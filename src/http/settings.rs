@@ -28,18 +28,17 @@ pub async fn put(app: &App, req: Request<Incoming>) -> Result<Response, ApiError
     if wrapped && let Some(Value::Object(inner)) = update.remove("settings") {
         update = inner;
     }
-    app.settings.update(&update).await?;
+    app.settings
+        .update(&update, |s| app.sender.check(s))
+        .await?;
     Ok(body::json(StatusCode::OK, &document(app)))
 }
 
 /// `{"settings": {...}, "warnings": [...]}`: warnings are problems an admin should fix.
 fn document(app: &App) -> Value {
-    let mut warnings = Vec::new();
-    if let Some(problem) = app.settings.problem() {
-        warnings.push(problem);
-    }
+    let current = app.settings.current();
     json!({
-        "settings": app.settings.current().to_json(),
-        "warnings": warnings,
+        "settings": current.to_json(),
+        "warnings": app.warnings(&current),
     })
 }

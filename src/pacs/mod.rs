@@ -1,6 +1,10 @@
 //! Delivery to the PACS behind one seam: the intake hands over DICOM files, a backend sends them.
 
+mod cstore;
+mod dicomweb;
+mod dimse;
 mod mock;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +13,7 @@ use serde_json::{Value, json};
 
 pub use mock::{MockPacs, Received};
 
-use crate::config::{Backend, Settings};
+use crate::config::{AuthMethod, Backend, FieldError, Key, Settings};
 
 /// One DICOM file ready to go, as the intake wrote it.
 #[derive(Clone, Debug)]
@@ -51,36 +55,88 @@ pub enum PacsError {
 /// The configured PACS backend.
 pub enum Sender {
     Mock(MockPacs),
+    Cstore,
+    Dicomweb,
 }
 
-/// A backend that exists in the reference but not yet in this build.
-#[derive(Debug, thiserror::Error)]
-#[error("PHOTO_PACS_PACS_BACKEND={0} is not available in this version yet; use mock")]
-pub struct NotAvailable(&'static str);
-
 impl Sender {
-    pub fn for_backend(backend: Backend) -> Result<Self, NotAvailable> {
+    pub fn for_backend(backend: Backend) -> Self {
         match backend {
-            Backend::Mock => Ok(Sender::Mock(MockPacs::default())),
-            other => Err(NotAvailable(other.as_str())),
+            Backend::Mock => Sender::Mock(MockPacs::default()),
+            Backend::Cstore => Sender::Cstore,
+            Backend::Dicomweb => Sender::Dicomweb,
         }
     }
 
     /// Sends one submission's objects together; the answer has one status per object, in order.
     pub async fn send(
         &self,
-        _settings: &Settings,
+        settings: &Settings,
         batch: &[Outgoing],
     ) -> Result<Vec<InstanceStatus>, PacsError> {
         match self {
             Sender::Mock(m) => Ok(m.send(batch).await),
+            Sender::Cstore => cstore::send(settings, batch).await,
+            Sender::Dicomweb => dicomweb::send(settings, batch).await,
         }
     }
 
     /// Tests the connection (C-ECHO or an authenticated DICOMweb request).
-    pub async fn echo(&self, _settings: &Settings) -> Result<Duration, PacsError> {
+    pub async fn echo(&self, settings: &Settings) -> Result<Duration, PacsError> {
         match self {
             Sender::Mock(_) => Ok(Duration::ZERO),
+            Sender::Cstore => cstore::echo(settings).await,
+            Sender::Dicomweb => dicomweb::echo(settings).await,
+        }
+    }
+
+    /// Problems with `settings` that would make every delivery fail, each naming its
+    /// setting: checked before settings are saved, and reported as warnings at start-up.
+    pub fn check(&self, s: &Settings) -> Vec<FieldError> {
+        let problem = |key: Key, message: String| FieldError {
+            field: key.names().json.to_string(),
+            message,
+        };
+        let mut problems = Vec::new();
+        match self {
+            Sender::Mock(_) => {}
+            Sender::Cstore => {
+                if s.pacs_tls
+                    && let Err(e) = tls::client_config(s)
+                {
+                    problems.push(problem(e.key, e.message));
+                }
+            }
+            Sender::Dicomweb => {
+                if s.dicomweb_base_url.is_empty() {
+                    problems.push(problem(
+                        Key::DicomwebBaseUrl,
+                        "the DICOMweb base URL is required".into(),
+                    ));
+                }
+                match s.dicomweb_auth_method {
+                    AuthMethod::Basic if s.dicomweb_username.is_empty() => problems.push(problem(
+                        Key::DicomwebUsername,
+                        "basic authentication needs a user name".into(),
+                    )),
+                    AuthMethod::Bearer if !s.dicomweb_token.is_set() => problems.push(problem(
+                        Key::DicomwebToken,
+                        "bearer authentication needs a token".into(),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        problems
+    }
+
+    /// Things an admin should know that are not errors.
+    pub fn warnings(&self, s: &Settings) -> Vec<String> {
+        match self {
+            Sender::Dicomweb if !s.dicomweb_verify_tls => vec![
+                "DICOMWEB_VERIFY_TLS is off: the DICOMweb server's certificate is not checked, so a machine posing as the PACS could receive the photos".into(),
+            ],
+            _ => Vec::new(),
         }
     }
 
@@ -93,12 +149,24 @@ impl Sender {
                 "host": settings.pacs_host,
                 "port": settings.pacs_port,
             }),
+            Sender::Cstore => json!({
+                "backend": "cstore",
+                "calledAET": settings.pacs_called_aet,
+                "host": settings.pacs_host,
+                "port": settings.pacs_port,
+                "tls": settings.pacs_tls,
+            }),
+            Sender::Dicomweb => json!({
+                "backend": "dicomweb",
+                "baseUrl": settings.dicomweb_base_url,
+            }),
         }
     }
 
     pub fn mock(&self) -> Option<&MockPacs> {
         match self {
             Sender::Mock(m) => Some(m),
+            _ => None,
         }
     }
 }

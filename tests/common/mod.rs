@@ -158,6 +158,8 @@ pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Out
 }
 
 pub fn client() -> reqwest::blocking::Client {
+    // The gateway builds reqwest without a TLS provider of its own; so do the tests.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .no_proxy()

@@ -1,0 +1,257 @@
+//! The DICOMweb backend: STOW-RS (one request per submission) and an authenticated QIDO-RS
+//! request as the connection test, over HTTPS with rustls.
+
+use std::collections::HashMap;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::{RequestBuilder, Response, StatusCode, header};
+use serde_json::Value;
+
+use super::{InstanceStatus, Outgoing, PacsError};
+use crate::config::{AuthMethod, Settings};
+
+fn client(s: &Settings) -> Result<reqwest::Client, PacsError> {
+    static PROVIDER: Once = Once::new();
+    // reqwest is built without a TLS provider of its own; ring is ours everywhere.
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(u64::from(s.dicomweb_timeout_s)))
+        .connect_timeout(Duration::from_secs(u64::from(s.dicomweb_timeout_s)))
+        // A redirect could carry our credentials somewhere else: never follow one.
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(!s.dicomweb_verify_tls)
+        .build()
+        .map_err(|e| PacsError::Rejected(format!("HTTP client set-up failed: {e}")))
+}
+
+fn authorize(req: RequestBuilder, s: &Settings) -> RequestBuilder {
+    match s.dicomweb_auth_method {
+        AuthMethod::None => req,
+        AuthMethod::Basic => {
+            req.basic_auth(&s.dicomweb_username, Some(s.dicomweb_password.expose()))
+        }
+        AuthMethod::Bearer => req.bearer_auth(s.dicomweb_token.expose()),
+    }
+}
+
+fn base(s: &Settings) -> Result<&str, PacsError> {
+    if s.dicomweb_base_url.is_empty() {
+        return Err(PacsError::Rejected(
+            "no DICOMweb base URL is set (PHOTO_PACS_DICOMWEB_BASE_URL)".into(),
+        ));
+    }
+    Ok(&s.dicomweb_base_url)
+}
+
+/// Turns a transport failure into what the user sees.
+fn request_error(e: &reqwest::Error, s: &Settings) -> PacsError {
+    let url = &s.dicomweb_base_url;
+    if e.is_timeout() {
+        return PacsError::Timeout(format!(
+            "the DICOMweb server at {url} did not answer within {} s",
+            s.dicomweb_timeout_s
+        ));
+    }
+    if let Some(tls) = super::tls::describe_handshake_error(e) {
+        return PacsError::Rejected(format!("{tls} ({url})"));
+    }
+    if e.is_connect() {
+        return PacsError::Rejected(format!("cannot connect to the DICOMweb server at {url}"));
+    }
+    PacsError::Rejected(format!("the request to {url} failed: {e}"))
+}
+
+/// 401 and 403 mean the credentials; anything else not 2xx is the server's refusal.
+fn status_error(status: StatusCode) -> PacsError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PacsError::Rejected(format!(
+            "authentication failed (HTTP {}): check the DICOMweb user name, password or token",
+            status.as_u16()
+        )),
+        other => PacsError::Rejected(format!(
+            "the DICOMweb server answered HTTP {}",
+            other.as_u16()
+        )),
+    }
+}
+
+/// STOW-RS: all objects in one `multipart/related` request, streamed from disk one file at
+/// a time so a large submission never sits in memory whole.
+pub async fn send(s: &Settings, batch: &[Outgoing]) -> Result<Vec<InstanceStatus>, PacsError> {
+    let url = format!("{}/studies", base(s)?);
+    let boundary = format!("photo-pacs-{}", uuid::Uuid::new_v4().simple());
+    let part_head = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n");
+    let tail = format!("--{boundary}--\r\n");
+    let mut length = tail.len() as u64;
+    for item in batch {
+        let size = tokio::fs::metadata(&item.path)
+            .await
+            .map_err(|e| PacsError::Rejected(format!("a DICOM file could not be read: {e}")))?
+            .len();
+        length += part_head.len() as u64 + size + 2;
+    }
+    let paths: Vec<_> = batch.iter().map(|o| o.path.clone()).collect();
+    let head = Bytes::from(part_head);
+    let parts = futures_util::stream::iter(paths).then(move |path| {
+        let head = head.clone();
+        async move {
+            let file = tokio::fs::read(&path).await?;
+            let mut chunk = Vec::with_capacity(head.len() + file.len() + 2);
+            chunk.extend_from_slice(&head);
+            chunk.extend_from_slice(&file);
+            chunk.extend_from_slice(b"\r\n");
+            Ok::<Bytes, std::io::Error>(Bytes::from(chunk))
+        }
+    });
+    let body = parts.chain(futures_util::stream::once(
+        async move { Ok(Bytes::from(tail)) },
+    ));
+    let request = client(s)?
+        .post(&url)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
+        )
+        .header(header::CONTENT_LENGTH, length)
+        .header(header::ACCEPT, "application/dicom+json")
+        .body(reqwest::Body::wrap_stream(body));
+    let response = authorize(request, s)
+        .send()
+        .await
+        .map_err(|e| request_error(&e, s))?;
+    stow_outcome(response, batch).await.map_err(|e| match e {
+        Outcome::Pacs(p) => p,
+        Outcome::Transport(t) => request_error(&t, s),
+    })
+}
+
+enum Outcome {
+    Pacs(PacsError),
+    Transport(reqwest::Error),
+}
+
+async fn stow_outcome(
+    response: Response,
+    batch: &[Outgoing],
+) -> Result<Vec<InstanceStatus>, Outcome> {
+    let status = response.status();
+    // 200: all stored; 202: some stored, some not or with warnings; 409: none stored.
+    if !matches!(
+        status,
+        StatusCode::OK | StatusCode::ACCEPTED | StatusCode::CONFLICT
+    ) {
+        return Err(Outcome::Pacs(status_error(status)));
+    }
+    let body = response.bytes().await.map_err(Outcome::Transport)?;
+    let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut by_uid = per_instance(&doc);
+    Ok(batch
+        .iter()
+        .map(|o| {
+            by_uid
+                .remove(&o.sop_instance_uid)
+                .unwrap_or_else(|| match status {
+                    StatusCode::OK => InstanceStatus::Success,
+                    _ => InstanceStatus::Failed(format!(
+                        "not acknowledged by the DICOMweb server (HTTP {})",
+                        status.as_u16()
+                    )),
+                })
+        })
+        .collect())
+}
+
+/// The instances a STOW-RS answer names: Referenced SOP Sequence (0008,1199), with a
+/// Warning Reason (0008,1196) when stored with a warning, and Failed SOP Sequence
+/// (0008,1198) with a Failure Reason (0008,1197).
+fn per_instance(doc: &Value) -> HashMap<String, InstanceStatus> {
+    let items = |tag: &str| doc[tag]["Value"].as_array().cloned().unwrap_or_default();
+    let uid = |item: &Value| item["00081155"]["Value"][0].as_str().map(str::to_string);
+    let code = |item: &Value, tag: &str| item[tag]["Value"][0].as_u64();
+    let mut out = HashMap::new();
+    for item in items("00081199") {
+        if let Some(u) = uid(&item) {
+            let status = match code(&item, "00081196") {
+                Some(w) => InstanceStatus::Warning(format!("stored with warning {w:04X}H")),
+                None => InstanceStatus::Success,
+            };
+            out.insert(u, status);
+        }
+    }
+    for item in items("00081198") {
+        if let Some(u) = uid(&item) {
+            let reason = match code(&item, "00081197") {
+                Some(c) => super::dimse::store_status(c as u16, None),
+                None => InstanceStatus::Failed("refused by the DICOMweb server".into()),
+            };
+            let reason = match reason {
+                InstanceStatus::Failed(r) | InstanceStatus::Warning(r) => InstanceStatus::Failed(r),
+                InstanceStatus::Success => {
+                    InstanceStatus::Failed("refused by the DICOMweb server".into())
+                }
+            };
+            out.insert(u, reason);
+        }
+    }
+    out
+}
+
+/// An authenticated QIDO-RS query (`GET {base}/studies?limit=1`): proves the URL, the
+/// certificate and the credentials in one round trip.
+pub async fn echo(s: &Settings) -> Result<Duration, PacsError> {
+    let started = Instant::now();
+    let url = format!("{}/studies?limit=1", base(s)?);
+    let request = client(s)?
+        .get(&url)
+        .header(header::ACCEPT, "application/dicom+json");
+    let response = authorize(request, s)
+        .send()
+        .await
+        .map_err(|e| request_error(&e, s))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(status_error(status));
+    }
+    Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_stow_answer_is_read_per_instance() {
+        let doc = json!({
+            "00081199": {"vr": "SQ", "Value": [
+                {"00081155": {"vr": "UI", "Value": ["2.25.1"]}},
+                {"00081155": {"vr": "UI", "Value": ["2.25.2"]}, "00081196": {"vr": "US", "Value": [45056]}}
+            ]},
+            "00081198": {"vr": "SQ", "Value": [
+                {"00081155": {"vr": "UI", "Value": ["2.25.3"]}, "00081197": {"vr": "US", "Value": [42752]}}
+            ]}
+        });
+        let m = per_instance(&doc);
+        assert_eq!(m["2.25.1"], InstanceStatus::Success);
+        assert!(matches!(&m["2.25.2"], InstanceStatus::Warning(w) if w.contains("B000")));
+        assert!(matches!(&m["2.25.3"], InstanceStatus::Failed(r) if r.contains("A700")));
+    }
+
+    #[test]
+    fn credentials_problems_say_so() {
+        for code in [401, 403] {
+            let e = status_error(StatusCode::from_u16(code).unwrap());
+            assert!(e.to_string().contains("authentication failed"), "{e}");
+        }
+        assert!(
+            status_error(StatusCode::INTERNAL_SERVER_ERROR)
+                .to_string()
+                .contains("500")
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! DIMSE messages for C-ECHO and C-STORE (PS3.7): command sets and what a status means.
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+
+use super::InstanceStatus;
+
+const C_STORE_RQ: u16 = 0x0001;
+const C_ECHO_RQ: u16 = 0x0030;
+/// Command Data Set Type: a data set follows / none follows.
+const DATA_SET_PRESENT: u16 = 0x0000;
+const NO_DATA_SET: u16 = 0x0101;
+
+/// The command set of a C-STORE-RQ, encoded as every command is: Implicit VR Little Endian.
+pub fn c_store_rq(message_id: u16, sop_class_uid: &str, sop_instance_uid: &str) -> Vec<u8> {
+    encode(InMemDicomObject::command_from_element_iter([
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(sop_class_uid),
+        ),
+        DataElement::new(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(C_STORE_RQ),
+        ),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
+        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0_u16)),
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(DATA_SET_PRESENT),
+        ),
+        DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(sop_instance_uid),
+        ),
+    ]))
+}
+
+/// The command set of a C-ECHO-RQ.
+pub fn c_echo_rq(message_id: u16) -> Vec<u8> {
+    encode(InMemDicomObject::command_from_element_iter([
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(uids::VERIFICATION),
+        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(C_ECHO_RQ)),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(NO_DATA_SET),
+        ),
+    ]))
+}
+
+fn encode(cmd: InMemDicomObject) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    // Writing a handful of known elements into memory cannot fail.
+    let _ = cmd.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased());
+    out
+}
+
+/// The parts of a response command we act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub message_id_responded_to: Option<u16>,
+    /// Error Comment (0000,0902), when the peer gave one.
+    pub comment: Option<String>,
+}
+
+/// Reads a response command set.
+pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| format!("unreadable response command: {e}"))?;
+    let status = obj
+        .element(tags::STATUS)
+        .ok()
+        .and_then(|e| e.to_int::<u16>().ok())
+        .ok_or_else(|| "response without a status".to_string())?;
+    let message_id_responded_to = obj
+        .element(tags::MESSAGE_ID_BEING_RESPONDED_TO)
+        .ok()
+        .and_then(|e| e.to_int::<u16>().ok());
+    let comment = obj
+        .element(tags::ERROR_COMMENT)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Ok(Response {
+        status,
+        message_id_responded_to,
+        comment,
+    })
+}
+
+/// What a C-STORE-RSP status means for the instance (PS3.4 B.2.3 and PS3.7 C).
+pub fn store_status(status: u16, comment: Option<&str>) -> InstanceStatus {
+    let describe = |meaning: &str| match comment {
+        Some(c) => format!("{meaning} (status {status:04X}H: {c})"),
+        None => format!("{meaning} (status {status:04X}H)"),
+    };
+    match status {
+        0x0000 => InstanceStatus::Success,
+        0xB000 => InstanceStatus::Warning(describe(
+            "stored, but some attributes were changed by the PACS",
+        )),
+        0xB006 => InstanceStatus::Warning(describe(
+            "stored, but some elements were discarded by the PACS",
+        )),
+        0xB007 => InstanceStatus::Warning(describe(
+            "stored, but the data set does not match the SOP class",
+        )),
+        0x0001 | 0x0107 | 0x0116 | 0xB001..=0xBFFF => {
+            InstanceStatus::Warning(describe("stored with a warning"))
+        }
+        0xA700..=0xA7FF => {
+            InstanceStatus::Failed(describe("refused: the PACS is out of resources"))
+        }
+        0xA900..=0xA9FF => InstanceStatus::Failed(describe(
+            "refused: the data set does not match the SOP class",
+        )),
+        0xC000..=0xCFFF => {
+            InstanceStatus::Failed(describe("refused: the PACS cannot understand it"))
+        }
+        0x0122 => InstanceStatus::Failed(describe(
+            "refused: the PACS does not support this SOP class",
+        )),
+        0x0124 => InstanceStatus::Failed(describe("refused: not authorised")),
+        0x0211 => InstanceStatus::Failed(describe("refused: unrecognised operation")),
+        0x0212 => InstanceStatus::Failed(describe("refused: mistyped argument")),
+        0xFE00 => InstanceStatus::Failed(describe("cancelled by the PACS")),
+        _ => InstanceStatus::Failed(describe("refused by the PACS")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_through_the_parser() {
+        let rq = c_store_rq(7, "1.2.840.10008.5.1.4.1.1.7", "2.25.1");
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(&rq[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .unwrap();
+        assert_eq!(
+            obj.element(tags::COMMAND_FIELD)
+                .unwrap()
+                .to_int::<u16>()
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            obj.element(tags::MESSAGE_ID)
+                .unwrap()
+                .to_int::<u16>()
+                .unwrap(),
+            7
+        );
+        let group_length = obj
+            .element(tags::COMMAND_GROUP_LENGTH)
+            .unwrap()
+            .to_int::<u32>()
+            .unwrap();
+        assert_eq!(
+            group_length as usize,
+            rq.len() - 12,
+            "group length counts what follows it"
+        );
+        let echo = c_echo_rq(1);
+        assert!(parse_response(&echo).is_err(), "a request has no status");
+    }
+
+    #[test]
+    fn every_status_class_is_classified() {
+        use InstanceStatus as S;
+        assert_eq!(store_status(0x0000, None), S::Success);
+        for warning in [0xB000, 0xB006, 0xB007, 0x0001, 0x0107, 0x0116] {
+            assert!(
+                matches!(store_status(warning, None), S::Warning(_)),
+                "{warning:04X}"
+            );
+        }
+        for failure in [
+            0xA700, 0xA7FF, 0xA900, 0xC000, 0xC123, 0x0122, 0x0124, 0x0211, 0x0212, 0xFE00, 0x0105,
+            0xD000,
+        ] {
+            assert!(
+                matches!(store_status(failure, None), S::Failed(_)),
+                "{failure:04X}"
+            );
+        }
+        match store_status(0xA701, Some("disk full")) {
+            S::Failed(reason) => assert!(reason.contains("A701") && reason.contains("disk full")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
