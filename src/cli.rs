@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::TransferSyntax;
 use crate::config::{EnvConfig, Settings, SettingsStore};
 use crate::convert::{self, InstanceIds, Options};
 use crate::intake::form::RawForm;
-use crate::pacs::Sender;
+use crate::pacs::{InstanceStatus, Outgoing, Sender};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -21,6 +22,8 @@ pub enum CliError {
     File { path: PathBuf, message: String },
     #[error(transparent)]
     Pacs(#[from] crate::pacs::PacsError),
+    #[error("{0}")]
+    Files(String),
 }
 
 /// The study fields of `photo-pacs convert`, named as in the upload form.
@@ -104,4 +107,58 @@ pub async fn echo(env: &EnvConfig, settings: &Settings) -> Result<String, CliErr
     } else {
         format!("success in {} ms", elapsed.as_millis())
     })
+}
+
+/// Sends DICOM files this gateway wrote (for instance the ones kept after a failed
+/// delivery) to the PACS in one association or request. All must be Secondary Capture in
+/// one transfer syntax, as a submission is.
+pub async fn send_files(
+    env: &EnvConfig,
+    settings: &Settings,
+    files: &[PathBuf],
+) -> Result<Vec<(PathBuf, InstanceStatus)>, CliError> {
+    let mut batch = Vec::with_capacity(files.len());
+    let mut syntax: Option<TransferSyntax> = None;
+    for (i, path) in files.iter().enumerate() {
+        let file = dicom_object::OpenFileOptions::new()
+            .read_until(dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET)
+            .open_file(path)
+            .map_err(|e| CliError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let meta = file.meta();
+        let clean = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
+        if clean(&meta.media_storage_sop_class_uid) != convert::uid::SECONDARY_CAPTURE {
+            return Err(CliError::File {
+                path: path.clone(),
+                message: "not a Secondary Capture object".into(),
+            });
+        }
+        let ts = TransferSyntax::from_uid(&clean(&meta.transfer_syntax)).ok_or_else(|| {
+            CliError::File {
+                path: path.clone(),
+                message: "in a transfer syntax this gateway does not write".into(),
+            }
+        })?;
+        if syntax.is_some_and(|s| s != ts) {
+            return Err(CliError::Files(
+                "all files must be in one transfer syntax".into(),
+            ));
+        }
+        syntax = Some(ts);
+        batch.push(Outgoing {
+            index: i as u32 + 1,
+            sop_instance_uid: clean(&meta.media_storage_sop_instance_uid),
+            path: path.clone(),
+        });
+    }
+    let mut settings = settings.clone();
+    if let Some(ts) = syntax {
+        settings.local_transfer_syntax = ts;
+    }
+    let statuses = Sender::for_backend(env.backend)
+        .send(&settings, &batch)
+        .await?;
+    Ok(files.iter().cloned().zip(statuses).collect())
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use photo_pacs::app::App;
 use photo_pacs::cli::{self, ConvertRequest};
 use photo_pacs::config::{Backend, EnvConfig};
+use photo_pacs::pacs::InstanceStatus;
 use photo_pacs::{http, telemetry};
 
 /// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
@@ -51,6 +52,11 @@ enum Command {
     },
     /// Test the connection to the PACS with the settings in force.
     Echo,
+    /// Send DICOM files this gateway wrote (e.g. kept after a failed delivery) to the PACS.
+    Send {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +101,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = cli::settings_in_force(&env)?;
             let line = runtime()?.block_on(cli::echo(&env, &settings))?;
             println!("{line}");
+            Ok(())
+        }
+        Command::Send { files } => {
+            let settings = cli::settings_in_force(&env)?;
+            let results = runtime()?.block_on(cli::send_files(&env, &settings, &files))?;
+            let mut failed = 0;
+            for (path, status) in &results {
+                match status {
+                    InstanceStatus::Success => println!("{}: stored", path.display()),
+                    InstanceStatus::Warning(w) => println!("{}: stored, {w}", path.display()),
+                    InstanceStatus::Failed(r) => {
+                        failed += 1;
+                        println!("{}: FAILED, {r}", path.display());
+                    }
+                }
+            }
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} of {} files were not stored",
+                results.len()
+            );
             Ok(())
         }
     }

@@ -179,19 +179,27 @@ fn answer(receipt: &Receipt, target: Value) -> Response {
             v
         })
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "status": status,
         "studyInstanceUID": receipt.study_instance_uid,
         "seriesInstanceUID": receipt.series_instance_uid,
         "instances": instances,
         "pacs": target,
     });
-    let code = if status == "failed" {
-        StatusCode::BAD_GATEWAY
-    } else {
-        StatusCode::OK
-    };
-    body::json(code, &doc)
+    if status != "failed" {
+        return body::json(StatusCode::OK, &doc);
+    }
+    // Nothing stored: an error answer as the app expects one, with the details kept.
+    let first_reason = receipt.instances.iter().find_map(|i| match &i.status {
+        InstanceStatus::Failed(r) => Some(r.clone()),
+        _ => None,
+    });
+    doc["code"] = Value::from("PACS_REJECTED");
+    doc["message"] = Value::from(format!(
+        "the PACS refused every image: {}",
+        first_reason.unwrap_or_default()
+    ));
+    body::json(StatusCode::BAD_GATEWAY, &doc)
 }
 
 fn request_too_large(max_request: u64) -> ApiError {

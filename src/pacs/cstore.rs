@@ -34,6 +34,21 @@ fn timeout(s: &Settings) -> Duration {
     Duration::from_secs(u64::from(s.pacs_timeout_s))
 }
 
+/// dicom-ul's own socket timeouts are only a backstop, set a little longer than ours: when
+/// its read times out while waiting for the association answer it reports "TLS not
+/// supported", which would send the user after the wrong problem.
+fn backstop(s: &Settings) -> Duration {
+    timeout(s) + Duration::from_secs(5)
+}
+
+fn timed_out(s: &Settings) -> PacsError {
+    PacsError::Timeout(format!(
+        "the PACS at {} did not answer within {} s",
+        target(s),
+        s.pacs_timeout_s
+    ))
+}
+
 fn ts_name(uid: &str) -> &'static str {
     match uid {
         "1.2.840.10008.1.2" => "Implicit VR Little Endian",
@@ -79,26 +94,26 @@ async fn associate(
             transfer_syntaxes.into_iter().map(Cow::Borrowed).collect(),
         )
         .max_pdu_length(MAX_PDU)
-        .connection_timeout(timeout(s))
-        .read_timeout(timeout(s))
-        .write_timeout(timeout(s));
+        .connection_timeout(backstop(s))
+        .read_timeout(backstop(s))
+        .write_timeout(backstop(s));
     let addr = address(s);
     let assoc = if s.pacs_tls {
         let config =
             tls::client_config(s).map_err(|e| PacsError::Rejected(format!("TLS set-up: {e}")))?;
         opts = opts.tls_config(config).server_name(&s.pacs_host);
-        let mut a = opts
-            .establish_tls_async(addr.as_str())
+        let mut a = tokio::time::timeout(timeout(s), opts.establish_tls_async(addr.as_str()))
             .await
+            .map_err(|_| timed_out(s))?
             .map_err(|e| ul_error(&e, s, &what))?;
         // Each DIMSE exchange is a small write awaiting an answer: Nagle would hold it
         // back for a delayed ACK, about 40 ms per object.
         let _ = a.inner_stream().get_ref().0.set_nodelay(true);
         Association::Tls(a)
     } else {
-        let mut a = opts
-            .establish_async(addr.as_str())
+        let mut a = tokio::time::timeout(timeout(s), opts.establish_async(addr.as_str()))
             .await
+            .map_err(|_| timed_out(s))?
             .map_err(|e| ul_error(&e, s, &what))?;
         let _ = a.inner_stream().set_nodelay(true);
         Association::Plain(a)
@@ -125,10 +140,7 @@ fn ul_error(e: &UlError, s: &Settings, what: &str) -> PacsError {
         return PacsError::Rejected(format!("{tls} ({at})"));
     }
     match e {
-        UlError::Timeout { .. } => PacsError::Timeout(format!(
-            "the PACS at {at} did not answer within {} s",
-            s.pacs_timeout_s
-        )),
+        UlError::Timeout { .. } => timed_out(s),
         UlError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
             PacsError::Timeout(format!(
                 "cannot reach the PACS at {at} (connection timed out)"
@@ -198,7 +210,13 @@ where
     let mut statuses = Vec::with_capacity(batch.len());
     for (i, item) in batch.iter().enumerate() {
         let message_id = u16::try_from(i + 1).unwrap_or(u16::MAX);
-        match store_one(&mut assoc, &pc, item, message_id, file_ts).await {
+        let stored = tokio::time::timeout(
+            timeout(s),
+            store_one(&mut assoc, &pc, item, message_id, file_ts),
+        )
+        .await
+        .unwrap_or(Err(StoreError::Association(Broken::TimedOut)));
+        match stored {
             Ok(status) => statuses.push(status),
             Err(StoreError::Instance(reason)) => statuses.push(InstanceStatus::Failed(reason)),
             Err(StoreError::Association(b)) => {
@@ -227,6 +245,7 @@ enum StoreError {
 /// How an association ended under us.
 enum Broken {
     Ul(UlError),
+    TimedOut,
     Aborted,
     Released,
     Io(std::io::Error),
@@ -242,6 +261,7 @@ fn broken_error(b: &Broken, s: &Settings, what: &str) -> PacsError {
     let at = target(s);
     match b {
         Broken::Ul(e) => ul_error(e, s, what),
+        Broken::TimedOut => timed_out(s),
         Broken::Aborted => PacsError::Rejected(format!("the PACS at {at} aborted the association")),
         Broken::Released => {
             PacsError::Rejected(format!("the PACS at {at} ended the association early"))

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod orthanc;
+pub mod storescp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,242 @@
+//! STOW-RS and the DICOMweb connection test from the real binary to Orthanc's DICOMweb
+//! plugin on loopback, with and without basic authentication.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::orthanc::{Orthanc, OrthancConfig, find_orthanc};
+use common::storescp::{missing_peer, silent_listener};
+use common::*;
+use serde_json::{Value, json};
+
+fn orthanc(config: OrthancConfig) -> Option<Orthanc> {
+    let bin = find_orthanc().or_else(|| {
+        missing_peer(
+            "Orthanc with its DICOMweb plugin",
+            "orthanc orthanc-dicomweb",
+        )
+    })?;
+    Some(Orthanc::start(&bin, config))
+}
+
+fn dicomweb_env(base: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PHOTO_PACS_PACS_BACKEND".to_string(),
+            "dicomweb".to_string(),
+        ),
+        ("PHOTO_PACS_DICOMWEB_BASE_URL".into(), base.into()),
+        ("PHOTO_PACS_DICOMWEB_TIMEOUT_S".into(), "10".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+fn start(env: &[(String, String)]) -> (tempfile::TempDir, Gateway) {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    gateway(&pairs)
+}
+
+fn echo(gw: &Gateway) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let resp = client().post(gw.url("/api/pacs/echo")).send().unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().unwrap_or(Value::Null),
+        started.elapsed(),
+    )
+}
+
+const PHOTOS: [(&str, &str); 3] = [
+    ("a.jpg", "pillow_flower.jpg"),
+    ("b.jpg", "pillow_hopper_orientation_6.jpg"),
+    ("c.png", "pillow_transparent.png"),
+];
+
+fn fields() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("patientId", "A123456"),
+        ("patientName", "王大明"),
+        ("sex", "M"),
+    ]
+}
+
+#[test]
+fn stow_rs_stores_the_submission_in_orthanc() {
+    let Some(orthanc) = orthanc(OrthancConfig::new("ORTHANC")) else {
+        return;
+    };
+    let (_dir, gw) = start(&dicomweb_env(&orthanc.dicomweb_base(), &[]));
+    let (code, doc, _) = echo(&gw);
+    assert_eq!(code, 200, "{doc}");
+    let resp = upload(&gw, &fields(), &PHOTOS);
+    assert_eq!(resp.status(), 200, "{}", gw.logs());
+    let answer: Value = resp.json().unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    assert_eq!(answer["pacs"]["backend"], "dicomweb");
+    let studies = orthanc.get_json("/studies?expand");
+    assert_eq!(studies.as_array().unwrap().len(), 1, "{studies}");
+    assert_eq!(studies[0]["PatientMainDicomTags"]["PatientID"], "A123456");
+    assert_eq!(studies[0]["PatientMainDicomTags"]["PatientName"], "王大明");
+    assert_eq!(
+        studies[0]["MainDicomTags"]["StudyInstanceUID"],
+        answer["studyInstanceUID"]
+    );
+    let instances = orthanc.get_json("/instances?expand");
+    let mut stored: Vec<String> = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["MainDicomTags"]["SOPInstanceUID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut ours: Vec<String> = answer["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sopInstanceUID"].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    ours.sort();
+    assert_eq!(stored, ours);
+}
+
+#[test]
+fn basic_auth_works_with_the_right_password_and_says_so_with_a_wrong_one() {
+    let Some(orthanc) = orthanc(OrthancConfig::new("ORTHANC").basic_auth("nurse", "c0rrect-horse"))
+    else {
+        return;
+    };
+    let base = orthanc.dicomweb_base();
+    let auth = [
+        ("PHOTO_PACS_DICOMWEB_AUTH_METHOD", "basic"),
+        ("PHOTO_PACS_DICOMWEB_USERNAME", "nurse"),
+        ("PHOTO_PACS_DICOMWEB_PASSWORD", "c0rrect-horse"),
+    ];
+    let (_dir, gw) = start(&dicomweb_env(&base, &auth));
+    let (code, doc, _) = echo(&gw);
+    assert_eq!(code, 200, "{doc}");
+    let resp = upload(&gw, &fields(), &PHOTOS[..1]);
+    assert_eq!(resp.status(), 200, "{}", gw.logs());
+    assert_eq!(orthanc.get_json("/instances").as_array().unwrap().len(), 1);
+
+    let resp = client()
+        .put(gw.url("/api/settings"))
+        .header("content-type", "application/json")
+        .body(json!({"dicomwebPassword": "wrong-horse"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = upload(&gw, &fields(), &PHOTOS[..1]);
+    assert_eq!(resp.status(), 502);
+    let doc: Value = resp.json().unwrap();
+    assert_eq!(doc["code"], "PACS_REJECTED");
+    assert!(
+        doc["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{doc}"
+    );
+    let (code, doc, _) = echo(&gw);
+    assert_eq!(code, 502);
+    assert!(
+        doc["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed"),
+        "{doc}"
+    );
+    assert_eq!(
+        orthanc.get_json("/instances").as_array().unwrap().len(),
+        1,
+        "nothing more arrived"
+    );
+    assert!(!gw.logs().contains("horse"), "a password reached the log");
+}
+
+#[test]
+fn an_unreachable_or_silent_server_is_502_or_504() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_dir, gw) = start(&dicomweb_env(
+        &format!("http://127.0.0.1:{closed}/dicom-web"),
+        &[],
+    ));
+    let (code, doc, _) = echo(&gw);
+    assert_eq!(code, 502, "{doc}");
+    assert!(
+        doc["message"].as_str().unwrap().contains("cannot connect"),
+        "{doc}"
+    );
+    drop(gw);
+
+    let (silent, _guard) = silent_listener();
+    let env = dicomweb_env(
+        &format!("http://127.0.0.1:{silent}/dicom-web"),
+        &[("PHOTO_PACS_DICOMWEB_TIMEOUT_S", "2")],
+    );
+    let (_dir, gw) = start(&env);
+    let (code, doc, elapsed) = echo(&gw);
+    println!("silent DICOMweb server: {code} after {elapsed:?}");
+    assert_eq!(code, 504, "{doc}");
+    assert_eq!(doc["code"], "PACS_TIMEOUT");
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed <= Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn unverified_tls_is_warned_about_at_start_up_and_in_the_settings() {
+    let (_dir, gw) = start(&dicomweb_env(
+        "https://127.0.0.1:9/dicom-web",
+        &[("PHOTO_PACS_DICOMWEB_VERIFY_TLS", "false")],
+    ));
+    assert!(
+        gw.logs().contains("DICOMWEB_VERIFY_TLS is off"),
+        "{}",
+        gw.logs()
+    );
+    let doc: Value = client()
+        .get(gw.url("/api/settings"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let warnings = doc["warnings"].to_string();
+    assert!(warnings.contains("DICOMWEB_VERIFY_TLS is off"), "{doc}");
+}
+
+#[test]
+fn dicomweb_mode_without_a_base_url_starts_and_says_what_is_missing() {
+    let (_dir, gw) = start(&[(
+        "PHOTO_PACS_PACS_BACKEND".to_string(),
+        "dicomweb".to_string(),
+    )]);
+    let doc: Value = client()
+        .get(gw.url("/api/settings"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        doc["warnings"].to_string().contains("dicomwebBaseUrl"),
+        "{doc}"
+    );
+    let resp = upload(&gw, &fields(), &PHOTOS[..1]);
+    assert_eq!(resp.status(), 502);
+    let doc: Value = resp.json().unwrap();
+    assert!(
+        doc["message"].as_str().unwrap().contains("base URL"),
+        "{doc}"
+    );
+}
