@@ -64,6 +64,7 @@ pub struct Intake {
     /// Bounds how many photos are decoded at once across all requests: decoding is where
     /// the memory goes, and a Pi has little of it.
     conversions: Arc<Semaphore>,
+    conversions_max: usize,
 }
 
 /// The photos of one submission as received, one file each under UPLOAD_DIR. Removed when
@@ -124,6 +125,7 @@ impl Intake {
             sender,
             metrics,
             conversions: Arc::new(Semaphore::new(parallel)),
+            conversions_max: parallel,
         }
     }
 
@@ -262,6 +264,8 @@ impl Intake {
         .map_err(|e| IntakeError::Internal(e.to_string()))?
     }
 
+    /// Converts every photo, several at a time (up to the conversion permits free), and
+    /// answers in submission order.
     #[allow(clippy::too_many_arguments)]
     async fn convert_all(
         &self,
@@ -273,7 +277,8 @@ impl Intake {
         series_uid: &str,
         out_dir: &Path,
     ) -> Result<Vec<Outgoing>, IntakeError> {
-        let mut outgoing = Vec::with_capacity(probes.len());
+        use futures_util::{StreamExt, TryStreamExt};
+        let mut jobs = Vec::with_capacity(probes.len());
         for (i, (src, probe)) in staging.images.iter().zip(probes).enumerate() {
             let index = i as u32 + 1;
             let ids = InstanceIds {
@@ -284,34 +289,49 @@ impl Intake {
                 created: chrono::Local::now().fixed_offset(),
             };
             let dst = out_dir.join(format!("{index:03}.dcm"));
-            let permit = self
-                .conversions
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| IntakeError::Internal(e.to_string()))?;
-            let (src, dst2, study, opts) = (src.clone(), dst.clone(), study.clone(), opts.clone());
-            // The photo is read again rather than kept from the probe: holding every photo of
-            // a 50-photo upload in memory at once would not fit a Pi.
-            let sop_uid = ids.sop_uid.clone();
-            let started = Instant::now();
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let bytes = std::fs::read(&src)?;
-                let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
-                    .map_err(|source| IntakeError::Image { index, source })?;
-                std::fs::write(&dst2, &converted.dicom)?;
-                Ok::<_, IntakeError>(())
-            })
-            .await
-            .map_err(|e| IntakeError::Internal(e.to_string()))??;
-            self.metrics.conversion(started.elapsed().as_secs_f64());
-            outgoing.push(Outgoing {
-                index,
-                sop_instance_uid: sop_uid,
-                path: dst,
-            });
+            jobs.push(self.convert_one(src.clone(), dst, probe, study.clone(), opts.clone(), ids));
         }
-        Ok(outgoing)
+        let parallel = self.conversions_max.max(1);
+        futures_util::stream::iter(jobs)
+            .buffered(parallel)
+            .try_collect()
+            .await
+    }
+
+    async fn convert_one(
+        &self,
+        src: PathBuf,
+        dst: PathBuf,
+        probe: Probe,
+        study: Arc<Study>,
+        opts: Arc<Options>,
+        ids: InstanceIds,
+    ) -> Result<Outgoing, IntakeError> {
+        let permit = self
+            .conversions
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| IntakeError::Internal(e.to_string()))?;
+        let (index, sop_uid, path) = (ids.number, ids.sop_uid.clone(), dst.clone());
+        let started = Instant::now();
+        // The photo is read again rather than kept from the probe: holding every photo of a
+        // 50-photo upload in memory at once would not fit a Pi.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let bytes = std::fs::read(&src)?;
+            let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
+                .map_err(|source| IntakeError::Image { index, source })?;
+            std::fs::write(&dst, &converted.dicom)?;
+            Ok::<_, IntakeError>(())
+        })
+        .await
+        .map_err(|e| IntakeError::Internal(e.to_string()))??;
+        self.metrics.conversion(started.elapsed().as_secs_f64());
+        Ok(Outgoing {
+            index,
+            sop_instance_uid: sop_uid,
+            path,
+        })
     }
 }

@@ -88,11 +88,16 @@ async fn associate(
     let what = describe_offer(abstract_syntax, &transfer_syntaxes);
     let mut opts = ClientAssociationOptions::new()
         .calling_ae_title(s.local_calling_aet.clone())
-        .called_ae_title(s.pacs_called_aet.clone())
-        .with_presentation_context(
-            Cow::Borrowed(abstract_syntax),
-            transfer_syntaxes.into_iter().map(Cow::Borrowed).collect(),
-        )
+        .called_ae_title(s.pacs_called_aet.clone());
+    // One presentation context per transfer syntax, as dcmtk's storescu does: the PACS then
+    // says yes or no to each, and we can pick the one our files are already written in
+    // instead of whichever the PACS prefers (re-encoding every object costs more than
+    // sending it).
+    for ts in transfer_syntaxes {
+        opts =
+            opts.with_presentation_context(Cow::Borrowed(abstract_syntax), vec![Cow::Borrowed(ts)]);
+    }
+    let mut opts = opts
         .max_pdu_length(MAX_PDU)
         .connection_timeout(backstop(s))
         .read_timeout(backstop(s))
@@ -194,12 +199,16 @@ async fn store_all<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some(pc) = assoc
+    let accepted: Vec<_> = assoc
         .presentation_contexts()
         .iter()
-        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
         .cloned()
-    else {
+        .collect();
+    let preferred = accepted
+        .iter()
+        .find(|pc| uid_eq(&pc.transfer_syntax, file_ts.uid()));
+    let Some(pc) = preferred.or(accepted.first()).cloned() else {
         let _ = assoc.abort().await;
         return Err(PacsError::Rejected(format!(
             "the PACS at {} does not accept Secondary Capture in {}",
@@ -208,14 +217,15 @@ where
         )));
     };
     let mut statuses = Vec::with_capacity(batch.len());
+    // One buffer for every file: a fresh 2 MB allocation per object costs more in page
+    // faults than the sending itself.
+    let mut buffer = Vec::new();
     for (i, item) in batch.iter().enumerate() {
         let message_id = u16::try_from(i + 1).unwrap_or(u16::MAX);
-        let stored = tokio::time::timeout(
-            timeout(s),
-            store_one(&mut assoc, &pc, item, message_id, file_ts),
-        )
-        .await
-        .unwrap_or(Err(StoreError::Association(Broken::TimedOut)));
+        let exchange = store_one(&mut assoc, &pc, item, message_id, file_ts, &mut buffer);
+        let stored = tokio::time::timeout(timeout(s), exchange)
+            .await
+            .unwrap_or(Err(StoreError::Association(Broken::TimedOut)));
         match stored {
             Ok(status) => statuses.push(status),
             Err(StoreError::Instance(reason)) => statuses.push(InstanceStatus::Failed(reason)),
@@ -282,14 +292,38 @@ async fn store_one<S>(
     item: &Outgoing,
     message_id: u16,
     file_ts: TransferSyntax,
+    buffer: &mut Vec<u8>,
 ) -> Result<InstanceStatus, StoreError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let file = tokio::fs::read(&item.path)
-        .await
-        .map_err(|e| StoreError::Instance(format!("the DICOM file could not be read: {e}")))?;
-    let data = dataset_for(&file, file_ts, &pc.transfer_syntax).map_err(StoreError::Instance)?;
+    let path = item.path.clone();
+    let mut reused = std::mem::take(buffer);
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        reused.clear();
+        let result = std::fs::File::open(&path).and_then(|mut f| f.read_to_end(&mut reused));
+        (reused, result)
+    })
+    .await;
+    let file = match read {
+        Ok((bytes, Ok(_))) => {
+            *buffer = bytes;
+            &buffer[..]
+        }
+        Ok((bytes, Err(e))) => {
+            *buffer = bytes;
+            return Err(StoreError::Instance(format!(
+                "the DICOM file could not be read: {e}"
+            )));
+        }
+        Err(e) => {
+            return Err(StoreError::Instance(format!(
+                "the DICOM file could not be read: {e}"
+            )));
+        }
+    };
+    let data = dataset_for(file, file_ts, &pc.transfer_syntax).map_err(StoreError::Instance)?;
     let command = dimse::c_store_rq(message_id, SECONDARY_CAPTURE, &item.sop_instance_uid);
     let command_pdv = PDataValue {
         presentation_context_id: pc.id,
@@ -335,6 +369,11 @@ where
     ))
 }
 
+/// UIDs on the wire may carry a trailing NUL or space pad.
+fn uid_eq(wire: &str, uid: &str) -> bool {
+    wire.trim_end_matches(['\0', ' ']) == uid
+}
+
 /// The dataset bytes of one of our files in the negotiated transfer syntax: the file's own
 /// bytes when they match, else re-encoded (only between the two uncompressed syntaxes).
 fn dataset_for<'a>(
@@ -343,6 +382,7 @@ fn dataset_for<'a>(
     negotiated: &str,
 ) -> Result<Cow<'a, [u8]>, String> {
     let start = dataset_offset(file).ok_or("not a DICOM file written by this gateway")?;
+    let negotiated = negotiated.trim_end_matches(['\0', ' ']);
     if negotiated == file_ts.uid() {
         return Ok(Cow::Borrowed(&file[start..]));
     }
