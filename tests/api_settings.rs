@@ -12,12 +12,7 @@ fn get(gw: &Gateway) -> Value {
 }
 
 fn put(gw: &Gateway, body: &Value) -> (u16, Value) {
-    let resp = client()
-        .put(gw.url("/api/settings"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
+    let resp = put_settings(gw, body);
     (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
 }
 

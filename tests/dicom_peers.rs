@@ -104,12 +104,7 @@ fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
     };
     let (dir, gw) = gateway(&[("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true")]);
     upload_two(&gw);
-    let resp = client()
-        .put(gw.url("/api/settings"))
-        .header("content-type", "application/json")
-        .body(json!({"localTransferSyntax": "1.2.840.10008.1.2.1"}).to_string())
-        .send()
-        .unwrap();
+    let resp = put_settings(&gw, &json!({"localTransferSyntax": "1.2.840.10008.1.2.1"}));
     assert_eq!(resp.status(), 200);
     upload_two(&gw);
     let files = dicom_files(dir.path());

@@ -26,11 +26,6 @@ fn cstore_env(port: u16, aet: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn start(env: &[(String, String)]) -> (tempfile::TempDir, Gateway) {
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    gateway(&pairs)
-}
-
 const THREE: [(&str, &str); 3] = [
     ("a.jpg", "pillow_flower.jpg"),
     ("b.jpg", "pillow_hopper.jpg"),
@@ -81,7 +76,7 @@ fn a_three_photo_submission_arrives_in_storescp_as_one_study() {
         return;
     };
     let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
-    let (_dir, gw) = start(&cstore_env(scp.port(), "STORESCP"));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP"));
     let resp = upload(&gw, &fields(), &THREE);
     assert_eq!(resp.status(), 200);
     let doc: Value = resp.json().unwrap();
@@ -140,7 +135,7 @@ fn tls_with_the_right_ca_stores_and_a_wrong_ca_is_named() {
             tls.client_key.display().to_string(),
         ),
     ]);
-    let (_dir, gw) = start(&env);
+    let (_dir, gw) = gateway_env(&env);
     let resp = upload(&gw, &fields(), &THREE);
     assert_eq!(resp.status(), 200, "{}\n{}", gw.logs(), scp.logs());
     scp.wait_for_files(3, Duration::from_secs(10));
@@ -149,14 +144,7 @@ fn tls_with_the_right_ca_stores_and_a_wrong_ca_is_named() {
     assert_eq!(code, 200, "{doc}");
 
     // A CA file that does not exist is refused when saved, naming the setting.
-    let put = |body: Value| {
-        client()
-            .put(gw.url("/api/settings"))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .unwrap()
-    };
+    let put = |body: Value| put_settings(&gw, &body);
     let resp = put(json!({"pacsTlsCaFile": "/nonexistent/ca.pem"}));
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.json::<Value>().unwrap()["field"], "pacsTlsCaFile");
@@ -182,7 +170,7 @@ fn echo_succeeds_and_fails_as_it_should() {
         return;
     };
     let scp = StoreScp::start(&storescp, StoreScpConfig::new("ECHOSCP"));
-    let (_dir, gw) = start(&cstore_env(scp.port(), "ECHOSCP"));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "ECHOSCP"));
     let (code, doc, _) = echo(&gw, json!({}));
     assert_eq!(code, 200, "{doc}");
     assert_eq!(doc["status"], "success");
@@ -210,12 +198,7 @@ fn echo_succeeds_and_fails_as_it_should() {
 
     // A peer that accepts TCP and then says nothing: the configured timeout, give or take 1 s.
     let (silent, _guard) = silent_listener();
-    let resp = client()
-        .put(gw.url("/api/settings"))
-        .header("content-type", "application/json")
-        .body(json!({"pacsTimeoutS": 3}).to_string())
-        .send()
-        .unwrap();
+    let resp = put_settings(&gw, &json!({"pacsTimeoutS": 3}));
     assert_eq!(resp.status(), 200);
     let (code, doc, elapsed) = echo(&gw, json!({"port": silent}));
     println!("silent peer: {code} after {elapsed:?}");
@@ -247,17 +230,12 @@ fn a_refused_association_and_a_refused_store_are_502_with_reasons() {
         &storescp,
         StoreScpConfig::new("NOPE").behaviour(Behaviour::RefuseAssociation),
     );
-    let (_dir, gw) = start(&cstore_env(refusing.port(), "NOPE"));
-    let resp = upload(&gw, &fields(), &THREE[..1]);
-    assert_eq!(resp.status(), 502);
-    let doc: Value = resp.json().unwrap();
-    assert_eq!(doc["code"], "PACS_REJECTED");
-    assert!(
-        doc["message"]
-            .as_str()
-            .unwrap()
-            .contains("rejected the association"),
-        "{doc}"
+    let (_dir, gw) = gateway_env(&cstore_env(refusing.port(), "NOPE"));
+    expect_error(
+        upload(&gw, &fields(), &THREE[..1]),
+        502,
+        "PACS_REJECTED",
+        "rejected the association",
     );
     drop(gw);
 
@@ -265,7 +243,7 @@ fn a_refused_association_and_a_refused_store_are_502_with_reasons() {
         &storescp,
         StoreScpConfig::new("FULL").behaviour(Behaviour::FailEveryStore),
     );
-    let (dir, gw) = start(&cstore_env(failing.port(), "FULL"));
+    let (dir, gw) = gateway_env(&cstore_env(failing.port(), "FULL"));
     let resp = upload(&gw, &fields(), &THREE[..2]);
     assert_eq!(resp.status(), 502);
     let doc: Value = resp.json().unwrap();
@@ -327,7 +305,7 @@ fn one_refused_instance_is_reported_and_the_others_stored() {
         eprintln!("SKIPPED: pynetdicom SCP did not start");
         return;
     }
-    let (dir, gw) = start(&cstore_env(port, "PYSCP"));
+    let (dir, gw) = gateway_env(&cstore_env(port, "PYSCP"));
     let resp = upload(&gw, &fields(), &THREE);
     let _ = scp.kill();
     let _ = scp.wait();
@@ -365,7 +343,7 @@ fn orthanc_receives_the_study_with_its_utf8_name() {
         &orthanc_bin,
         OrthancConfig::new("ORTHANC").tcp_nodelay(true),
     );
-    let (_dir, gw) = start(&cstore_env(orthanc.dicom_port(), "ORTHANC"));
+    let (_dir, gw) = gateway_env(&cstore_env(orthanc.dicom_port(), "ORTHANC"));
     let (code, doc, _) = echo(&gw, json!({}));
     assert_eq!(code, 200, "{doc}");
     let resp = upload(&gw, &fields(), &THREE);
@@ -407,7 +385,7 @@ fn a_pacs_without_jpeg_says_which_syntax_it_refused() {
         "PHOTO_PACS_LOCAL_TRANSFER_SYNTAX".into(),
         "1.2.840.10008.1.2.4.50".into(),
     ));
-    let (_dir, gw) = start(&env);
+    let (_dir, gw) = gateway_env(&env);
     let resp = upload(&gw, &fields(), &THREE[..1]);
     assert_eq!(resp.status(), 502);
     let doc: Value = resp.json().unwrap();

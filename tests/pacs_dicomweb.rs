@@ -33,11 +33,6 @@ fn dicomweb_env(base: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
-fn start(env: &[(String, String)]) -> (tempfile::TempDir, Gateway) {
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    gateway(&pairs)
-}
-
 fn echo(gw: &Gateway) -> (u16, Value, Duration) {
     let started = Instant::now();
     let resp = client().post(gw.url("/api/pacs/echo")).send().unwrap();
@@ -67,7 +62,7 @@ fn stow_rs_stores_the_submission_in_orthanc() {
     let Some(orthanc) = orthanc(OrthancConfig::new("ORTHANC")) else {
         return;
     };
-    let (_dir, gw) = start(&dicomweb_env(&orthanc.dicomweb_base(), &[]));
+    let (_dir, gw) = gateway_env(&dicomweb_env(&orthanc.dicomweb_base(), &[]));
     let (code, doc, _) = echo(&gw);
     assert_eq!(code, 200, "{doc}");
     let resp = upload(&gw, &fields(), &PHOTOS);
@@ -118,30 +113,20 @@ fn basic_auth_works_with_the_right_password_and_says_so_with_a_wrong_one() {
         ("PHOTO_PACS_DICOMWEB_USERNAME", "nurse"),
         ("PHOTO_PACS_DICOMWEB_PASSWORD", "c0rrect-horse"),
     ];
-    let (_dir, gw) = start(&dicomweb_env(&base, &auth));
+    let (_dir, gw) = gateway_env(&dicomweb_env(&base, &auth));
     let (code, doc, _) = echo(&gw);
     assert_eq!(code, 200, "{doc}");
     let resp = upload(&gw, &fields(), &PHOTOS[..1]);
     assert_eq!(resp.status(), 200, "{}", gw.logs());
     assert_eq!(orthanc.get_json("/instances").as_array().unwrap().len(), 1);
 
-    let resp = client()
-        .put(gw.url("/api/settings"))
-        .header("content-type", "application/json")
-        .body(json!({"dicomwebPassword": "wrong-horse"}).to_string())
-        .send()
-        .unwrap();
+    let resp = put_settings(&gw, &json!({"dicomwebPassword": "wrong-horse"}));
     assert_eq!(resp.status(), 200);
-    let resp = upload(&gw, &fields(), &PHOTOS[..1]);
-    assert_eq!(resp.status(), 502);
-    let doc: Value = resp.json().unwrap();
-    assert_eq!(doc["code"], "PACS_REJECTED");
-    assert!(
-        doc["message"]
-            .as_str()
-            .unwrap()
-            .contains("authentication failed"),
-        "{doc}"
+    expect_error(
+        upload(&gw, &fields(), &PHOTOS[..1]),
+        502,
+        "PACS_REJECTED",
+        "authentication failed",
     );
     let (code, doc, _) = echo(&gw);
     assert_eq!(code, 502);
@@ -167,7 +152,7 @@ fn an_unreachable_or_silent_server_is_502_or_504() {
         .local_addr()
         .unwrap()
         .port();
-    let (_dir, gw) = start(&dicomweb_env(
+    let (_dir, gw) = gateway_env(&dicomweb_env(
         &format!("http://127.0.0.1:{closed}/dicom-web"),
         &[],
     ));
@@ -184,7 +169,7 @@ fn an_unreachable_or_silent_server_is_502_or_504() {
         &format!("http://127.0.0.1:{silent}/dicom-web"),
         &[("PHOTO_PACS_DICOMWEB_TIMEOUT_S", "2")],
     );
-    let (_dir, gw) = start(&env);
+    let (_dir, gw) = gateway_env(&env);
     let (code, doc, elapsed) = echo(&gw);
     println!("silent DICOMweb server: {code} after {elapsed:?}");
     assert_eq!(code, 504, "{doc}");
@@ -197,7 +182,7 @@ fn an_unreachable_or_silent_server_is_502_or_504() {
 
 #[test]
 fn unverified_tls_is_warned_about_at_start_up_and_in_the_settings() {
-    let (_dir, gw) = start(&dicomweb_env(
+    let (_dir, gw) = gateway_env(&dicomweb_env(
         "https://127.0.0.1:9/dicom-web",
         &[("PHOTO_PACS_DICOMWEB_VERIFY_TLS", "false")],
     ));
@@ -218,7 +203,7 @@ fn unverified_tls_is_warned_about_at_start_up_and_in_the_settings() {
 
 #[test]
 fn dicomweb_mode_without_a_base_url_starts_and_says_what_is_missing() {
-    let (_dir, gw) = start(&[(
+    let (_dir, gw) = gateway_env(&[(
         "PHOTO_PACS_PACS_BACKEND".to_string(),
         "dicomweb".to_string(),
     )]);

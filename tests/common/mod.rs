@@ -222,3 +222,36 @@ pub fn upload(
         .send()
         .expect("upload request")
 }
+
+/// [`gateway`] for an environment built at run time.
+pub fn gateway_env(env: &[(String, String)]) -> (tempfile::TempDir, Gateway) {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    gateway(&pairs)
+}
+
+/// `PUT /api/settings` with a JSON body.
+pub fn put_settings(gw: &Gateway, body: &serde_json::Value) -> reqwest::blocking::Response {
+    client()
+        .put(gw.url("/api/settings"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .expect("PUT /api/settings")
+}
+
+/// Checks an error answer (HTTP status, error code, a message containing `needle`) and
+/// returns its document.
+pub fn expect_error(
+    resp: reqwest::blocking::Response,
+    status: u16,
+    code: &str,
+    needle: &str,
+) -> serde_json::Value {
+    let got = resp.status().as_u16();
+    let doc: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
+    assert_eq!(got, status, "{doc}");
+    assert_eq!(doc["code"], code, "{doc}");
+    let message = doc["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    doc
+}
