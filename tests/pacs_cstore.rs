@@ -157,6 +157,7 @@ fn tls_with_the_right_ca_stores_and_a_wrong_ca_is_named() {
     let doc: Value = resp.json().unwrap();
     assert_eq!(doc["code"], "PACS_REJECTED");
     let msg = doc["message"].as_str().unwrap();
+    println!("wrong CA: {msg}");
     assert!(
         msg.contains("certificate") && msg.contains("CA file"),
         "{msg}"
