@@ -1,111 +1,466 @@
-// Photo PACS capture page. Form values and photos live only in this page's memory.
+// Photo PACS capture page and settings. Patient data (form values and photos) lives only
+// in this page's memory: nothing of it goes to localStorage, sessionStorage, IndexedDB or
+// the cache. Only the language and the theme, which are not patient data, are remembered.
 'use strict';
 
-const images = [];
-const form = document.getElementById('study');
-const send = document.getElementById('send');
-const thumbs = document.getElementById('thumbs');
-const result = document.getElementById('result');
-const progress = document.getElementById('progress');
-let sending = false;
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const PREFS = { lang: 'photo-pacs.lang', theme: 'photo-pacs.theme' };
 
-const MESSAGES = {
-  VALIDATION_ERROR: 'A field is missing or not valid',
-  PACS_TIMEOUT: 'The PACS did not answer in time',
-  PACS_REJECTED: 'The PACS refused the connection or the images',
-  PAYLOAD_TOO_LARGE: 'The images are too large',
-};
+  // ---- language -------------------------------------------------------------------------
+  let lang = 'en';
 
-function refresh() {
-  const hasId = document.getElementById('patientId').value.trim() !== '';
-  send.disabled = sending || !hasId || images.length === 0;
-}
-
-function addFiles(list) {
-  for (const file of list) {
-    const url = URL.createObjectURL(file);
-    images.push({ file, url });
+  function pickLanguage() {
+    const saved = readPref(PREFS.lang);
+    if (saved && window.I18N[saved]) return saved;
+    const wanted = navigator.languages || [navigator.language || 'en'];
+    return wanted.some((l) => String(l).toLowerCase().startsWith('zh')) ? 'zh-TW' : 'en';
   }
-  renderThumbs();
-}
 
-function renderThumbs() {
-  thumbs.replaceChildren();
-  images.forEach((img, i) => {
-    const li = document.createElement('li');
-    const pic = document.createElement('img');
-    pic.src = img.url;
-    pic.alt = 'Photo ' + (i + 1);
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.textContent = '×';
-    remove.setAttribute('aria-label', 'Remove photo ' + (i + 1));
-    remove.addEventListener('click', () => {
-      URL.revokeObjectURL(img.url);
-      images.splice(i, 1);
-      renderThumbs();
-    });
-    li.append(pic, remove);
-    thumbs.append(li);
-  });
-  refresh();
-}
-
-function show(text, ok) {
-  result.textContent = text;
-  result.className = ok ? 'ok' : 'error';
-}
-
-form.addEventListener('input', refresh);
-for (const id of ['camera', 'album']) {
-  const input = document.getElementById(id);
-  input.addEventListener('change', () => {
-    addFiles(input.files);
-    input.value = '';
-  });
-}
-
-form.addEventListener('submit', (event) => {
-  event.preventDefault();
-  if (send.disabled) return;
-  sending = true;
-  refresh();
-  const data = new FormData();
-  for (const [name, value] of new FormData(form)) {
-    if (typeof value === 'string' && value !== '') data.append(name, value);
+  function t(key, vars) {
+    const dict = window.I18N[lang] || window.I18N.en;
+    let text = dict[key] !== undefined ? dict[key] : window.I18N.en[key] || key;
+    for (const [k, v] of Object.entries(vars || {})) text = text.replace(`{${k}}`, v);
+    return text;
   }
-  images.forEach((img) => data.append('images[]', img.file, img.file.name));
-  const xhr = new XMLHttpRequest();
-  xhr.open('POST', 'api/studies');
-  progress.hidden = false;
-  progress.value = 0;
-  xhr.upload.addEventListener('progress', (e) => {
-    if (e.lengthComputable) progress.value = e.loaded / e.total;
-  });
-  xhr.addEventListener('loadend', () => {
-    sending = false;
-    progress.hidden = true;
-    let body = {};
-    try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
-    if (xhr.status === 200) {
-      show('Sent: ' + body.instances.length + ' image(s).', true);
-      images.forEach((img) => URL.revokeObjectURL(img.url));
-      images.length = 0;
-      form.reset();
-      renderThumbs();
-    } else if (xhr.status === 0) {
-      show('The gateway cannot be reached. Check the Wi-Fi and try again.', false);
-    } else {
-      const base = MESSAGES[body.code] || 'Sending failed';
-      show(base + (body.message ? ': ' + body.message : ''), false);
+
+  function applyLanguage() {
+    document.documentElement.lang = lang;
+    for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+    for (const el of document.querySelectorAll('[data-i18n-aria-label]')) {
+      el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
     }
-    refresh();
-  });
-  xhr.send(data);
-});
+    renderThumbs();
+    renderSecrets();
+  }
 
-fetch('api/settings/info')
-  .then((r) => r.json())
-  .then((info) => { document.getElementById('demo').hidden = info.pacsBackend !== 'mock'; })
-  .catch(() => {});
-refresh();
+  function readPref(key) {
+    try { return localStorage.getItem(key); } catch (_) { return null; }
+  }
+
+  function writePref(key, value) {
+    try { localStorage.setItem(key, value); } catch (_) { /* private mode: not remembered */ }
+  }
+
+  // ---- theme ----------------------------------------------------------------------------
+  function applyTheme(dark) {
+    document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+    $('theme-dark').checked = dark;
+  }
+
+  // ---- tabs -----------------------------------------------------------------------------
+  function showTab(name) {
+    for (const tab of ['home', 'settings']) {
+      const selected = tab === name;
+      $(`tab-${tab}`).setAttribute('aria-selected', String(selected));
+      $(`view-${tab}`).hidden = !selected;
+    }
+    if (name === 'settings') loadSettings();
+  }
+
+  // ---- reachability ---------------------------------------------------------------------
+  async function checkGateway() {
+    try {
+      const r = await fetch('healthz', { cache: 'no-store' });
+      $('offline').hidden = r.ok;
+    } catch (_) {
+      $('offline').hidden = false;
+    }
+  }
+
+  // ---- field errors ---------------------------------------------------------------------
+  function clearErrors(form) {
+    for (const el of form.querySelectorAll('.field-error')) {
+      el.hidden = true;
+      el.textContent = '';
+    }
+    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  }
+
+  function showFieldError(form, field, message) {
+    const slot = form.querySelector(`.field-error[data-error-for="${CSS.escape(field)}"]`);
+    if (!slot) return false;
+    slot.textContent = message;
+    slot.hidden = false;
+    const input = form.querySelector(`[name="${CSS.escape(field)}"]`);
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+      slot.id = slot.id || `err-${field.replace(/\W/g, '')}`;
+      input.setAttribute('aria-describedby', slot.id);
+    }
+    return true;
+  }
+
+  // ---- images ---------------------------------------------------------------------------
+  const images = []; // { file, url }
+
+  function addFiles(list) {
+    for (const file of list) images.push({ file, url: URL.createObjectURL(file) });
+    renderThumbs();
+  }
+
+  function renderThumbs() {
+    const ul = $('thumbs');
+    ul.replaceChildren();
+    images.forEach((img, i) => {
+      const li = document.createElement('li');
+      const pic = document.createElement('img');
+      pic.src = img.url;
+      pic.alt = t('imageAlt', { n: i + 1 });
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.className = 'remove';
+      remove.textContent = '×';
+      remove.setAttribute('aria-label', t('removeImage', { n: i + 1 }));
+      remove.addEventListener('click', () => {
+        URL.revokeObjectURL(img.url);
+        images.splice(i, 1);
+        renderThumbs();
+      });
+      li.append(pic, remove);
+      ul.append(li);
+    });
+    $('no-images').hidden = images.length > 0;
+    refreshSend();
+  }
+
+  // ---- sending --------------------------------------------------------------------------
+  let sending = false;
+
+  function refreshSend() {
+    const hasId = $('patientId').value.trim() !== '';
+    $('send').disabled = sending || !hasId || images.length === 0;
+  }
+
+  function setStatus(text, kind) {
+    const s = $('status');
+    s.textContent = text;
+    s.className = kind || '';
+  }
+
+  // ISO 8601 with this phone's offset, so the box knows which wall clock was meant.
+  function withOffset(localValue) {
+    if (!localValue) return '';
+    const d = new Date(localValue);
+    if (Number.isNaN(d.getTime())) return localValue;
+    const off = -d.getTimezoneOffset();
+    const sign = off >= 0 ? '+' : '-';
+    const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, '0');
+    const seconds = localValue.length === 16 ? ':00' : '';
+    return `${localValue}${seconds}${sign}${pad(off / 60)}:${pad(off % 60)}`;
+  }
+
+  function errorText(body) {
+    const base = {
+      VALIDATION_ERROR: t('errValidation'),
+      PAYLOAD_TOO_LARGE: t('errTooLarge'),
+      PACS_TIMEOUT: t('errTimeout'),
+      PACS_REJECTED: t('errRejected'),
+    }[body.code] || t('errUnknown');
+    return body.message ? `${base}: ${body.message}` : base;
+  }
+
+  function showResults(body) {
+    const ul = $('results');
+    ul.replaceChildren();
+    for (const inst of body.instances || []) {
+      const li = document.createElement('li');
+      li.className = inst.status;
+      const status = t(`status${inst.status.charAt(0).toUpperCase()}${inst.status.slice(1)}`);
+      li.textContent = t('imageStatus', { n: inst.index, status }) + (inst.reason ? ` (${inst.reason})` : '');
+      ul.append(li);
+    }
+  }
+
+  function clearForm() {
+    for (const img of images) URL.revokeObjectURL(img.url);
+    images.length = 0;
+    $('study').reset();
+    $('examDateTime').disabled = true;
+    renderThumbs();
+  }
+
+  function submitStudy(event) {
+    event.preventDefault();
+    if (sending || $('send').disabled) return; // a double tap sends once
+    const form = $('study');
+    clearErrors(form);
+    $('results').replaceChildren();
+    sending = true;
+    refreshSend();
+    $('send').textContent = t('sending');
+
+    const data = new FormData();
+    for (const name of ['patientId', 'patientName', 'birthDate', 'sex', 'examDescription']) {
+      const value = form.elements[name].value.trim();
+      if (value) data.append(name, value);
+    }
+    if (form.elements.examMode.value === 'manual') {
+      const when = withOffset(form.elements.examDateTime.value);
+      if (when) data.append('examDateTime', when);
+    }
+    for (const img of images) data.append('images[]', img.file, img.file.name);
+
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', 'api/studies');
+    const progress = $('progress');
+    progress.hidden = false;
+    progress.value = 0;
+    setStatus(t('uploading', { p: 0 }));
+    xhr.upload.addEventListener('progress', (e) => {
+      if (!e.lengthComputable) return;
+      const p = Math.round((e.loaded / e.total) * 100);
+      progress.value = p;
+      setStatus(t('uploading', { p }));
+    });
+    xhr.upload.addEventListener('load', () => {
+      progress.removeAttribute('value'); // indeterminate while the box converts and sends
+      setStatus(t('converting'));
+    });
+    xhr.addEventListener('loadend', () => {
+      sending = false;
+      progress.hidden = true;
+      $('send').textContent = t('send');
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+      if (xhr.status === 200 && body.status === 'success') {
+        setStatus(t('sentAll', { n: (body.instances || []).length }), 'ok');
+        clearForm();
+        $('patientId').focus();
+      } else if (xhr.status === 200) {
+        const failed = body.instances.filter((i) => i.status === 'failed').length;
+        setStatus(t('sentPartial', { ok: body.instances.length - failed, failed }), 'error');
+        showResults(body);
+      } else if (xhr.status === 0) {
+        setStatus(t('errNetwork'), 'error');
+        checkGateway();
+      } else {
+        setStatus(errorText(body), 'error');
+        if (body.field) showFieldError(form, body.field, body.message || t('errValidation'));
+        if (body.instances) showResults(body);
+      }
+      refreshSend();
+    });
+    xhr.send(data);
+  }
+
+  // ---- settings -------------------------------------------------------------------------
+  let backend = 'mock';
+  let secretsSet = {};
+
+  async function loadInfo() {
+    try {
+      const info = await (await fetch('api/settings/info', { cache: 'no-store' })).json();
+      backend = info.pacsBackend;
+    } catch (_) { return; }
+    $('demo').hidden = backend !== 'mock';
+    $('mock-note').hidden = backend !== 'mock';
+    // Only the card of the backend in use; the demo edits the C-STORE values it reports.
+    $('card-cstore').hidden = backend === 'dicomweb';
+    $('card-dicomweb').hidden = backend !== 'dicomweb';
+  }
+
+  function renderSecrets() {
+    for (const input of document.querySelectorAll('[data-secret]')) {
+      input.placeholder = secretsSet[input.dataset.secret] ? t('secretSet') : t('secretUnset');
+    }
+  }
+
+  function showWarnings(list) {
+    const box = $('warnings');
+    box.replaceChildren();
+    box.hidden = !list || list.length === 0;
+    if (box.hidden) return;
+    const title = document.createElement('strong');
+    title.textContent = t('warnings');
+    const ul = document.createElement('ul');
+    for (const w of list) {
+      const li = document.createElement('li');
+      li.textContent = w;
+      ul.append(li);
+    }
+    box.append(title, ul);
+  }
+
+  function fillSettings(doc) {
+    const s = doc.settings || {};
+    const form = $('settings');
+    for (const [key, value] of Object.entries(s)) {
+      const input = form.elements[key];
+      if (!input || input.dataset.secret) continue;
+      if (input.type === 'checkbox') input.checked = Boolean(value);
+      else input.value = String(value);
+    }
+    secretsSet = { dicomwebPasswordSet: s.dicomwebPasswordSet, dicomwebTokenSet: s.dicomwebTokenSet };
+    for (const input of form.querySelectorAll('[data-secret]')) input.value = '';
+    renderSecrets();
+    $('tls-status').textContent = s.pacsTls ? t('tlsOn') : t('tlsOff');
+    showWarnings(doc.warnings);
+  }
+
+  async function loadSettings() {
+    clearErrors($('settings'));
+    $('save-result').textContent = '';
+    try {
+      const r = await fetch('api/settings', { cache: 'no-store' });
+      if (r.ok) fillSettings(await r.json());
+    } catch (_) {
+      checkGateway();
+    }
+  }
+
+  // The fields of the visible cards and the advanced section, as the API names them.
+  function settingsBody() {
+    const form = $('settings');
+    const body = {};
+    for (const input of form.querySelectorAll('input[name], select[name]')) {
+      if (input.closest('[hidden]')) continue;
+      if (input.dataset.secret) {
+        if (input.value !== '') body[input.name] = input.value; // empty: keep as it is
+      } else if (input.type === 'checkbox') {
+        body[input.name] = input.checked;
+      } else {
+        body[input.name] = input.value.trim();
+      }
+    }
+    return body;
+  }
+
+  async function saveSettings(event) {
+    event.preventDefault();
+    const form = $('settings');
+    clearErrors(form);
+    const result = $('save-result');
+    const button = $('save');
+    button.disabled = true;
+    button.textContent = t('saving');
+    try {
+      const r = await fetch('api/settings', {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(settingsBody()),
+      });
+      const doc = await r.json();
+      if (r.ok) {
+        fillSettings(doc);
+        result.textContent = t('saved');
+        result.className = 'ok';
+      } else {
+        const errors = doc.errors && doc.errors.length ? doc.errors : [{ field: doc.field, message: doc.message }];
+        let placed = false;
+        for (const e of errors) {
+          if (e.field && showFieldError(form, e.field, e.message)) {
+            placed = true;
+            const details = form.querySelector(`[name="${CSS.escape(e.field)}"]`)?.closest('details');
+            if (details) details.open = true;
+          }
+        }
+        result.textContent = placed ? t('saveFailed') : doc.message || t('saveFailed');
+        result.className = 'error';
+      }
+    } catch (_) {
+      result.textContent = t('errNetwork');
+      result.className = 'error';
+    } finally {
+      button.disabled = false;
+      button.textContent = t('save');
+    }
+  }
+
+  async function testConnection(button, out, body) {
+    button.disabled = true;
+    out.textContent = t('testing');
+    out.className = '';
+    try {
+      const r = await fetch('api/pacs/echo', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const doc = await r.json();
+      if (r.ok) {
+        out.textContent = t('echoOk', { ms: doc.elapsedMs });
+        out.className = 'ok';
+      } else {
+        out.textContent = t('echoFailed', { message: doc.message || r.status });
+        out.className = 'error';
+        if (doc.field) {
+          const map = { calledAET: 'pacsCalledAET', host: 'pacsHost', port: 'pacsPort' };
+          showFieldError($('settings'), map[doc.field] || doc.field, doc.message);
+        }
+      }
+    } catch (_) {
+      out.textContent = t('errNetwork');
+      out.className = 'error';
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- wiring ---------------------------------------------------------------------------
+  function start() {
+    lang = pickLanguage();
+    const savedTheme = readPref(PREFS.theme);
+    applyTheme(savedTheme ? savedTheme === 'dark' : true);
+    applyLanguage();
+
+    $('lang').addEventListener('click', () => {
+      lang = lang === 'zh-TW' ? 'en' : 'zh-TW';
+      writePref(PREFS.lang, lang);
+      applyLanguage();
+      if (!$('view-settings').hidden) loadSettings();
+    });
+    $('theme-dark').addEventListener('change', (e) => {
+      applyTheme(e.target.checked);
+      writePref(PREFS.theme, e.target.checked ? 'dark' : 'light');
+    });
+    $('tab-home').addEventListener('click', () => showTab('home'));
+    $('tab-settings').addEventListener('click', () => showTab('settings'));
+    $('retry').addEventListener('click', checkGateway);
+
+    const study = $('study');
+    study.addEventListener('input', refreshSend);
+    study.addEventListener('submit', submitStudy);
+    for (const radio of study.querySelectorAll('input[name="examMode"]')) {
+      radio.addEventListener('change', () => {
+        const manual = study.elements.examMode.value === 'manual';
+        $('examDateTime').disabled = !manual;
+        if (manual && !$('examDateTime').value) {
+          const now = new Date(Date.now() - new Date().getTimezoneOffset() * 60000);
+          $('examDateTime').value = now.toISOString().slice(0, 16);
+        }
+      });
+    }
+    const today = new Date(Date.now() - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 10);
+    $('birthDate').max = today;
+    for (const id of ['camera', 'album']) {
+      const input = $(id);
+      input.addEventListener('change', () => {
+        addFiles(input.files);
+        input.value = '';
+      });
+    }
+
+    $('settings').addEventListener('submit', saveSettings);
+    $('echo').addEventListener('click', () => {
+      const f = $('settings').elements;
+      testConnection($('echo'), $('echo-result'), {
+        calledAET: f.pacsCalledAET.value.trim(),
+        host: f.pacsHost.value.trim(),
+        port: f.pacsPort.value.trim(),
+      });
+    });
+    $('test-web').addEventListener('click', () => testConnection($('test-web'), $('web-result'), {}));
+
+    window.addEventListener('online', checkGateway);
+    window.addEventListener('offline', () => { $('offline').hidden = false; });
+
+    loadInfo();
+    checkGateway();
+    if ('serviceWorker' in navigator) {
+      navigator.serviceWorker.register('sw.js').catch(() => { /* http on a LAN address: no SW */ });
+    }
+  }
+
+  document.addEventListener('DOMContentLoaded', start);
+})();

@@ -1,0 +1,348 @@
+// Browser scenarios for the PWA, run by tests/browser.rs against the real gateway:
+//
+//   node tests/browser/scenarios.mjs SCENARIO BASE_URL [OUT_DIR]
+//
+// Debian's Chromium, driven by playwright-core, headless, loopback only. Each scenario
+// throws (exit code 1, with the reason) when the page does not behave.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const photo = (name) => join(here, '..', 'data', name);
+const PHOTOS = [photo('pillow_flower.jpg'), photo('pillow_iptc.jpg'), photo('pillow_hopper.jpg')];
+const pageErrors = [];
+const PATIENT = { id: 'CANARY-ID-4711', name: 'CANARY王大明', description: 'CANARY wound' };
+
+async function browser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+    ],
+  });
+}
+
+async function openPage(b, base, { locale = 'en-US', viewport = { width: 390, height: 844 } } = {}) {
+  const context = await b.newContext({ locale, viewport, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(base, { waitUntil: 'load' });
+  await page.waitForFunction(() => document.getElementById('tab-home').textContent.trim() !== '');
+  return { context, page };
+}
+
+async function fillPatient(page) {
+  await page.fill('#patientId', PATIENT.id);
+  await page.fill('#patientName', PATIENT.name);
+  await page.fill('#birthDate', '1990-01-15');
+  await page.selectOption('#sex', 'M');
+  await page.fill('#examDescription', PATIENT.description);
+}
+
+async function metric(page, line) {
+  const text = await page.evaluate(() => fetch('metrics').then((r) => r.text()));
+  const found = text.split('\n').find((l) => l.startsWith(line));
+  return found ? Number(found.split(' ').pop()) : 0;
+}
+
+/// Slows uploads so the progress bar can be seen.
+async function slowUpload(context, page) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 20,
+    downloadThroughput: -1,
+    uploadThroughput: 64 * 1024,
+  });
+}
+
+const scenarios = {
+  // 1. Fill, attach two real photos, send: progress, success, form cleared, both arrived.
+  async send(base) {
+    const b = await browser();
+    try {
+      const { context, page } = await openPage(b, base);
+      const before = await metric(page, 'photo_pacs_instances_total{result="success"}');
+      await fillPatient(page);
+      await page.setInputFiles('#album', PHOTOS.slice(0, 2));
+      assert.equal(await page.locator('#thumbs li').count(), 2);
+      await slowUpload(context, page);
+      await page.click('#send');
+      await page.waitForSelector('#progress:not([hidden])', { timeout: 5000 });
+      await page.waitForFunction(() => /%/.test(document.getElementById('status').textContent));
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      assert.match(await page.textContent('#status'), /2/);
+      assert.equal(await page.inputValue('#patientId'), '');
+      assert.equal(await page.inputValue('#patientName'), '');
+      assert.equal(await page.locator('#thumbs li').count(), 0);
+      assert.equal(await page.isDisabled('#send'), true);
+      const after = await metric(page, 'photo_pacs_instances_total{result="success"}');
+      assert.equal(after - before, 2, 'the server received both photos');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // 2. The send button waits for an ID and an image; a future birth date shows the
+  //    server's error beside the field.
+  async disabled(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      assert.equal(await page.isDisabled('#send'), true, 'nothing filled');
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      assert.equal(await page.isDisabled('#send'), true, 'image but no ID');
+      await page.fill('#patientId', 'P-1');
+      assert.equal(await page.isDisabled('#send'), false, 'ID and image');
+      await page.fill('#patientId', '   ');
+      assert.equal(await page.isDisabled('#send'), true, 'a blank ID is no ID');
+      await page.fill('#patientId', 'P-1');
+      await page.locator('#thumbs button').first().click();
+      assert.equal(await page.isDisabled('#send'), true, 'ID but no image');
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      // The picker stops at today; a typed or pasted date is checked by the server.
+      await page.evaluate(() => { document.getElementById('birthDate').value = '2999-01-01'; });
+      await page.click('#send');
+      const error = page.locator('.field-error[data-error-for="birthDate"]');
+      await error.waitFor({ state: 'visible', timeout: 15000 });
+      assert.match(await error.textContent(), /future/);
+      assert.equal(await page.getAttribute('#birthDate', 'aria-invalid'), 'true');
+      assert.equal(await page.locator('#thumbs li').count(), 1, 'a refused send keeps the photos');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // 3. Remove one of three thumbnails: exactly two arrive.
+  async remove(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      const before = await metric(page, 'photo_pacs_instances_total{result="success"}');
+      const studiesBefore = await metric(page, 'photo_pacs_studies_total{result="sent"}');
+      await page.fill('#patientId', 'P-2');
+      await page.setInputFiles('#album', PHOTOS);
+      assert.equal(await page.locator('#thumbs li').count(), 3);
+      await page.click('#thumbs li:nth-child(2) button');
+      assert.equal(await page.locator('#thumbs li').count(), 2);
+      // Double tap: the second click must not send again.
+      await page.dblclick('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      await page.waitForTimeout(500);
+      const after = await metric(page, 'photo_pacs_instances_total{result="success"}');
+      assert.equal(after - before, 2);
+      const studies = await metric(page, 'photo_pacs_studies_total{result="sent"}');
+      assert.equal(studies - studiesBefore, 1, 'one submission only');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // 4. Settings: save the called AET and find it after a reload; echo; a bad port's error
+  //    shows beside the field.
+  async settings(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await page.click('#tab-settings');
+      await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
+      assert.equal(await page.isVisible('#card-cstore'), true);
+      await page.fill('#pacsCalledAET', 'NEW_PACS');
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      await page.reload({ waitUntil: 'load' });
+      await page.click('#tab-settings');
+      await page.waitForFunction(() => document.getElementById('pacsCalledAET').value === 'NEW_PACS');
+
+      await page.click('#echo');
+      await page.waitForFunction(() => document.getElementById('echo-result').className === 'ok', null, { timeout: 30000 });
+
+      await page.fill('#pacsPort', '70000');
+      await page.click('#save');
+      const error = page.locator('.field-error[data-error-for="pacsPort"]');
+      await error.waitFor({ state: 'visible' });
+      assert.match(await error.textContent(), /65535/);
+      assert.equal(await page.getAttribute('#pacsPort', 'aria-invalid'), 'true');
+      // The advanced section opens on its own when its field is wrong.
+      await page.fill('#pacsPort', '104');
+      await page.click('summary');
+      await page.fill('#localResizeMax', '10');
+      await page.click('#save');
+      await page.locator('.field-error[data-error-for="localResizeMax"]').waitFor({ state: 'visible' });
+    } finally {
+      await b.close();
+    }
+  },
+
+  // 5. Language and theme survive a reload.
+  async prefs(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { locale: 'en-US' });
+      assert.equal(await page.textContent('#tab-settings'), 'Settings');
+      assert.equal(await page.getAttribute('html', 'data-theme'), 'dark');
+      await page.click('#lang');
+      assert.equal(await page.textContent('#tab-settings'), '設定');
+      assert.equal(await page.getAttribute('html', 'lang'), 'zh-TW');
+      await page.click('#tab-settings');
+      await page.uncheck('#theme-dark');
+      assert.equal(await page.getAttribute('html', 'data-theme'), 'light');
+      await page.reload({ waitUntil: 'load' });
+      assert.equal(await page.textContent('#tab-settings'), '設定');
+      assert.equal(await page.getAttribute('html', 'data-theme'), 'light');
+      // A Chinese browser gets Chinese from the start.
+      const zh = await openPage(b, base, { locale: 'zh-TW' });
+      assert.equal(await zh.page.textContent('#tab-home'), '首頁');
+      // Every visible string comes from the dictionary: no element with data-i18n is empty.
+      const empty = await zh.page.$$eval('[data-i18n]', (els) => els.filter((e) => !e.textContent.trim()).map((e) => e.dataset.i18n));
+      assert.deepEqual(empty, []);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // 6. After a successful send, no patient value is in localStorage, sessionStorage,
+  //    IndexedDB or the Cache Storage; the cache holds only the app shell.
+  async storage(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await page.evaluate(() => navigator.serviceWorker.ready);
+      await page.reload({ waitUntil: 'load' }); // now under the service worker
+      await fillPatient(page);
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      const found = await page.evaluate(async (values) => {
+        const hits = [];
+        const check = (where, text) => { for (const v of values) if (String(text).includes(v)) hits.push(`${where}: ${v}`); };
+        for (const store of [localStorage, sessionStorage]) {
+          for (let i = 0; i < store.length; i++) check('storage', `${store.key(i)}=${store.getItem(store.key(i))}`);
+        }
+        const dbs = indexedDB.databases ? await indexedDB.databases() : [];
+        for (const db of dbs) hits.push(`IndexedDB database ${db.name}`);
+        const cached = [];
+        for (const name of await caches.keys()) {
+          const cache = await caches.open(name);
+          for (const req of await cache.keys()) {
+            cached.push(new URL(req.url).pathname);
+            check('cache url', req.url);
+            const res = await cache.match(req);
+            check(`cache ${req.url}`, await res.text());
+          }
+        }
+        return { hits, cached };
+      }, [PATIENT.id, PATIENT.name, PATIENT.description, '1990-01-15', 'CANARY']);
+      assert.deepEqual(found.hits, []);
+      assert.ok(found.cached.length > 0, 'the service worker cached the shell');
+      assert.ok(found.cached.every((p) => !p.startsWith('/api/') && p !== '/healthz' && p !== '/metrics'), found.cached.join(' '));
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The gateway unreachable: the cached shell says so instead of a browser error page.
+  async offline(base) {
+    const b = await browser();
+    try {
+      const { context, page } = await openPage(b, base);
+      await page.evaluate(() => navigator.serviceWorker.ready);
+      await page.reload({ waitUntil: 'load' });
+      assert.equal(await page.isVisible('#offline'), false);
+      await context.setOffline(true);
+      await page.reload({ waitUntil: 'load' });
+      await page.waitForSelector('#offline', { state: 'visible', timeout: 10000 });
+      assert.match(await page.textContent('#offline h2'), /cannot be reached/);
+      // Back online: the page notices by itself (or the user taps "Try again").
+      await context.setOffline(false);
+      if (await page.isVisible('#retry')) await page.click('#retry').catch(() => {});
+      await page.waitForSelector('#offline', { state: 'hidden', timeout: 10000 });
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Accessibility basics at 360 px: every input has a label, touch targets are 44 px.
+  async layout(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { viewport: { width: 360, height: 740 } });
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      for (const view of ['home', 'settings']) {
+        await page.click(`#tab-${view}`);
+        await page.evaluate(() => { for (const d of document.querySelectorAll('details')) d.open = true; });
+        const problems = await page.evaluate(() => {
+          const out = [];
+          const visible = (el) => !el.closest('[hidden]') && el.getClientRects().length > 0;
+          for (const el of document.querySelectorAll('input, select')) {
+            if (!visible(el) && !el.classList.contains('visually-hidden')) continue;
+            const labelled = el.labels && el.labels.length > 0;
+            if (!labelled) out.push(`no label: ${el.id || el.name}`);
+          }
+          for (const el of document.querySelectorAll('button, .button, input:not(.visually-hidden), select, summary')) {
+            if (!visible(el) || el.type === 'radio' || el.type === 'checkbox') continue;
+            const r = el.getBoundingClientRect();
+            if (r.height < 44 || r.width < 44) out.push(`small target: ${el.id || el.className || el.tagName} ${r.width}x${r.height}`);
+          }
+          if (document.documentElement.scrollWidth > window.innerWidth) out.push(`horizontal scroll: ${document.documentElement.scrollWidth}`);
+          return out;
+        });
+        assert.deepEqual(problems, [], view);
+      }
+      // Radio buttons and checkboxes: their whole label row is the target.
+      const rows = await page.$$eval('.radio, .check', (els) => els.filter((e) => e.getClientRects().length && e.getBoundingClientRect().height < 44).length);
+      assert.equal(rows, 0);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Phone-sized screenshots of home, settings and a success, in both languages.
+  async screenshots(base, out) {
+    assert.ok(out, 'an output directory is needed');
+    mkdirSync(out, { recursive: true });
+    const b = await browser();
+    try {
+      for (const [locale, tag] of [['en-US', 'en'], ['zh-TW', 'zh-TW']]) {
+        const { page } = await openPage(b, base, { locale });
+        await page.fill('#patientId', 'A123456');
+        await page.fill('#patientName', tag === 'en' ? 'Wang^Daming' : '王大明');
+        await page.fill('#examDescription', tag === 'en' ? 'Wound, left forearm' : '左前臂傷口');
+        await page.setInputFiles('#album', PHOTOS.slice(0, 2));
+        await page.screenshot({ path: join(out, `home-${tag}.png`), fullPage: false });
+        await page.click('#send');
+        await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+        await page.screenshot({ path: join(out, `sent-${tag}.png`), fullPage: false });
+        await page.click('#tab-settings');
+        await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
+        await page.screenshot({ path: join(out, `settings-${tag}.png`), fullPage: false });
+      }
+    } finally {
+      await b.close();
+    }
+  },
+};
+
+const [name, base, out] = process.argv.slice(2);
+if (!scenarios[name] || !base) {
+  console.error(`usage: scenarios.mjs {${Object.keys(scenarios).join('|')}} BASE_URL [OUT_DIR]`);
+  process.exit(2);
+}
+scenarios[name](base.endsWith('/') ? base : `${base}/`, out).then(
+  () => {
+    assert.deepEqual(pageErrors, [], 'script errors in the page');
+    console.log(`${name}: ok`);
+  },
+  (e) => { console.error(`${name}: FAILED\n${e.stack || e}`); process.exit(1); },
+);
