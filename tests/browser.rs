@@ -67,6 +67,22 @@ fn settings_save_reload_echo_and_field_errors() {
 }
 
 #[test]
+fn the_dicomweb_card_shows_credentials_only_as_set_or_not() {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_PACS_BACKEND", "dicomweb"),
+        (
+            "PHOTO_PACS_DICOMWEB_BASE_URL",
+            "http://127.0.0.1:9/dicom-web",
+        ),
+        ("PHOTO_PACS_DICOMWEB_AUTH_METHOD", "basic"),
+        ("PHOTO_PACS_DICOMWEB_USERNAME", "nurse"),
+        ("PHOTO_PACS_DICOMWEB_PASSWORD", "s3cret-CANARY"),
+    ]);
+    scenario("dicomweb", &gw, None);
+    assert!(!gw.logs().contains("CANARY"));
+}
+
+#[test]
 fn language_and_theme_survive_a_reload() {
     let (_dir, gw) = gateway(&[]);
     scenario("prefs", &gw, None);

@@ -185,6 +185,28 @@ const scenarios = {
     }
   },
 
+  // The DICOMweb backend: only its card, credentials shown as set / not set, no demo banner.
+  async dicomweb(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await page.click('#tab-settings');
+      await page.waitForFunction(() => document.getElementById('dicomwebBaseUrl').value !== '');
+      assert.equal(await page.isVisible('#card-dicomweb'), true);
+      assert.equal(await page.isVisible('#card-cstore'), false);
+      assert.equal(await page.isVisible('#demo'), false);
+      assert.match(await page.getAttribute('#dicomwebPassword', 'placeholder'), /^set/);
+      assert.match(await page.getAttribute('#dicomwebToken', 'placeholder'), /not set/);
+      assert.equal(await page.inputValue('#dicomwebPassword'), '', 'a secret is never shown');
+      // Saving without touching the password keeps it.
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      assert.match(await page.getAttribute('#dicomwebPassword', 'placeholder'), /^set/);
+    } finally {
+      await b.close();
+    }
+  },
+
   // 5. Language and theme survive a reload.
   async prefs(base) {
     const b = await browser();
