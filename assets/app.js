@@ -48,14 +48,99 @@
     $('theme-dark').checked = dark;
   }
 
+  // ---- session: admin login and upload PIN ----------------------------------------------
+  let session = { adminPasswordSet: false, authenticated: true, uploadPinRequired: false };
+
+  async function loadSession() {
+    try {
+      const r = await fetch('api/session', { cache: 'no-store' });
+      if (r.ok) session = await r.json();
+    } catch (_) { /* unreachable: the offline screen says so */ }
+    $('pin-box').hidden = !session.uploadPinRequired;
+    $('password-current-box').hidden = !session.adminPasswordSet;
+    $('logout').hidden = !(session.adminPasswordSet && session.authenticated);
+  }
+
+  function showLogin(show) {
+    $('login').hidden = !show;
+    $('settings').hidden = show;
+    if (show) $('login-password').focus();
+  }
+
+  function tooMany(r) {
+    return t('tooMany', { s: r.headers.get('Retry-After') || '60' });
+  }
+
+  async function login(event) {
+    event.preventDefault();
+    const error = $('login-error');
+    error.hidden = true;
+    const r = await fetch('api/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ password: $('login-password').value }),
+    }).catch(() => null);
+    $('login-password').value = '';
+    if (r && r.ok) {
+      await loadSession();
+      showLogin(false);
+      loadSettings();
+      return;
+    }
+    error.textContent = !r ? t('errNetwork') : r.status === 429 ? tooMany(r) : t('loginWrong');
+    error.hidden = false;
+  }
+
+  async function changePassword() {
+    const form = $('settings');
+    clearErrors(form);
+    const out = $('password-result');
+    out.textContent = '';
+    const r = await fetch('api/admin/password', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ current: $('password-current').value, new: $('password-new').value }),
+    }).catch(() => null);
+    $('password-current').value = '';
+    $('password-new').value = '';
+    if (r && r.ok) {
+      out.textContent = t('passwordChanged');
+      out.className = 'ok';
+      await loadSession();
+      loadSettings();
+      return;
+    }
+    if (!r) {
+      out.textContent = t('errNetwork');
+    } else if (r.status === 429) {
+      out.textContent = tooMany(r);
+    } else {
+      const doc = await r.json().catch(() => ({}));
+      if (doc.field) showFieldError(form, doc.field, r.status === 401 ? t('loginWrong') : doc.message);
+      out.textContent = doc.message || t('errUnknown');
+    }
+    out.className = 'error';
+  }
+
+  async function logout() {
+    await fetch('api/logout', { method: 'POST' }).catch(() => null);
+    await loadSession();
+    showLogin(session.adminPasswordSet);
+  }
+
   // ---- tabs -----------------------------------------------------------------------------
-  function showTab(name) {
+  async function showTab(name) {
     for (const tab of ['home', 'settings']) {
       const selected = tab === name;
       $(`tab-${tab}`).setAttribute('aria-selected', String(selected));
       $(`view-${tab}`).hidden = !selected;
     }
-    if (name === 'settings') loadSettings();
+    if (name === 'settings') {
+      await loadSession();
+      const needLogin = session.adminPasswordSet && !session.authenticated;
+      showLogin(needLogin);
+      if (!needLogin) loadSettings();
+    }
   }
 
   // ---- reachability ---------------------------------------------------------------------
@@ -185,6 +270,14 @@
     if (sending || $('send').disabled) return; // a double tap sends once
     const form = $('study');
     clearErrors(form);
+    const pin = $('upload-pin').value;
+    $('pin-error').hidden = true;
+    if (session.uploadPinRequired && !pin) {
+      $('pin-error').textContent = t('pinRequired');
+      $('pin-error').hidden = false;
+      $('upload-pin').focus();
+      return;
+    }
     $('results').replaceChildren();
     sending = true;
     refreshSend();
@@ -203,6 +296,8 @@
 
     const xhr = new XMLHttpRequest();
     xhr.open('POST', 'api/studies');
+    // The PIN stays in this page's memory (the input above the form), never in storage.
+    if (pin) xhr.setRequestHeader('X-Upload-Pin', pin);
     const progress = $('progress');
     progress.hidden = false;
     progress.value = 0;
@@ -234,6 +329,15 @@
       } else if (xhr.status === 0) {
         setStatus(t('errNetwork'), 'error');
         checkGateway();
+      } else if (body.code === 'PIN_REQUIRED' || body.code === 'TOO_MANY_ATTEMPTS') {
+        const text = body.code === 'PIN_REQUIRED' ? t('pinWrong') : t('tooMany', { s: xhr.getResponseHeader('Retry-After') || '60' });
+        setStatus(text, 'error');
+        $('pin-error').textContent = text;
+        $('pin-error').hidden = false;
+        session.uploadPinRequired = true;
+        $('pin-box').hidden = false;
+        $('upload-pin').value = '';
+        $('upload-pin').focus();
       } else {
         setStatus(errorText(body), 'error');
         if (body.field) showFieldError(form, body.field, body.message || t('errValidation'));
@@ -291,7 +395,11 @@
       if (input.type === 'checkbox') input.checked = Boolean(value);
       else input.value = String(value);
     }
-    secretsSet = { dicomwebPasswordSet: s.dicomwebPasswordSet, dicomwebTokenSet: s.dicomwebTokenSet };
+    secretsSet = {
+      dicomwebPasswordSet: s.dicomwebPasswordSet,
+      dicomwebTokenSet: s.dicomwebTokenSet,
+      uploadPinSet: s.uploadPinSet,
+    };
     for (const input of form.querySelectorAll('[data-secret]')) input.value = '';
     renderSecrets();
     $('tls-status').textContent = s.pacsTls ? t('tlsOn') : t('tlsOff');
@@ -303,6 +411,10 @@
     $('save-result').textContent = '';
     try {
       const r = await fetch('api/settings', { cache: 'no-store' });
+      if (r.status === 401) {
+        showLogin(true);
+        return;
+      }
       if (r.ok) fillSettings(await r.json());
     } catch (_) {
       checkGateway();
@@ -340,6 +452,10 @@
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(settingsBody()),
       });
+      if (r.status === 401) {
+        showLogin(true);
+        return;
+      }
       const doc = await r.json();
       if (r.ok) {
         fillSettings(doc);
@@ -442,6 +558,9 @@
     }
 
     $('settings').addEventListener('submit', saveSettings);
+    $('login').addEventListener('submit', login);
+    $('password-change').addEventListener('click', changePassword);
+    $('logout').addEventListener('click', logout);
     $('echo').addEventListener('click', () => {
       const f = $('settings').elements;
       testConnection($('echo'), $('echo-result'), {
@@ -456,6 +575,7 @@
     window.addEventListener('offline', () => { $('offline').hidden = false; });
 
     loadInfo();
+    loadSession();
     checkGateway();
     if ('serviceWorker' in navigator) {
       navigator.serviceWorker.register('sw.js').catch(() => { /* http on a LAN address: no SW */ });

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::access::{FAILURE_WINDOW, Limiter, MAX_FAILURES, Sessions, hash_password};
 use crate::config::{EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
 use crate::pacs::Sender;
@@ -14,10 +15,21 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("PHOTO_PACS_ADMIN_PASSWORD: {0}")]
+    AdminPassword(crate::access::PasswordError),
+}
+
+/// Sessions, failed-guess limits and the admin password given by the environment.
+pub struct Access {
+    /// The hash of PHOTO_PACS_ADMIN_PASSWORD; the plain value is not kept.
+    env_hash: Option<String>,
+    pub sessions: Sessions,
+    pub limiter: Limiter,
 }
 
 pub struct App {
     pub env: EnvConfig,
+    pub access: Access,
     pub settings: SettingsStore,
     pub sender: Arc<Sender>,
     pub intake: Arc<Intake>,
@@ -36,10 +48,32 @@ impl App {
             warnings.push(format!("{} (PHOTO_PACS_{env}): {}", p.field, p.message));
         }
         warnings.extend(self.sender.warnings(current));
+        if self.admin_hash().is_none() {
+            warnings.push(
+                "no admin password is set: anyone on this network can change these settings (set one below, or PHOTO_PACS_ADMIN_PASSWORD)".into(),
+            );
+        }
         warnings
     }
 
-    pub fn new(env: EnvConfig) -> Result<Self, StartError> {
+    /// The admin password hash in force: the one set from the settings page, else the
+    /// environment's. `None`: no password, the settings are open.
+    pub fn admin_hash(&self) -> Option<String> {
+        self.settings
+            .admin_hash()
+            .or_else(|| self.access.env_hash.clone())
+    }
+
+    pub fn new(mut env: EnvConfig) -> Result<Self, StartError> {
+        let env_hash = match env.admin_password.take() {
+            Some(p) => Some(hash_password(p.expose()).map_err(StartError::AdminPassword)?),
+            None => None,
+        };
+        let access = Access {
+            env_hash,
+            sessions: Sessions::new(env.session_idle),
+            limiter: Limiter::new(MAX_FAILURES, FAILURE_WINDOW),
+        };
         for dir in [&env.upload_dir, &env.dicom_dir] {
             std::fs::create_dir_all(dir).map_err(|source| StartError::Directory {
                 path: dir.display().to_string(),
@@ -49,17 +83,10 @@ impl App {
         let sender = Arc::new(Sender::for_backend(env.backend));
         let metrics = Arc::new(Metrics::new(env.backend.as_str()));
         let settings = SettingsStore::load(env.settings_path.clone(), env.defaults.clone());
-        let intake = Arc::new(Intake::new(
-            env.upload_dir.clone(),
-            env.dicom_dir.clone(),
-            env.keep_files_on_success,
-            env.max_pixels,
-            env.uid_root.clone(),
-            sender.clone(),
-            metrics.clone(),
-        ));
+        let intake = Arc::new(Intake::new(&env, sender.clone(), metrics.clone()));
         Ok(App {
             env,
+            access,
             settings,
             sender,
             intake,

@@ -1,6 +1,7 @@
 //! Photo PACS: phone photos into the hospital PACS as DICOM objects.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -83,6 +83,15 @@ fn the_dicomweb_card_shows_credentials_only_as_set_or_not() {
 }
 
 #[test]
+fn pin_asked_once_and_settings_behind_the_admin_login() {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_ADMIN_PASSWORD", "admin-pass-123"),
+        ("PHOTO_PACS_UPLOAD_PIN", "pin-2468"),
+    ]);
+    scenario("protected", &gw, None);
+}
+
+#[test]
 fn language_and_theme_survive_a_reload() {
     let (_dir, gw) = gateway(&[]);
     scenario("prefs", &gw, None);

@@ -35,7 +35,12 @@ fn dicomweb_env(base: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 
 fn echo(gw: &Gateway) -> (u16, Value, Duration) {
     let started = Instant::now();
-    let resp = client().post(gw.url("/api/pacs/echo")).send().unwrap();
+    let resp = client()
+        .post(gw.url("/api/pacs/echo"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
     (
         resp.status().as_u16(),
         resp.json().unwrap_or(Value::Null),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::settings::{Key, Settings};
+use super::settings::{Key, Secret, Settings};
 use crate::convert::uid::UidRoot;
 
 pub const PREFIX: &str = "PHOTO_PACS_";
@@ -63,6 +63,16 @@ pub struct EnvConfig {
     pub max_pixels: u64,
     /// Root for the UIDs we generate.
     pub uid_root: UidRoot,
+    /// PHOTO_PACS_ADMIN_PASSWORD as given; the app hashes it at start-up and drops this.
+    pub admin_password: Option<Secret>,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: std::time::Duration,
+    /// Open connections at most; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// Photos decoded at the same time at most, across all uploads.
+    pub max_conversions: usize,
+    /// An admin session ends after this long without use.
+    pub session_idle: std::time::Duration,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -180,6 +190,33 @@ impl EnvConfig {
             None => UidRoot::default(),
             Some(v) => UidRoot::parse(v).map_err(|reason| err("UID_ROOT", &reason))?,
         };
+        let number = |name: &str, default: u64, min: u64, max: u64, what: &str| match get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(err(name, &format!("must be {what} from {min} to {max}"))),
+            },
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let header_timeout = std::time::Duration::from_secs(number(
+            "HEADER_TIMEOUT_S",
+            30,
+            1,
+            600,
+            "a number of seconds",
+        )?);
+        let max_connections =
+            number("MAX_CONNECTIONS", 256, 4, 65536, "a number of connections")? as usize;
+        let max_conversions =
+            number("MAX_CONVERSIONS", cores.min(4), 1, 64, "a number of photos")? as usize;
+        let session_idle = std::time::Duration::from_secs(
+            60 * number("SESSION_IDLE_MIN", 30, 1, 24 * 60, "a number of minutes")?,
+        );
+        let admin_password = match vars.get("ADMIN_PASSWORD") {
+            None => None,
+            Some(v) if (8..=256).contains(&v.chars().count()) => Some(Secret::new(v.clone())),
+            Some(_) => return Err(err("ADMIN_PASSWORD", "must be 8 to 256 characters")),
+        };
         let log_level = match get("LOG_LEVEL") {
             None => log::LevelFilter::Info,
             Some(v) => v.parse().map_err(|_| {
@@ -202,6 +239,11 @@ impl EnvConfig {
             max_request_bytes,
             max_pixels,
             uid_root,
+            admin_password,
+            header_timeout,
+            max_connections,
+            max_conversions,
+            session_idle,
             log_level,
             defaults,
             unknown_vars,
@@ -222,6 +264,11 @@ const OWN_VARS: &[&str] = &[
     "MAX_REQUEST_MB",
     "MAX_PIXELS",
     "UID_ROOT",
+    "ADMIN_PASSWORD",
+    "HEADER_TIMEOUT_S",
+    "MAX_CONNECTIONS",
+    "MAX_CONVERSIONS",
+    "SESSION_IDLE_MIN",
     "LOG_LEVEL",
 ];
 

@@ -34,6 +34,7 @@ pub enum Key {
     FlagIncludePatientInfoExceptId,
     FlagIncludeExamDescription,
     FlagThemeDark,
+    UploadPin,
 }
 
 /// Where a key lives in each of its three spellings.
@@ -49,7 +50,7 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 24] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
@@ -73,6 +74,7 @@ impl Key {
         Key::FlagIncludePatientInfoExceptId,
         Key::FlagIncludeExamDescription,
         Key::FlagThemeDark,
+        Key::UploadPin,
     ];
 
     pub fn names(self) -> KeyNames {
@@ -160,6 +162,7 @@ impl Key {
                 "include_exam_description",
             ),
             Key::FlagThemeDark => ("flagThemeDark", "FLAG_THEME_DARK", "flags", "theme_dark"),
+            Key::UploadPin => ("uploadPin", "UPLOAD_PIN", "security", "upload_pin"),
         };
         KeyNames {
             json,
@@ -171,7 +174,10 @@ impl Key {
 
     /// Secrets are write-only: the API reports whether they are set, never their value.
     pub fn is_secret(self) -> bool {
-        matches!(self, Key::DicomwebPassword | Key::DicomwebToken)
+        matches!(
+            self,
+            Key::DicomwebPassword | Key::DicomwebToken | Key::UploadPin
+        )
     }
 
     pub fn from_json(name: &str) -> Option<Key> {
@@ -282,6 +288,10 @@ impl AuthMethod {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -328,6 +338,8 @@ pub struct Settings {
     pub flag_include_patient_info_except_id: bool,
     pub flag_include_exam_description: bool,
     pub flag_theme_dark: bool,
+    /// When set, uploads must carry it.
+    pub upload_pin: Secret,
 }
 
 impl Default for Settings {
@@ -357,6 +369,7 @@ impl Default for Settings {
             flag_include_patient_info_except_id: true,
             flag_include_exam_description: true,
             flag_theme_dark: true,
+            upload_pin: Secret::default(),
         }
     }
 }
@@ -450,6 +463,7 @@ impl Settings {
                 self.flag_include_exam_description = parse_bool(trimmed).map_err(invalid)?
             }
             Key::FlagThemeDark => self.flag_theme_dark = parse_bool(trimmed).map_err(invalid)?,
+            Key::UploadPin => self.upload_pin = Secret(parse_pin(trimmed).map_err(invalid)?),
         }
         Ok(())
     }
@@ -482,6 +496,7 @@ impl Settings {
             }
             Key::FlagIncludeExamDescription => self.flag_include_exam_description.to_string(),
             Key::FlagThemeDark => self.flag_theme_dark.to_string(),
+            Key::UploadPin => self.upload_pin.expose().into(),
         }
     }
 
@@ -582,6 +597,16 @@ pub fn parse_update(
         Ok((next, changes))
     } else {
         Err(errors)
+    }
+}
+
+/// An upload PIN: empty (none), or 4 to 32 characters a phone keyboard can type.
+fn parse_pin(s: &str) -> Result<String, String> {
+    let n = s.chars().count();
+    if n == 0 || ((4..=32).contains(&n) && !has_control(s)) {
+        Ok(s.to_string())
+    } else {
+        Err("must be empty (no PIN) or 4 to 32 characters".into())
     }
 }
 

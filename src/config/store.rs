@@ -34,6 +34,8 @@ pub struct SettingsStore {
 #[derive(Clone)]
 struct State {
     overrides: BTreeMap<Key, String>,
+    /// The admin password's argon2 hash, when set from the settings page.
+    admin_hash: Option<String>,
     current: Arc<Settings>,
     /// What went wrong with the file at start-up, for the log and the settings API.
     problem: Option<String>,
@@ -48,15 +50,17 @@ impl SettingsStore {
     pub fn load(path: PathBuf, defaults: Settings) -> Self {
         let mut state = State {
             overrides: BTreeMap::new(),
+            admin_hash: None,
             current: Arc::new(defaults.clone()),
             problem: None,
             blocked: false,
         };
         match read_overrides(&path, &defaults) {
             Ok(None) => {}
-            Ok(Some((overrides, settings))) => {
-                state.overrides = overrides;
-                state.current = Arc::new(settings);
+            Ok(Some(file)) => {
+                state.overrides = file.overrides;
+                state.current = Arc::new(file.settings);
+                state.admin_hash = file.admin_hash;
             }
             Err(reason) => {
                 let shown = path.display();
@@ -88,7 +92,7 @@ impl SettingsStore {
     pub fn peek(path: &Path, defaults: &Settings) -> Result<Settings, String> {
         match read_overrides(path, defaults) {
             Ok(None) => Ok(defaults.clone()),
-            Ok(Some((_, settings))) => Ok(settings),
+            Ok(Some(file)) => Ok(file.settings),
             Err(reason) => Err(format!("settings file {} {reason}", path.display())),
         }
     }
@@ -139,7 +143,36 @@ impl SettingsStore {
                 overrides.insert(key, raw);
             }
         }
-        let text = render_ini(&overrides);
+        self.save(render_ini(&overrides, state.admin_hash.as_deref()))
+            .await?;
+        let next = Arc::new(next);
+        let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
+        w.overrides = overrides;
+        w.current = next.clone();
+        w.problem = None;
+        Ok(next)
+    }
+
+    /// The admin password hash saved from the settings page, if any.
+    pub fn admin_hash(&self) -> Option<String> {
+        self.read_state().admin_hash.clone()
+    }
+
+    /// Saves a new admin password hash (already checked by the caller).
+    pub async fn set_admin_hash(&self, hash: String) -> Result<(), UpdateError> {
+        let _guard = self.write_lock.lock().await;
+        let state = self.read_state().clone();
+        if state.blocked {
+            return Err(UpdateError::Blocked(state.problem.unwrap_or_default()));
+        }
+        self.save(render_ini(&state.overrides, Some(&hash))).await?;
+        let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
+        w.admin_hash = Some(hash);
+        w.problem = None;
+        Ok(())
+    }
+
+    async fn save(&self, text: String) -> Result<(), UpdateError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, text.as_bytes()))
             .await
@@ -150,13 +183,7 @@ impl SettingsStore {
             .map_err(|source| UpdateError::Write {
                 path: self.path.clone(),
                 source,
-            })?;
-        let next = Arc::new(next);
-        let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
-        w.overrides = overrides;
-        w.current = next.clone();
-        w.problem = None;
-        Ok(next)
+            })
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -165,10 +192,19 @@ impl SettingsStore {
     }
 }
 
-type Overrides = (BTreeMap<Key, String>, Settings);
+/// Where the admin password hash lives in the INI file (not a setting: it is changed only
+/// through the password route, which checks the current password).
+const ADMIN_HASH: (&str, &str) = ("security", "admin_password_hash");
+
+/// What the settings file holds.
+struct FileContents {
+    overrides: BTreeMap<Key, String>,
+    settings: Settings,
+    admin_hash: Option<String>,
+}
 
 /// `Ok(None)` when there is no file; `Err(reason)` names the line and key that is wrong.
-fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<Overrides>, String> {
+fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<FileContents>, String> {
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -177,6 +213,7 @@ fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<Overrides>,
     let ini = Ini::load_from_str(&text).map_err(|e| format!("line {}: {}", e.line, e.msg))?;
     let mut settings = defaults.clone();
     let mut overrides = BTreeMap::new();
+    let mut admin_hash = None;
     for (section, props) in ini.iter() {
         for (name, value) in props.iter() {
             let line = find_line(&text, section, name);
@@ -185,6 +222,15 @@ fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<Overrides>,
                     "line {line}: key {name:?} is outside any [section]"
                 ));
             };
+            if (section, name) == ADMIN_HASH {
+                if !crate::access::is_valid_hash(value) {
+                    return Err(format!(
+                        "line {line}: [{section}] {name} is not an argon2 password hash"
+                    ));
+                }
+                admin_hash = Some(value.to_string());
+                continue;
+            }
             let key = Key::from_ini(section, name)
                 .ok_or_else(|| format!("line {line}: unknown key [{section}] {name}"))?;
             settings
@@ -193,7 +239,11 @@ fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<Overrides>,
             overrides.insert(key, settings.raw(key));
         }
     }
-    Ok(Some((overrides, settings)))
+    Ok(Some(FileContents {
+        overrides,
+        settings,
+        admin_hash,
+    }))
 }
 
 /// The 1-based line where `name` is set in `section`, for error messages (0 if not found).
@@ -219,11 +269,14 @@ fn set_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(aside)
 }
 
-fn render_ini(overrides: &BTreeMap<Key, String>) -> String {
+fn render_ini(overrides: &BTreeMap<Key, String>, admin_hash: Option<&str>) -> String {
     let mut ini = Ini::new();
     for (key, value) in overrides {
         let n = key.names();
         ini.with_section(Some(n.section)).set(n.ini, value.as_str());
+    }
+    if let Some(hash) = admin_hash {
+        ini.with_section(Some(ADMIN_HASH.0)).set(ADMIN_HASH.1, hash);
     }
     let mut out = Vec::new();
     out.extend_from_slice(

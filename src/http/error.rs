@@ -23,6 +23,9 @@ pub struct ApiError {
     pub index: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds a refused client should wait (429), sent as Retry-After.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -34,7 +37,44 @@ impl ApiError {
             field: None,
             index: None,
             errors: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    pub fn too_many_attempts(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_ATTEMPTS",
+            format!("too many failed attempts; try again in {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    pub fn cross_site() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "CROSS_SITE",
+            "this request came from another web site and was refused",
+        )
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            message,
+        )
+    }
+
+    /// The same error, naming `field`.
+    pub fn for_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
     }
 
     pub fn validation(field: Option<&str>, message: impl Into<String>) -> Self {
@@ -73,7 +113,12 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        body::json(self.status, &self)
+        let mut resp = body::json(self.status, &self);
+        if let Some(wait) = self.retry_after {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+        }
+        resp
     }
 }
 

@@ -37,14 +37,15 @@ pub async fn read_object(
             }
         })?
         .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) && allow_empty {
-        return Ok(Map::new());
-    }
+    // A page of another site can post a form as text/plain without asking first; it cannot
+    // send application/json. Requiring it is part of the cross-site protection.
     if !is_json {
-        return Err(ApiError::validation(
-            None,
+        return Err(ApiError::unsupported_media_type(
             "the request must have Content-Type: application/json",
         ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) && allow_empty {
+        return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),

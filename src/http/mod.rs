@@ -1,16 +1,19 @@
 //! The HTTP server: hyper 1 over tokio, one router, graceful shutdown.
 
+mod access;
 mod assets;
 mod body;
 mod error;
 mod health;
 mod json;
+mod openapi;
 mod pacs;
 mod router;
 mod settings;
 mod studies;
 
-pub use router::API_ROUTES;
+pub use openapi::DOCUMENT as OPENAPI;
+pub use router::{API_ROUTES, Guard};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,8 +27,6 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 
-/// A client has this long to send its request headers (slow-loris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// On shutdown, requests in flight get this long to finish (an upload being delivered).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -33,10 +34,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Bounds open connections: past the limit, new clients wait in the kernel's backlog.
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.env.max_connections));
+    let header_timeout = app.env.header_timeout;
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -49,14 +56,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 let app = app.clone();
                 let service = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(router::handle(app, req).await) }
+                    async move { Ok::<_, Infallible>(router::handle(app, req, peer).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    // Slow-loris: headers must be complete this long after they start.
+                    .header_read_timeout(header_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = conn.await {
                         log::debug!("connection ended with an error: {e}");
                     }

@@ -1,32 +1,52 @@
 //! The one router: a `match` on method and path, plus what every answer gets (request id,
 //! security headers, a log line, a metric).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method, Request, header};
 use hyper::body::Incoming;
 
+use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
-use super::{assets, health, pacs, settings, studies};
+use super::{assets, health, openapi, pacs, settings, studies};
 use crate::app::App;
 
-/// Every API route and the methods it takes, for 405 answers (and the OpenAPI check to come).
-pub const API_ROUTES: &[(&str, &[Method])] = &[
-    ("/api/studies", &[Method::POST]),
-    ("/api/pacs/echo", &[Method::POST]),
-    ("/api/settings", &[Method::GET, Method::PUT]),
-    ("/api/settings/info", &[Method::GET]),
-    ("/healthz", &[Method::GET]),
-    ("/metrics", &[Method::GET]),
+/// Who may use a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    Public,
+    /// An admin session or password, when an admin password is set.
+    Admin,
+    /// The upload PIN, when one is set.
+    Upload,
+}
+
+/// Every API route, the methods it takes and its guard: for 405 answers, the access check,
+/// and the test that keeps the OpenAPI document true.
+pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
+    ("/api/studies", &[Method::POST], Guard::Upload),
+    ("/api/pacs/echo", &[Method::POST], Guard::Admin),
+    ("/api/settings", &[Method::GET, Method::PUT], Guard::Admin),
+    ("/api/settings/info", &[Method::GET], Guard::Public),
+    ("/api/session", &[Method::GET], Guard::Public),
+    ("/api/login", &[Method::POST], Guard::Public),
+    ("/api/logout", &[Method::POST], Guard::Public),
+    // Checks the current password itself.
+    ("/api/admin/password", &[Method::POST], Guard::Public),
+    ("/api/openapi.json", &[Method::GET], Guard::Public),
+    ("/healthz", &[Method::GET], Guard::Public),
+    ("/metrics", &[Method::GET], Guard::Public),
 ];
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let method = req.method().clone();
-    let (route, result) = dispatch(&app, req, &request_id).await;
+    let caller = Caller::of(peer, req.headers());
+    let (route, result) = dispatch(&app, req, &request_id, caller).await;
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -52,6 +72,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -91,27 +112,49 @@ async fn dispatch(
     app: &App,
     req: Request<Incoming>,
     request_id: &str,
+    caller: Caller,
 ) -> (&'static str, Result<Response, ApiError>) {
     let path = req.uri().path().to_string();
-    match (req.method(), path.as_str()) {
-        (&Method::POST, "/api/studies") => {
-            ("/api/studies", studies::post(app, req, request_id).await)
-        }
-        (&Method::POST, "/api/pacs/echo") => ("/api/pacs/echo", pacs::echo(app, req).await),
-        (&Method::GET, "/api/settings") => ("/api/settings", Ok(settings::get(app))),
-        (&Method::PUT, "/api/settings") => ("/api/settings", settings::put(app, req).await),
-        (&Method::GET, "/api/settings/info") => ("/api/settings/info", Ok(settings::info(app))),
-        (&Method::GET, "/healthz") => ("/healthz", Ok(health::healthz())),
-        (&Method::GET, "/metrics") => ("/metrics", Ok(health::metrics(app))),
-        (_, p) if let Some((route, _)) = API_ROUTES.iter().find(|(r, _)| *r == p) => {
-            (route, Err(ApiError::method_not_allowed()))
-        }
-        (&Method::GET | &Method::HEAD, p) if !p.starts_with("/api/") => {
-            match assets::serve(p, req.headers()) {
-                Some(resp) => ("asset", Ok(resp)),
-                None => ("unknown", Err(ApiError::not_found())),
+    let known = API_ROUTES.iter().find(|(r, _, _)| *r == path);
+    let Some(&(route, methods, guard)) = known else {
+        return match *req.method() {
+            Method::GET | Method::HEAD if !path.starts_with("/api/") => {
+                match assets::serve(&path, req.headers()) {
+                    Some(resp) => ("asset", Ok(resp)),
+                    None => ("unknown", Err(ApiError::not_found())),
+                }
             }
-        }
-        _ => ("unknown", Err(ApiError::not_found())),
+            _ => ("unknown", Err(ApiError::not_found())),
+        };
+    };
+    if !methods.contains(req.method()) {
+        return (route, Err(ApiError::method_not_allowed()));
     }
+    if access::is_cross_site(req.method(), req.headers()) {
+        return (route, Err(ApiError::cross_site()));
+    }
+    let allowed = match guard {
+        Guard::Public => Ok(()),
+        Guard::Admin => access::require_admin(app, req.headers(), caller).await,
+        Guard::Upload => access::require_pin(app, req.headers(), caller),
+    };
+    if let Err(e) = allowed {
+        return (route, Err(e));
+    }
+    let result = match (req.method(), route) {
+        (&Method::POST, "/api/studies") => studies::post(app, req, request_id).await,
+        (&Method::POST, "/api/pacs/echo") => pacs::echo(app, req).await,
+        (&Method::GET, "/api/settings") => Ok(settings::get(app)),
+        (&Method::PUT, "/api/settings") => settings::put(app, req).await,
+        (&Method::GET, "/api/settings/info") => Ok(settings::info(app)),
+        (&Method::GET, "/api/session") => Ok(access::session(app, req.headers())),
+        (&Method::POST, "/api/login") => access::login(app, req, caller).await,
+        (&Method::POST, "/api/logout") => Ok(access::logout(app, req.headers(), caller)),
+        (&Method::POST, "/api/admin/password") => access::change_password(app, req, caller).await,
+        (&Method::GET, "/api/openapi.json") => Ok(openapi::document()),
+        (&Method::GET, "/healthz") => Ok(health::healthz()),
+        (&Method::GET, "/metrics") => Ok(health::metrics(app)),
+        _ => Err(ApiError::method_not_allowed()),
+    };
+    (route, result)
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use crate::config::Settings;
+use crate::config::{EnvConfig, Settings};
 use crate::convert::uid::UidRoot;
 use crate::convert::{self, ConvertError, InstanceIds, Options, Probe};
 use crate::pacs::{InstanceStatus, Outgoing, PacsError, Sender};
@@ -106,26 +106,17 @@ impl Drop for Staging {
 }
 
 impl Intake {
-    pub fn new(
-        upload_dir: PathBuf,
-        dicom_dir: PathBuf,
-        keep_files_on_success: bool,
-        max_pixels: u64,
-        uid_root: UidRoot,
-        sender: Arc<Sender>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    pub fn new(env: &EnvConfig, sender: Arc<Sender>, metrics: Arc<Metrics>) -> Self {
         Intake {
-            upload_dir,
-            dicom_dir,
-            keep_files_on_success,
-            max_pixels,
-            uid_root,
+            upload_dir: env.upload_dir.clone(),
+            dicom_dir: env.dicom_dir.clone(),
+            keep_files_on_success: env.keep_files_on_success,
+            max_pixels: env.max_pixels,
+            uid_root: env.uid_root.clone(),
             sender,
             metrics,
-            conversions: Arc::new(Semaphore::new(parallel)),
-            conversions_max: parallel,
+            conversions: Arc::new(Semaphore::new(env.max_conversions)),
+            conversions_max: env.max_conversions,
         }
     }
 

@@ -185,6 +185,46 @@ const scenarios = {
     }
   },
 
+  // An admin password and an upload PIN: the PIN is asked on the page and kept in memory,
+  // the settings need a login.
+  async protected(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await page.waitForSelector('#pin-box', { state: 'visible' });
+      await page.fill('#patientId', 'P-PIN');
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await page.click('#send');
+      await page.waitForSelector('#pin-error', { state: 'visible' });
+      await page.fill('#upload-pin', '0000');
+      await page.click('#send');
+      await page.waitForFunction(() => /PIN/.test(document.getElementById('pin-error').textContent) && document.getElementById('status').className === 'error');
+      assert.equal(await page.locator('#thumbs li').count(), 1, 'a refused PIN keeps the photos');
+      await page.fill('#upload-pin', 'pin-2468');
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      assert.equal(await page.inputValue('#upload-pin'), 'pin-2468', 'asked once: kept for the next photo');
+      const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+      assert.ok(!stored.includes('pin-2468'), stored);
+
+      await page.click('#tab-settings');
+      await page.waitForSelector('#login', { state: 'visible' });
+      assert.equal(await page.isVisible('#settings'), false);
+      await page.fill('#login-password', 'not-the-password');
+      await page.click('#login-button');
+      await page.waitForSelector('#login-error', { state: 'visible' });
+      await page.fill('#login-password', 'admin-pass-123');
+      await page.click('#login-button');
+      await page.waitForSelector('#settings', { state: 'visible' });
+      await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
+      assert.match(await page.getAttribute('#uploadPin', 'placeholder'), /^set/);
+      await page.click('#logout');
+      await page.waitForSelector('#login', { state: 'visible' });
+    } finally {
+      await b.close();
+    }
+  },
+
   // The DICOMweb backend: only its card, credentials shown as set / not set, no demo banner.
   async dicomweb(base) {
     const b = await browser();

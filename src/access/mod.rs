@@ -1,0 +1,69 @@
+//! Access: who may change settings (an admin password and sessions), who may upload (an
+//! optional PIN), and how often a client may guess either.
+
+mod limiter;
+mod password;
+mod sessions;
+
+pub use limiter::Limiter;
+pub use password::{PasswordError, hash_password, is_valid_hash, verify_password};
+pub use sessions::Sessions;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Failed guesses a client may make per window before it must wait.
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The cookie that carries an admin session.
+pub const SESSION_COOKIE: &str = "photo_pacs_session";
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    #[error("an admin login is needed")]
+    LoginRequired,
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("the upload PIN is needed")]
+    PinRequired,
+    #[error("wrong upload PIN")]
+    WrongPin,
+    #[error("too many failed attempts; try again in {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
+}
+
+/// The client a request speaks for. Behind the tunnel every request arrives from loopback,
+/// so there (and only there) the forwarding proxy's header names the real client.
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    if peer.is_loopback()
+        && let Some(first) = forwarded_for.and_then(|v| v.split(',').next())
+        && let Ok(ip) = first.trim().parse::<IpAddr>()
+    {
+        return ip;
+    }
+    peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_loopback() {
+        let lan: IpAddr = "192.168.1.20".parse().unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_address(lan, Some("10.9.9.9")),
+            lan,
+            "a LAN client cannot pick its own address"
+        );
+        assert_eq!(
+            client_address(local, Some("203.0.113.7, 10.0.0.1")),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_address(local, Some("not an ip")), local);
+        assert_eq!(client_address(local, None), local);
+    }
+}

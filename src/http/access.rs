@@ -1,0 +1,332 @@
+//! Access checks at the HTTP edge (cross-site refusal, admin session or Basic password,
+//! upload PIN) and the login, logout, session and password routes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::body::{self, Response};
+use super::error::ApiError;
+use super::json::read_object;
+use crate::access::{SESSION_COOKIE, client_address, hash_password, verify_password};
+use crate::app::App;
+
+/// Who is asking: the client address that counts for rate limits, and whether the
+/// request reached the box over HTTPS (through the tunnel).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub client: IpAddr,
+    pub https: bool,
+}
+
+impl Caller {
+    /// Forwarding headers are believed only from loopback, where the tunnel's cloudflared runs.
+    pub fn of(peer: SocketAddr, headers: &HeaderMap) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let from_proxy = peer.ip().is_loopback();
+        let forwarded = text("cf-connecting-ip").or_else(|| text("x-forwarded-for"));
+        Caller {
+            client: client_address(peer.ip(), forwarded),
+            https: from_proxy
+                && text("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")),
+        }
+    }
+}
+
+/// Whether a state-changing request comes from another site's page (a form or script on a
+/// web page the nurse has open): the browser says so in Sec-Fetch-Site, or in an Origin
+/// that is not this host. Scripts and curl send neither and are not refused for it.
+pub fn is_cross_site(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    match text(header::ORIGIN) {
+        None => false,
+        Some(origin) => {
+            let host = text(header::HOST).unwrap_or("");
+            let origin_host = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or("");
+            origin == "null" || !origin_host.eq_ignore_ascii_case(host)
+        }
+    }
+}
+
+fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+}
+
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(
+        text.split_once(':')
+            .map_or(text.clone(), |(_, p)| p.to_string()),
+    )
+}
+
+/// Checks a password against the admin hash off the async threads (argon2 is slow on
+/// purpose), counting failures against the client.
+async fn check_password(
+    app: &App,
+    caller: Caller,
+    password: String,
+    hash: String,
+) -> Result<(), ApiError> {
+    if let Err(wait) = app.access.limiter.check(caller.client) {
+        return Err(ApiError::too_many_attempts(wait));
+    }
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if ok {
+        app.access.limiter.succeed(caller.client);
+        Ok(())
+    } else {
+        app.access.limiter.fail(caller.client);
+        Err(ApiError::unauthorized("UNAUTHORIZED", "wrong password"))
+    }
+}
+
+/// The admin gate: open when no admin password is set; otherwise a live session cookie or
+/// HTTP Basic with the password (for scripts).
+pub async fn require_admin(app: &App, headers: &HeaderMap, caller: Caller) -> Result<(), ApiError> {
+    let Some(hash) = app.admin_hash() else {
+        return Ok(());
+    };
+    if session_token(headers).is_some_and(|t| app.access.sessions.touch(t)) {
+        return Ok(());
+    }
+    match basic_password(headers) {
+        Some(password) => check_password(app, caller, password, hash).await,
+        None => Err(ApiError::unauthorized(
+            "UNAUTHORIZED",
+            "an admin login is needed",
+        )),
+    }
+}
+
+/// The upload gate: open when no PIN is set; otherwise the `X-Upload-Pin` header, or an
+/// admin session.
+pub fn require_pin(app: &App, headers: &HeaderMap, caller: Caller) -> Result<(), ApiError> {
+    let settings = app.settings.current();
+    let pin = settings.upload_pin.expose();
+    if pin.is_empty() || session_token(headers).is_some_and(|t| app.access.sessions.touch(t)) {
+        return Ok(());
+    }
+    if let Err(wait) = app.access.limiter.check(caller.client) {
+        return Err(ApiError::too_many_attempts(wait));
+    }
+    match headers.get("x-upload-pin").and_then(|v| v.to_str().ok()) {
+        Some(given) if constant_time_eq(given.as_bytes(), pin.as_bytes()) => {
+            app.access.limiter.succeed(caller.client);
+            Ok(())
+        }
+        Some(_) => {
+            app.access.limiter.fail(caller.client);
+            Err(ApiError::unauthorized("PIN_REQUIRED", "wrong upload PIN"))
+        }
+        None => Err(ApiError::unauthorized(
+            "PIN_REQUIRED",
+            "this gateway needs the upload PIN",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn session_cookie(token: &str, caller: Caller, max_age: u64) -> HeaderValue {
+    let secure = if caller.https { "; Secure" } else { "" };
+    let value = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `POST /api/login` `{"password": "..."}`: a session cookie on success.
+pub async fn login(
+    app: &App,
+    req: Request<Incoming>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let body = read_object(req, false).await?;
+    let Some(hash) = app.admin_hash() else {
+        return Ok(body::json(
+            StatusCode::OK,
+            &json!({ "status": "ok", "adminPasswordSet": false }),
+        ));
+    };
+    let password = body
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    check_password(app, caller, password, hash).await?;
+    Ok(with_new_session(app, caller))
+}
+
+fn with_new_session(app: &App, caller: Caller) -> Response {
+    let token = app.access.sessions.create();
+    let mut resp = body::json(
+        StatusCode::OK,
+        &json!({ "status": "ok", "authenticated": true }),
+    );
+    let idle = app.access.sessions.idle().as_secs();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&token, caller, idle));
+    resp
+}
+
+/// `POST /api/logout`: ends this session.
+pub fn logout(app: &App, headers: &HeaderMap, caller: Caller) -> Response {
+    if let Some(token) = session_token(headers) {
+        app.access.sessions.end(token);
+    }
+    let mut resp = body::json(StatusCode::OK, &json!({ "status": "ok" }));
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", caller, 0));
+    resp
+}
+
+/// `GET /api/session`: what the app needs to know to ask for a password or a PIN.
+pub fn session(app: &App, headers: &HeaderMap) -> Response {
+    let admin_set = app.admin_hash().is_some();
+    let authenticated = session_token(headers).is_some_and(|t| app.access.sessions.touch(t));
+    body::json(
+        StatusCode::OK,
+        &json!({
+            "adminPasswordSet": admin_set,
+            "authenticated": authenticated || !admin_set,
+            "uploadPinRequired": app.settings.current().upload_pin.is_set(),
+        }),
+    )
+}
+
+/// `POST /api/admin/password` `{"current": "...", "new": "..."}`: sets or changes the
+/// admin password. Changing needs the current one; every other session ends.
+pub async fn change_password(
+    app: &App,
+    req: Request<Incoming>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let body = read_object(req, false).await?;
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let Some(hash) = app.admin_hash() {
+        check_password(app, caller, text("current"), hash)
+            .await
+            .map_err(|e| e.for_field("current"))?;
+    }
+    let new = text("new");
+    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::validation(Some("new"), e.to_string()))?;
+    app.settings.set_admin_hash(hash).await?;
+    app.access.sessions.end_all();
+    log::info!("admin password changed; all sessions ended");
+    Ok(with_new_session(app, caller))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn cross_site_requests_are_recognised() {
+        let post = Method::POST;
+        assert!(
+            !is_cross_site(&post, &headers(&[])),
+            "curl sends neither header"
+        );
+        assert!(!is_cross_site(
+            &post,
+            &headers(&[("host", "box:9470"), ("origin", "http://box:9470")])
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("host", "box:9470"), ("origin", "http://evil.example")])
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("host", "box:9470"), ("origin", "null")])
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("sec-fetch-site", "cross-site")])
+        ));
+        assert!(is_cross_site(
+            &post,
+            &headers(&[("sec-fetch-site", "same-site")])
+        ));
+        assert!(!is_cross_site(
+            &post,
+            &headers(&[("sec-fetch-site", "same-origin")])
+        ));
+        assert!(!is_cross_site(
+            &Method::GET,
+            &headers(&[("origin", "http://evil.example")])
+        ));
+    }
+
+    #[test]
+    fn credentials_are_read_from_cookie_and_basic_auth() {
+        let h = headers(&[("cookie", "a=b; photo_pacs_session=TOKEN; c=d")]);
+        assert_eq!(session_token(&h), Some("TOKEN"));
+        let h = headers(&[("authorization", "Basic YWRtaW46czNjcmV0OnBhcnQ=")]); // admin:s3cret:part
+        assert_eq!(basic_password(&h).as_deref(), Some("s3cret:part"));
+        assert!(constant_time_eq(b"1234", b"1234"));
+        assert!(!constant_time_eq(b"1234", b"1235"));
+        assert!(!constant_time_eq(b"1234", b"12345"));
+    }
+
+    #[test]
+    fn forwarded_proto_counts_only_from_loopback() {
+        let h = headers(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]);
+        let tunnel = Caller::of("127.0.0.1:5000".parse().unwrap(), &h);
+        assert!(tunnel.https);
+        assert_eq!(tunnel.client, "203.0.113.9".parse::<IpAddr>().unwrap());
+        let lan = Caller::of("192.168.1.9:5000".parse().unwrap(), &h);
+        assert!(!lan.https);
+        assert_eq!(lan.client, "192.168.1.9".parse::<IpAddr>().unwrap());
+    }
+}
