@@ -210,13 +210,23 @@ fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<FileContent
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot be read: {e}")),
     };
-    let ini = Ini::load_from_str(&text).map_err(|e| format!("line {}: {}", e.line, e.msg))?;
+    parse_contents(&text, defaults).map(Some)
+}
+
+/// The settings a settings file's text gives over `defaults`, or the reason (with its line)
+/// it cannot be used. Never panics, whatever the text.
+pub fn parse_settings_file(text: &str, defaults: &Settings) -> Result<Settings, String> {
+    parse_contents(text, defaults).map(|f| f.settings)
+}
+
+fn parse_contents(text: &str, defaults: &Settings) -> Result<FileContents, String> {
+    let ini = Ini::load_from_str(text).map_err(|e| format!("line {}: {}", e.line, e.msg))?;
     let mut settings = defaults.clone();
     let mut overrides = BTreeMap::new();
     let mut admin_hash = None;
     for (section, props) in ini.iter() {
         for (name, value) in props.iter() {
-            let line = find_line(&text, section, name);
+            let line = find_line(text, section, name);
             let Some(section) = section else {
                 return Err(format!(
                     "line {line}: key {name:?} is outside any [section]"
@@ -239,11 +249,11 @@ fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<FileContent
             overrides.insert(key, settings.raw(key));
         }
     }
-    Ok(Some(FileContents {
+    Ok(FileContents {
         overrides,
         settings,
         admin_hash,
-    }))
+    })
 }
 
 /// The 1-based line where `name` is set in `section`, for error messages (0 if not found).

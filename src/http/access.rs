@@ -174,17 +174,17 @@ pub async fn login(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let body = read_object(req, false).await?;
+    let password = body
+        .get("password")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::validation(Some("password"), "password must be a string"))?
+        .to_string();
     let Some(hash) = app.admin_hash() else {
         return Ok(body::json(
             StatusCode::OK,
             &json!({ "status": "ok", "adminPasswordSet": false }),
         ));
     };
-    let password = body
-        .get("password")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
     check_password(app, caller, password, hash).await?;
     Ok(with_new_session(app, caller))
 }
@@ -234,6 +234,14 @@ pub async fn change_password(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let body = read_object(req, false).await?;
+    for key in ["current", "new"] {
+        if body.get(key).is_some_and(|v| !v.is_string()) {
+            return Err(ApiError::validation(
+                Some(key),
+                format!("{key} must be a string"),
+            ));
+        }
+    }
     let text = |k: &str| {
         body.get(k)
             .and_then(Value::as_str)

@@ -7,6 +7,7 @@ use super::body::{self, Response};
 use crate::config::{FieldError, UpdateError};
 use crate::intake::IntakeError;
 use crate::intake::form::FormError;
+use crate::intake::upload::UploadError;
 use crate::pacs::PacsError;
 
 /// An error answer: `{"code": ..., "message": ..., "field": ...}` as the reference defines,
@@ -23,9 +24,10 @@ pub struct ApiError {
     pub index: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// Seconds a refused client should wait (429), sent as Retry-After.
+    /// A header the answer must carry (Retry-After for 429, Allow for 405); boxed so
+    /// the error stays small on the happy path.
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    pub header: Option<Box<(http::HeaderName, http::HeaderValue)>>,
 }
 
 impl ApiError {
@@ -37,7 +39,7 @@ impl ApiError {
             field: None,
             index: None,
             errors: Vec::new(),
-            retry_after: None,
+            header: None,
         }
     }
 
@@ -51,7 +53,10 @@ impl ApiError {
             "TOO_MANY_ATTEMPTS",
             format!("too many failed attempts; try again in {retry_after} s"),
         );
-        e.retry_after = Some(retry_after);
+        e.header = Some(Box::new((
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(retry_after),
+        )));
         e
     }
 
@@ -95,12 +100,18 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed() -> Self {
-        Self::new(
+    /// 405, with the methods the route does take in `Allow` (RFC 9110).
+    pub fn method_not_allowed(allowed: &[http::Method]) -> Self {
+        let mut e = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
             "this route does not take that method",
-        )
+        );
+        let list: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+        if let Ok(v) = http::HeaderValue::from_str(&list.join(", ")) {
+            e.header = Some(Box::new((http::header::ALLOW, v)));
+        }
+        e
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -114,11 +125,31 @@ impl ApiError {
 
     pub fn into_response(self) -> Response {
         let mut resp = body::json(self.status, &self);
-        if let Some(wait) = self.retry_after {
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+        if let Some(pair) = self.header {
+            let (name, value) = *pair;
+            resp.headers_mut().insert(name, value);
         }
         resp
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        let message = e.to_string();
+        match e {
+            UploadError::ImageTooLarge { index, .. } => ApiError::too_large(message)
+                .with_index(index)
+                .for_field("images[]"),
+            UploadError::RequestTooLarge { .. } => ApiError::too_large(message),
+            UploadError::TooManyImages => ApiError::validation(Some("images[]"), message),
+            UploadError::TextTooLong { field } => ApiError::validation(field, message),
+            UploadError::NotUtf8 { field } => ApiError::validation(Some(field), message),
+            UploadError::Form(f) => f.into(),
+            UploadError::Interrupted | UploadError::Malformed => {
+                ApiError::validation(None, message)
+            }
+            UploadError::Storage(e) => IntakeError::Storage(e).into(),
+        }
     }
 }
 

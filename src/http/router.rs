@@ -128,7 +128,7 @@ async fn dispatch(
         };
     };
     if !methods.contains(req.method()) {
-        return (route, Err(ApiError::method_not_allowed()));
+        return (route, Err(ApiError::method_not_allowed(methods)));
     }
     if access::is_cross_site(req.method(), req.headers()) {
         return (route, Err(ApiError::cross_site()));
@@ -154,7 +154,7 @@ async fn dispatch(
         (&Method::GET, "/api/openapi.json") => Ok(openapi::document()),
         (&Method::GET, "/healthz") => Ok(health::healthz()),
         (&Method::GET, "/metrics") => Ok(health::metrics(app)),
-        _ => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::method_not_allowed(methods)),
     };
     (route, result)
 }

@@ -6,6 +6,7 @@
 //! slot in at the hand-over; until then a failed delivery keeps the files on disk.
 
 pub mod form;
+pub mod upload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct Staging {
     dir: PathBuf,
     images: Vec<PathBuf>,
     keep: bool,
+    /// The photo being received.
+    current: Option<tokio::fs::File>,
 }
 
 impl Staging {
@@ -84,16 +87,37 @@ impl Staging {
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }
+}
 
-    /// Where the next photo goes. File names carry no client-supplied text: an uploaded file
-    /// name can be a patient's name.
-    pub fn next_path(&self) -> PathBuf {
-        self.dir.join(format!("{:03}.img", self.images.len() + 1))
+impl upload::PhotoSink for Staging {
+    fn count(&self) -> usize {
+        self.images.len()
     }
 
-    /// Records the file written at [`Staging::next_path`].
-    pub fn push(&mut self, path: PathBuf) {
+    /// File names carry no client-supplied text: an uploaded file name can be a patient's name.
+    async fn begin(&mut self) -> std::io::Result<()> {
+        let path = self.dir.join(format!("{:03}.img", self.images.len() + 1));
+        let file = tokio::fs::File::create(&path).await?;
+        // Recorded before writing so a half-written file is cleaned up with the rest.
         self.images.push(path);
+        self.current = Some(file);
+        Ok(())
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match &mut self.current {
+            Some(f) => f.write_all(chunk).await,
+            None => Err(std::io::Error::other("no photo begun")),
+        }
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self.current.take() {
+            Some(mut f) => f.flush().await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -130,6 +154,7 @@ impl Intake {
             dir,
             images: Vec::new(),
             keep: false,
+            current: None,
         })
     }
 

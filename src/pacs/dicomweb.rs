@@ -148,8 +148,7 @@ async fn stow_outcome(
         return Err(Outcome::Pacs(status_error(status)));
     }
     let body = response.bytes().await.map_err(Outcome::Transport)?;
-    let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut by_uid = per_instance(&doc);
+    let mut by_uid = stow_statuses(&body);
     Ok(batch
         .iter()
         .map(|o| {
@@ -164,6 +163,11 @@ async fn stow_outcome(
                 })
         })
         .collect())
+}
+
+/// Each instance a STOW-RS answer body names, with its status; an unreadable body names none.
+pub fn stow_statuses(body: &[u8]) -> HashMap<String, InstanceStatus> {
+    serde_json::from_slice::<Value>(body).map_or_else(|_| HashMap::new(), |doc| per_instance(&doc))
 }
 
 /// The instances a STOW-RS answer names: Referenced SOP Sequence (0008,1199), with a

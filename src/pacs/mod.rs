@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub use dicomweb::stow_statuses;
 pub use mock::{MockPacs, Received};
 
 use crate::config::{AuthMethod, Backend, FieldError, Key, Settings};

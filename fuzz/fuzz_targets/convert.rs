@@ -1,0 +1,41 @@
+//! Any file as a photo: probe (format, size, truncation) and, when it passes, the whole
+//! conversion to DICOM in the transfer syntax the first byte picks.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use photo_pacs::config::{Settings, TransferSyntax};
+use photo_pacs::convert::{InstanceIds, Options, convert, probe};
+use photo_pacs::study::{Exam, Patient, Sex, Study};
+
+/// Small enough that one input never takes long: a big picture is a different test.
+const MAX_PIXELS: u64 = 1 << 20;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, photo)) = data.split_first() else { return };
+    let Ok(p) = probe(photo, MAX_PIXELS) else { return };
+    let settings = Settings {
+        local_transfer_syntax: TransferSyntax::ALL[pick as usize % TransferSyntax::ALL.len()],
+        local_resize_max: if pick & 0x80 == 0 { 256 } else { 0 },
+        ..Settings::default()
+    };
+    let study = Study {
+        patient: Patient {
+            id: "FUZZ".into(),
+            name: "Fuzz^Test".into(),
+            birth_date: None,
+            sex: Sex::Unknown,
+        },
+        exam: Exam {
+            time: chrono::Local::now().fixed_offset(),
+            description: String::new(),
+        },
+    };
+    let ids = InstanceIds {
+        study_uid: "2.25.1".into(),
+        series_uid: "2.25.2".into(),
+        sop_uid: "2.25.3".into(),
+        number: 1,
+        created: chrono::Local::now().fixed_offset(),
+    };
+    let _ = convert(photo, &p, &study, &ids, &Options::from_settings(&settings, MAX_PIXELS));
+});

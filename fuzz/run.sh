@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 30) each, on the committed corpus.
+#
+#   fuzz/run.sh [SECONDS] [TARGET...]
+#
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+# A crash stops the run with its reproducer in fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds="${1:-30}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(multipart convert settings_ini stow_response)
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t"
+    echo "== fuzz $t for ${seconds}s"
+    log="$(mktemp)"
+    status=0
+    cargo fuzz run --release "$t" "corpus/$t" -- \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
+    grep -E "^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|Test unit written)" "$log" || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 40 "$log" >&2
+        echo "fuzz $t failed (exit $status): reproducer under fuzz/artifacts/$t" >&2
+        exit 1
+    fi
+    rm -f "$log"
+done
