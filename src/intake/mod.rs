@@ -331,10 +331,13 @@ impl Intake {
             .map_err(|e| IntakeError::Internal(e.to_string()))?;
         let (index, sop_uid, path) = (ids.number, ids.sop_uid.clone(), dst.clone());
         let started = Instant::now();
+        let running = self.metrics.conversion_started();
         // The photo is read again rather than kept from the probe: holding every photo of a
         // 50-photo upload in memory at once would not fit a Pi.
         tokio::task::spawn_blocking(move || {
+            // Dropped in reverse order: the gauge falls before the next photo may start.
             let _permit = permit;
+            let _running = running;
             let bytes = std::fs::read(&src)?;
             let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
                 .map_err(|source| IntakeError::Image { index, source })?;

@@ -31,6 +31,17 @@ pub struct Metrics {
     studies: Family<ResultLabels, Counter>,
     instances: Family<ResultLabels, Counter>,
     conversion_seconds: Histogram,
+    conversions_running: Gauge,
+    conversions_peak: Gauge,
+}
+
+/// Marks one conversion as running until dropped.
+pub struct ConversionGuard(std::sync::Arc<Metrics>);
+
+impl Drop for ConversionGuard {
+    fn drop(&mut self) {
+        self.0.conversions_running.dec();
+    }
 }
 
 impl Metrics {
@@ -61,6 +72,19 @@ impl Metrics {
             "Time to turn one photo into a DICOM object",
             conversion_seconds.clone(),
         );
+        let conversions_running = Gauge::default();
+        registry.register(
+            "conversions_running",
+            "Photos being converted right now",
+            conversions_running.clone(),
+        );
+        // The high-water mark shows whether MAX_CONVERSIONS (the memory budget) ever filled.
+        let conversions_peak = Gauge::default();
+        registry.register(
+            "conversions_peak",
+            "Most photos converted at the same time since start-up",
+            conversions_peak.clone(),
+        );
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -74,6 +98,8 @@ impl Metrics {
             studies,
             instances,
             conversion_seconds,
+            conversions_running,
+            conversions_peak,
         }
     }
 
@@ -99,6 +125,15 @@ impl Metrics {
         self.conversion_seconds.observe(seconds);
     }
 
+    /// Counts a conversion as running for as long as the guard lives.
+    pub fn conversion_started(self: &std::sync::Arc<Self>) -> ConversionGuard {
+        let now = self.conversions_running.inc() + 1;
+        self.conversions_peak
+            .inner()
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        ConversionGuard(self.clone())
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -114,12 +149,19 @@ mod tests {
 
     #[test]
     fn counters_appear_in_the_text() {
-        let m = Metrics::new("mock");
+        let m = std::sync::Arc::new(Metrics::new("mock"));
         m.http_request("GET", "/healthz", 200);
         m.study("sent");
         m.instance("success");
         m.conversion(0.02);
+        {
+            let _a = m.conversion_started();
+            let _b = m.conversion_started();
+        }
+        let _c = m.conversion_started();
         let text = m.render();
+        assert!(text.contains("photo_pacs_conversions_running 1"), "{text}");
+        assert!(text.contains("photo_pacs_conversions_peak 2"), "{text}");
         assert!(
             text.contains(
                 r#"photo_pacs_http_requests_total{method="GET",route="/healthz",status="200"} 1"#

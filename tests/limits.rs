@@ -1,0 +1,165 @@
+//! Abuse limits on the real binary: the header read timeout drops slow-loris clients, the
+//! connection limit queues the next client instead of failing it, and the conversion
+//! semaphore holds however many phones upload at once.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{client, gateway, upload};
+
+fn addr(gw: &common::Gateway) -> String {
+    gw.base.trim_start_matches("http://").to_string()
+}
+
+/// True once the gateway has closed (or answered) the connection.
+fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(_) => true, // 0 = EOF; anything else is the gateway's 408 before it closes
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+fn health_ok(gw: &common::Gateway) -> bool {
+    client()
+        .get(gw.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .is_ok_and(|r| r.status() == 200)
+}
+
+#[test]
+fn header_timeout_drops_a_slow_loris_while_others_are_served() {
+    let (_dir, gw) = gateway(&[("PHOTO_PACS_HEADER_TIMEOUT_S", "1")]);
+    let mut slow = TcpStream::connect(addr(&gw)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let request =
+        b"POST /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let started = Instant::now();
+    let mut dropped_after = None;
+    for byte in request {
+        // A write can fail once the gateway has gone; that counts as dropped too.
+        if slow.write_all(&[*byte]).is_err() || closed_by_peer(&mut slow) {
+            dropped_after = Some(started.elapsed());
+            break;
+        }
+        assert!(
+            health_ok(&gw),
+            "a normal request failed while a slow client was open"
+        );
+    }
+    let after = dropped_after.expect("the slow client was never dropped");
+    println!(
+        "slow client dropped after {:.2} s (timeout 1 s)",
+        after.as_secs_f64()
+    );
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(4),
+        "dropped after {after:?}, expected about 1 s"
+    );
+}
+
+#[test]
+fn a_silent_connection_is_dropped_by_the_header_timeout() {
+    let (_dir, gw) = gateway(&[("PHOTO_PACS_HEADER_TIMEOUT_S", "1")]);
+    let mut silent = TcpStream::connect(addr(&gw)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    while !closed_by_peer(&mut silent) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a connection that never sends a byte is still open after 5 s"
+        );
+    }
+    println!(
+        "silent client dropped after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn past_the_connection_limit_the_next_client_waits_and_is_then_served() {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_MAX_CONNECTIONS", "4"),
+        ("PHOTO_PACS_HEADER_TIMEOUT_S", "60"),
+    ]);
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr(&gw)).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Give the gateway time to accept all four before the fifth arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fifth = TcpStream::connect(addr(&gw)).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = fifth.read_to_end(&mut buf);
+    assert!(
+        early.is_err() && buf.is_empty(),
+        "the fifth client was served while four connections were open: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    held.pop();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    fifth.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[test]
+fn conversions_never_exceed_the_limit_however_many_phones_upload() {
+    let (_dir, gw) = gateway(&[("PHOTO_PACS_MAX_CONVERSIONS", "1")]);
+    let photos = [
+        ("a.jpg", "pillow_hopper.jpg"),
+        ("b.jpg", "pillow_flower.jpg"),
+        ("c.jpg", "pillow_hopper.jpg"),
+        ("d.jpg", "pillow_flower.jpg"),
+    ];
+    std::thread::scope(|s| {
+        let phones: Vec<_> = (0..4)
+            .map(|i| {
+                let gw = &gw;
+                s.spawn(move || {
+                    let id = format!("LIMIT{i}");
+                    upload(gw, &[("patientId", &id)], &photos).status().as_u16()
+                })
+            })
+            .collect();
+        for phone in phones {
+            assert_eq!(phone.join().unwrap(), 200);
+        }
+    });
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("photo_pacs_conversions_peak 1\n"),
+        "16 photos from 4 phones at once with MAX_CONVERSIONS=1:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("photo_pacs_conversions_running 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"photo_pacs_instances_total{result="success"} 16"#),
+        "{metrics}"
+    );
+}
