@@ -18,7 +18,8 @@ fn addr(gw: &common::Gateway) -> String {
 fn closed_by_peer(stream: &mut TcpStream) -> bool {
     let mut buf = [0u8; 512];
     match stream.read(&mut buf) {
-        Ok(_) => true, // 0 = EOF; anything else is the gateway's 408 before it closes
+        Ok(0) => true, // EOF
+        Ok(_) => true, // the gateway's 408 answer, sent just before it closes
         Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
     }
 }
