@@ -10,4 +10,5 @@ pub mod http;
 pub mod intake;
 pub mod pacs;
 pub mod study;
+pub mod supervisor;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use photo_pacs::app::App;
 use photo_pacs::cli::{self, ConvertRequest};
 use photo_pacs::config::{Backend, EnvConfig};
 use photo_pacs::pacs::InstanceStatus;
-use photo_pacs::{http, telemetry};
+use photo_pacs::{http, supervisor, telemetry};
 
 /// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
 /// variables and the settings page; see README.md.
@@ -160,7 +160,12 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
         if app.env.backend == Backend::Mock {
             log::warn!("demo mode: the mock backend accepts uploads but sends nothing to a PACS");
         }
-        http::serve(listener, Arc::new(app), shutdown_signal()).await;
+        let status = format!("serving on {addr}, backend {}", app.env.backend.as_str());
+        let server = tokio::spawn(http::serve(listener, Arc::new(app), shutdown_signal()));
+        let probe = supervisor::self_address(addr);
+        supervisor::announce_ready(probe, &status).await;
+        supervisor::spawn_watchdog(probe);
+        server.await.context("the server task failed")?;
         Ok(())
     })
 }
@@ -181,4 +186,5 @@ async fn shutdown_signal() {
         }
     }
     log::info!("stop signal received");
+    supervisor::announce_stopping();
 }
