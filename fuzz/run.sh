@@ -5,6 +5,8 @@
 #
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 # A crash stops the run with its reproducer in fuzz/artifacts/<target>/.
+# FUZZ_SANITIZER=none skips AddressSanitizer (CI's short runs: a quicker build); the
+# default is address.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-30}"
@@ -18,7 +20,7 @@ for t in "${targets[@]}"; do
     echo "== fuzz $t for ${seconds}s"
     log="$(mktemp)"
     status=0
-    cargo fuzz run --release "$t" "corpus/$t" -- \
+    cargo fuzz run --release --sanitizer "${FUZZ_SANITIZER:-address}" "$t" "corpus/$t" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
     grep -E "^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|Test unit written)" "$log" || true
     if [ "$status" -ne 0 ]; then
