@@ -121,12 +121,7 @@ fn files_are_removed_after_success_and_metrics_count_the_work() {
         let left: Vec<_> = std::fs::read_dir(dir.path().join(sub)).unwrap().collect();
         assert!(left.is_empty(), "{sub} still holds {left:?}");
     }
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     for line in [
         r#"photo_pacs_studies_total{result="sent"} 1"#,
         r#"photo_pacs_instances_total{result="success"} 2"#,

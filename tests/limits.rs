@@ -145,12 +145,7 @@ fn conversions_never_exceed_the_limit_however_many_phones_upload() {
             assert_eq!(phone.join().unwrap(), 200);
         }
     });
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("photo_pacs_conversions_peak 1\n"),
         "16 photos from 4 phones at once with MAX_CONVERSIONS=1:\n{metrics}"

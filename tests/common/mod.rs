@@ -85,6 +85,15 @@ impl Gateway {
         format!("{}{}", self.base, path)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .expect("GET /metrics")
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
