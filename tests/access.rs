@@ -323,12 +323,7 @@ fn sessions_cookies_password_change_and_limits() {
 #[test]
 fn without_an_admin_password_settings_are_open_and_say_so() {
     let (_dir, gw) = gateway(&[]);
-    let doc: Value = client()
-        .get(gw.url("/api/settings"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let doc: Value = gw.get_json("/api/settings");
     assert!(
         doc["warnings"].to_string().contains("no admin password"),
         "{doc}"

@@ -213,12 +213,7 @@ fn echo_succeeds_and_fails_as_it_should() {
     // Overrides are validated like settings and never saved.
     let (code, doc, _) = echo(&gw, json!({"calledAET": "A\\B"}));
     assert_eq!((code, doc["field"].as_str()), (400, Some("calledAET")));
-    let settings: Value = client()
-        .get(gw.url("/api/settings"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let settings: Value = gw.get_json("/api/settings");
     assert_eq!(settings["settings"]["pacsPort"], scp.port());
 }
 

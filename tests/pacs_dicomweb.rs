@@ -196,12 +196,7 @@ fn unverified_tls_is_warned_about_at_start_up_and_in_the_settings() {
         "{}",
         gw.logs()
     );
-    let doc: Value = client()
-        .get(gw.url("/api/settings"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let doc: Value = gw.get_json("/api/settings");
     let warnings = doc["warnings"].to_string();
     assert!(warnings.contains("DICOMWEB_VERIFY_TLS is off"), "{doc}");
 }
@@ -212,12 +207,7 @@ fn dicomweb_mode_without_a_base_url_starts_and_says_what_is_missing() {
         "PHOTO_PACS_PACS_BACKEND".to_string(),
         "dicomweb".to_string(),
     )]);
-    let doc: Value = client()
-        .get(gw.url("/api/settings"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let doc: Value = gw.get_json("/api/settings");
     assert!(
         doc["warnings"].to_string().contains("dicomwebBaseUrl"),
         "{doc}"

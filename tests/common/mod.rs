@@ -85,6 +85,15 @@ impl Gateway {
         format!("{}{}", self.base, path)
     }
 
+    /// `GET path` answered with a JSON document (any status).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(self.url(path))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> String {
         client()
