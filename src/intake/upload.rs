@@ -59,7 +59,8 @@ pub trait PhotoSink {
     fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 }
 
-/// Photos kept in memory.
+/// Photos kept in memory: for the fuzz target and unit tests, where disk I/O would only
+/// slow each run down. The server always streams to disk (`Staging`).
 #[derive(Default)]
 pub struct MemorySink {
     pub photos: Vec<Vec<u8>>,
