@@ -41,6 +41,7 @@ impl App {
     /// settings every delivery would fail on, and risky choices such as unchecked TLS.
     pub fn warnings(&self, current: &Settings) -> Vec<String> {
         let mut warnings: Vec<String> = self.settings.problem().into_iter().collect();
+        warnings.extend(crate::provision::reported_problems(&self.env.settings_path));
         for p in self.sender.check(current) {
             let env = Key::from_json(&p.field)
                 .map(|k| k.names().env)

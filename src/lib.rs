@@ -9,6 +9,7 @@ pub mod convert;
 pub mod http;
 pub mod intake;
 pub mod pacs;
+pub mod provision;
 pub mod study;
 pub mod supervisor;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use photo_pacs::app::App;
 use photo_pacs::cli::{self, ConvertRequest};
 use photo_pacs::config::{Backend, EnvConfig};
 use photo_pacs::pacs::InstanceStatus;
-use photo_pacs::{http, supervisor, telemetry};
+use photo_pacs::{http, provision, supervisor, telemetry};
 
 /// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
 /// variables and the settings page; see README.md.
@@ -57,6 +57,19 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Apply the first-boot file (photo-pacs.env on the SD card's boot partition) to the
+    /// data partition; the SD-card image runs this at boot. Prints what it did, never a secret.
+    Provision {
+        /// Where the boot partition is mounted (read-write while this runs)
+        #[arg(long, default_value = "/boot/firmware")]
+        boot: PathBuf,
+        /// Where the data partition is mounted
+        #[arg(long, default_value = "/data")]
+        data: PathBuf,
+        /// Zero at most this many MiB of the boot partition's free space once a secret is removed
+        #[arg(long, default_value_t = 1024)]
+        wipe_free_mib: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,8 +83,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Provision {
+        boot,
+        data,
+        wipe_free_mib,
+    } = &command
+    {
+        // Runs before the gateway's environment exists: the file may be what makes it.
+        return provision(boot, data, *wipe_free_mib);
+    }
     let env = EnvConfig::from_process()?;
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        Command::Provision { .. } => Ok(()),
         Command::Serve => serve(env),
         Command::Convert {
             patient_id,
@@ -125,6 +149,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn provision(
+    boot: &std::path::Path,
+    data: &std::path::Path,
+    wipe_free_mib: u64,
+) -> anyhow::Result<()> {
+    let targets = provision::Targets::under(data);
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M %Z").to_string();
+    let outcome = runtime()?.block_on(provision::provision(
+        boot,
+        &targets,
+        &now,
+        wipe_free_mib.saturating_mul(1024 * 1024),
+    ))?;
+    for a in &outcome.applied {
+        println!("applied: {a}");
+    }
+    // Problems in the user's file are reported, not a failure: the rest of it still applied.
+    for p in &outcome.problems {
+        eprintln!("<4>problem in the first-boot file: {p}");
+    }
+    if outcome.applied.is_empty() && outcome.problems.is_empty() {
+        println!("no first-boot file to apply");
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,0 +1,760 @@
+//! The box's first-boot file: `NAME=value` lines on the SD card's FAT partition, checked and
+//! applied to the data partition, then taken off the card with its secrets scrubbed.
+//!
+//! The IT person edits the file on any computer, so every line is judged on its own: a bad
+//! line is reported (journal, settings page, and a comment in the file left on the card) and
+//! skipped, and the rest still applies. Nothing here ever prints a secret's value.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use crate::access::hash_password;
+use crate::config::{EnvConfig, Key, PREFIX, SettingsStore, write_atomically};
+
+/// The name of the file a user drops on the boot partition.
+pub const BOOT_FILE: &str = "photo-pacs.env";
+/// What the file becomes once applied: the same lines, secrets blanked, problems on top.
+pub const APPLIED_FILE: &str = "photo-pacs-applied.env";
+/// Beside settings.ini: the last file's problems, one per line, for the settings page.
+pub const PROBLEMS_FILE: &str = "boot-config-problems.txt";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ProvisionError + '_ {
+    move |source| ProvisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where each applied value goes on the data partition.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// `PHOTO_PACS_*` lines (other than the admin password), read by the service unit.
+    pub env_file: PathBuf,
+    /// The gateway's settings.ini: the admin password's hash goes here.
+    pub settings: PathBuf,
+    pub hostname: PathBuf,
+    pub wifi: PathBuf,
+    pub ssh_keys: PathBuf,
+    pub tunnel_token: PathBuf,
+}
+
+impl Targets {
+    /// The image's layout under the data partition's mount point.
+    pub fn under(data: &Path) -> Self {
+        Targets {
+            env_file: data.join("etc/photo-pacs.env"),
+            settings: data.join("photo-pacs/data/settings.ini"),
+            hostname: data.join("etc/hostname"),
+            wifi: data.join("etc/wpa_supplicant-wlan0.conf"),
+            ssh_keys: data.join("ssh/authorized_keys"),
+            tunnel_token: data.join("tunnel/token"),
+        }
+    }
+
+    fn problems(&self) -> PathBuf {
+        self.settings.with_file_name(PROBLEMS_FILE)
+    }
+}
+
+/// One accepted line's effect.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    hostname: Option<String>,
+    wifi_ssid: Option<String>,
+    wifi_passphrase: Option<String>,
+    wifi_country: Option<String>,
+    ssh_keys: Vec<String>,
+    tunnel_token: Option<String>,
+    admin_password: Option<String>,
+    /// `PHOTO_PACS_*` name (with prefix) → value, each checked by the gateway's own rules.
+    gateway: BTreeMap<String, String>,
+}
+
+/// What happened, in words safe for a log.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub applied: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// Names of the box's own settings (the gateway's are `PHOTO_PACS_*`).
+const BOX_NAMES: &[&str] = &[
+    "HOSTNAME",
+    "WIFI_SSID",
+    "WIFI_PASSPHRASE",
+    "WIFI_COUNTRY",
+    "SSH_AUTHORIZED_KEY",
+    "CLOUDFLARED_TOKEN",
+];
+
+/// Whether the value of `name` must never be shown or left on the card.
+pub fn is_secret(name: &str) -> bool {
+    match name {
+        "WIFI_PASSPHRASE" | "CLOUDFLARED_TOKEN" => true,
+        _ => match name.strip_prefix(PREFIX) {
+            Some("ADMIN_PASSWORD") => true,
+            Some(rest) => Key::from_env(rest).is_some_and(Key::is_secret),
+            None => false,
+        },
+    }
+}
+
+/// A `NAME=value` line: `export` allowed, one pair of matching quotes around the value
+/// removed. `None` for blanks and comments.
+fn parse_line(line: &str) -> Option<Result<(String, String), String>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+    let Some((name, value)) = line.split_once('=') else {
+        return Some(Err("is not NAME=value".into()));
+    };
+    let name = name.trim().to_ascii_uppercase();
+    let mut value = value.trim();
+    for q in ['"', '\''] {
+        if value.len() >= 2 && value.starts_with(q) && value.ends_with(q) {
+            value = &value[1..value.len() - 1];
+            break;
+        }
+    }
+    Some(Ok((name, value.to_string())))
+}
+
+fn check_hostname(v: &str) -> Result<String, String> {
+    let v = v.to_ascii_lowercase();
+    let ok = (1..=63).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !v.starts_with('-')
+        && !v.ends_with('-');
+    if ok {
+        Ok(v)
+    } else {
+        Err(
+            "must be 1 to 63 letters, digits or hyphens, not starting or ending with a hyphen"
+                .into(),
+        )
+    }
+}
+
+fn check_passphrase(v: &str) -> Result<(), String> {
+    let printable = v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let hex_psk = v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex_psk || (printable && (8..=63).contains(&v.len())) {
+        Ok(())
+    } else {
+        Err("must be 8 to 63 printable ASCII characters (or a 64-digit hex key)".into())
+    }
+}
+
+fn check_ssh_key(v: &str) -> Result<String, String> {
+    const TYPES: &[&str] = &[
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    let mut parts = v.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err("must be a public key line such as \"ssh-ed25519 AAAA... you@laptop\"".into());
+    };
+    if !TYPES.contains(&kind) {
+        return Err(format!(
+            "key type {kind:?} is not one of {}",
+            TYPES.join(", ")
+        ));
+    }
+    // The blob starts with its own type name: catches a key pasted with the wrong label.
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| "the key is not valid base64 (copy the whole .pub line)".to_string())?;
+    let named = decoded
+        .get(4..4 + kind.len())
+        .is_some_and(|n| n == kind.as_bytes());
+    if !named {
+        return Err("the key data does not match its type (copy the whole .pub line)".into());
+    }
+    Ok(v.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn check_token(v: &str) -> Result<(), String> {
+    let ok = (20..=4096).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "is not a Cloudflare tunnel token (the long value after --token in the dashboard)"
+                .into(),
+        )
+    }
+}
+
+/// Judges every line; bad ones become problems and are left out of the plan.
+fn plan(text: &str) -> (Plan, Vec<String>) {
+    let mut plan = Plan::default();
+    let mut problems = Vec::new();
+    let mut gateway_vars: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = format!("line {}", n + 1);
+        let (name, value) = match parse_line(line) {
+            None => continue,
+            Some(Err(e)) => {
+                problems.push(format!("{at}: {e}"));
+                continue;
+            }
+            Some(Ok(pair)) => pair,
+        };
+        // A blank value keeps what the box has, as in the service's own env file.
+        if value.is_empty() {
+            continue;
+        }
+        let bad = |reason: String| format!("{at}: {name} {reason}");
+        let result: Result<(), String> = match name.as_str() {
+            "HOSTNAME" => check_hostname(&value).map(|v| plan.hostname = Some(v)),
+            "WIFI_SSID" if value.len() > 32 => Err("must be at most 32 bytes".into()),
+            "WIFI_SSID" => {
+                plan.wifi_ssid = Some(value);
+                Ok(())
+            }
+            "WIFI_PASSPHRASE" => {
+                check_passphrase(&value).map(|()| plan.wifi_passphrase = Some(value))
+            }
+            "WIFI_COUNTRY" => {
+                let v = value.to_ascii_uppercase();
+                if v.len() == 2 && v.bytes().all(|b| b.is_ascii_uppercase()) {
+                    plan.wifi_country = Some(v);
+                    Ok(())
+                } else {
+                    Err("must be a two-letter country code such as TW, DE or US".into())
+                }
+            }
+            "SSH_AUTHORIZED_KEY" => check_ssh_key(&value).map(|k| plan.ssh_keys.push(k)),
+            "CLOUDFLARED_TOKEN" => check_token(&value).map(|()| plan.tunnel_token = Some(value)),
+            _ => match name.strip_prefix(PREFIX) {
+                Some("ADMIN_PASSWORD") => {
+                    let n = value.chars().count();
+                    if (8..=256).contains(&n) {
+                        plan.admin_password = Some(value);
+                        Ok(())
+                    } else {
+                        Err("must be 8 to 256 characters".into())
+                    }
+                }
+                Some(_) => {
+                    // The gateway's own rules, with the lines accepted so far, so a value
+                    // that only fails next to another (e.g. the two size limits) is caught.
+                    let mut trial = gateway_vars.clone();
+                    trial.push((name.clone(), value.clone()));
+                    match EnvConfig::from_vars(trial.clone()) {
+                        Ok(c) if c.unknown_vars.contains(&name) => {
+                            Err("is not a Photo PACS setting (check its spelling)".into())
+                        }
+                        Ok(_) => {
+                            gateway_vars = trial;
+                            plan.gateway.insert(name.clone(), value);
+                            Ok(())
+                        }
+                        Err(e) => Err(e.reason),
+                    }
+                }
+                None => Err(format!(
+                    "is not a setting of this file (known: {}, and PHOTO_PACS_* settings)",
+                    BOX_NAMES.join(", ")
+                )),
+            },
+        };
+        if let Err(reason) = result {
+            problems.push(bad(reason));
+        }
+    }
+    if plan.wifi_passphrase.is_some() && plan.wifi_ssid.is_none() {
+        problems.push("WIFI_PASSPHRASE is set but WIFI_SSID is not: Wi-Fi left as it was".into());
+    }
+    if plan.wifi_ssid.is_some() && plan.wifi_country.is_none() {
+        problems.push(
+            "WIFI_COUNTRY is not set: the Wi-Fi may not use all of your country's channels".into(),
+        );
+    }
+    (plan, problems)
+}
+
+/// The wpa_supplicant file for one network. The SSID is written in hex, so no character in
+/// it can break the file.
+fn wpa_config(ssid: &str, passphrase: Option<&str>, country: Option<&str>) -> String {
+    let hex: String = ssid.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut s = String::from("# Written by photo-pacs provision from the boot partition's file.\n");
+    s.push_str("ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\n");
+    if let Some(c) = country {
+        s.push_str(&format!("country={c}\n"));
+    }
+    s.push_str(&format!("network={{\n\tssid={hex}\n\tscan_ssid=1\n"));
+    match passphrase {
+        Some(p) if p.len() == 64 => s.push_str(&format!("\tpsk={p}\n")),
+        Some(p) => s.push_str(&format!("\tpsk=\"{p}\"\n")),
+        None => s.push_str("\tkey_mgmt=NONE\n"),
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// Sets `NAME=value` lines in an env file, keeping its other lines and comments.
+fn merge_env(old: &str, updates: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut done = std::collections::BTreeSet::new();
+    for line in old.lines() {
+        let name = parse_line(line).and_then(Result::ok).map(|(n, _)| n);
+        match name.as_ref().and_then(|n| updates.get_key_value(n)) {
+            Some((n, v)) => {
+                if done.insert(n.clone()) {
+                    out.push_str(&format!("{n}={v}\n"));
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (n, v) in updates {
+        if !done.contains(n) {
+            out.push_str(&format!("{n}={v}\n"));
+        }
+    }
+    out
+}
+
+/// Writes `bytes` atomically with `mode`, owned like the directory it lands in (so files for
+/// the service's state directory stay the service user's).
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    write_atomically(path, bytes).map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+    follow_owner(path)
+}
+
+fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let meta = fs::metadata(dir).map_err(io_err(dir))?;
+    let own = fs::metadata(path).map_err(io_err(path))?;
+    if (own.uid(), own.gid()) != (meta.uid(), meta.gid()) {
+        std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+/// Applies the plan; each target that fails is a problem, the others still apply.
+async fn apply(plan: &Plan, to: &Targets, outcome: &mut Outcome) {
+    let mut step = |what: &str, r: Result<(), ProvisionError>| match r {
+        Ok(()) => outcome.applied.push(what.to_string()),
+        Err(e) => outcome.problems.push(format!("{what} not applied: {e}")),
+    };
+    if let Some(h) = &plan.hostname {
+        step(
+            "hostname",
+            write_file(&to.hostname, format!("{h}\n").as_bytes(), 0o644),
+        );
+    }
+    if let Some(ssid) = &plan.wifi_ssid {
+        let conf = wpa_config(
+            ssid,
+            plan.wifi_passphrase.as_deref(),
+            plan.wifi_country.as_deref(),
+        );
+        step(
+            "Wi-Fi network",
+            write_file(&to.wifi, conf.as_bytes(), 0o600),
+        );
+    }
+    if !plan.ssh_keys.is_empty() {
+        let keys = plan.ssh_keys.join("\n") + "\n";
+        let r = fs::create_dir_all(to.ssh_keys.parent().unwrap_or(Path::new(".")))
+            .map_err(io_err(&to.ssh_keys))
+            .and_then(|()| write_file(&to.ssh_keys, keys.as_bytes(), 0o600));
+        step("SSH public key (SSH enabled)", r);
+    }
+    if let Some(t) = &plan.tunnel_token {
+        step(
+            "Cloudflare tunnel token",
+            write_file(&to.tunnel_token, t.as_bytes(), 0o600),
+        );
+    }
+    if !plan.gateway.is_empty() {
+        let r = match fs::read_to_string(&to.env_file) {
+            Ok(old) => Ok(old),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(io_err(&to.env_file)(e)),
+        }
+        .and_then(|old| {
+            write_file(
+                &to.env_file,
+                merge_env(&old, &plan.gateway).as_bytes(),
+                0o600,
+            )
+        });
+        let names: Vec<&str> = plan.gateway.keys().map(String::as_str).collect();
+        step(&names.join(", "), r);
+    }
+    if let Some(p) = &plan.admin_password {
+        let r = admin_password(p, &to.settings).await;
+        match r {
+            Ok(()) => outcome.applied.push("admin password".into()),
+            Err(e) => outcome
+                .problems
+                .push(format!("admin password not applied: {e}")),
+        }
+    }
+}
+
+async fn admin_password(password: &str, settings: &Path) -> Result<(), String> {
+    let hash = hash_password(password).map_err(|e| e.to_string())?;
+    if let Some(dir) = settings.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let store = SettingsStore::load(settings.to_path_buf(), Default::default());
+    if let Some(p) = store.problem() {
+        return Err(p);
+    }
+    store
+        .set_admin_hash(hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    follow_owner(settings).map_err(|e| e.to_string())
+}
+
+/// The file as it is left on the card: secrets blanked, what was done and what was wrong on top.
+fn applied_text(original: &str, outcome: &Outcome, when: &str) -> String {
+    let mut s = format!(
+        "# Applied by Photo PACS at {when}. To change something, edit this file and rename it\n# back to {BOOT_FILE}. Secrets were removed from the card once applied.\n"
+    );
+    for a in &outcome.applied {
+        s.push_str(&format!("# applied: {a}\n"));
+    }
+    for p in &outcome.problems {
+        s.push_str(&format!("# PROBLEM: {p}\n"));
+    }
+    s.push('\n');
+    for line in original.lines() {
+        match parse_line(line) {
+            Some(Ok((name, value))) if is_secret(&name) && !value.is_empty() => {
+                s.push_str(&format!("{name}=\n"));
+            }
+            _ => {
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
+/// Overwrites a file's bytes in place, so the secret does not stay in the clusters a FAT
+/// file system would otherwise just mark free.
+fn scrub(path: &Path) -> io::Result<()> {
+    let len = fs::metadata(path)?.len();
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.seek(io::SeekFrom::Start(0))?;
+    let zeros = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()
+}
+
+/// Fills the partition's free space with zeros (at most `limit` bytes) and deletes the
+/// filler: earlier copies of the file (an editor's saves on the user's computer) may sit in
+/// free clusters.
+fn wipe_free_space(dir: &Path, limit: u64) -> io::Result<u64> {
+    let filler = dir.join(".photo-pacs-wipe");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&filler)?;
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut written = 0u64;
+    let result = loop {
+        if written >= limit {
+            break Ok(());
+        }
+        match f.write(&zeros) {
+            Ok(0) => break Ok(()),
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => break Ok(()), // ENOSPC: done
+            Err(e) => break Err(e),
+        }
+    };
+    let synced = f.sync_all();
+    drop(f);
+    let removed = fs::remove_file(&filler);
+    result.and(synced).and(removed).map(|()| written)
+}
+
+/// Applies `boot_dir/photo-pacs.env` (if present and not all comments) to `to`, then leaves
+/// `photo-pacs-applied.env` in its place. Problems are also written beside settings.ini.
+/// `wipe_limit`: how many bytes of the boot partition's free space to zero when the file held
+/// a secret (0: none; the boot partition is small, a test directory is not).
+pub async fn provision(
+    boot_dir: &Path,
+    to: &Targets,
+    now: &str,
+    wipe_limit: u64,
+) -> Result<Outcome, ProvisionError> {
+    let src = boot_dir.join(BOOT_FILE);
+    let bytes = match fs::read(&src) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::default()),
+        Err(e) => return Err(io_err(&src)(e)),
+    };
+    // Windows editors add a byte-order mark and CRLF; both are fine.
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
+    let (plan, problems) = plan(&text);
+    let mut outcome = Outcome {
+        applied: Vec::new(),
+        problems,
+    };
+    if plan == Plan::default() && outcome.problems.is_empty() {
+        // The shipped template, untouched: nothing to do, leave it for the user.
+        return Ok(outcome);
+    }
+    apply(&plan, to, &mut outcome).await;
+
+    let report: String = outcome.problems.iter().map(|p| format!("{p}\n")).collect();
+    let problems_path = to.problems();
+    if report.is_empty() {
+        match fs::remove_file(&problems_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&problems_path)(e)),
+        }
+    } else {
+        write_file(&problems_path, report.as_bytes(), 0o644)?;
+    }
+
+    let had_secret = text
+        .lines()
+        .filter_map(parse_line)
+        .filter_map(Result::ok)
+        .any(|(n, v)| is_secret(&n) && !v.is_empty());
+    let applied = boot_dir.join(APPLIED_FILE);
+    let leftover = applied_text(&text, &outcome, now);
+    {
+        let mut f = fs::File::create(&applied).map_err(io_err(&applied))?;
+        f.write_all(leftover.as_bytes()).map_err(io_err(&applied))?;
+        f.sync_all().map_err(io_err(&applied))?;
+    }
+    scrub(&src).map_err(io_err(&src))?;
+    fs::remove_file(&src).map_err(io_err(&src))?;
+    if had_secret && wipe_limit > 0 {
+        wipe_free_space(boot_dir, wipe_limit).map_err(io_err(boot_dir))?;
+    }
+    if let Ok(d) = fs::File::open(boot_dir) {
+        // Directory fsync is not supported on every file system (vfat ignores it).
+        let _ = d.sync_all();
+    }
+    Ok(outcome)
+}
+
+/// Problems the last first-boot file left, for the settings page's warnings.
+pub fn reported_problems(settings_path: &Path) -> Vec<String> {
+    fs::read_to_string(settings_path.with_file_name(PROBLEMS_FILE))
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("first-boot file ({APPLIED_FILE} on the SD card): {l}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIa8MBEoiYwWEDrzfJNhEkIReFV3x1u6WcPkcrRdGjH+ admin@laptop";
+
+    #[test]
+    fn lines_are_judged_one_by_one() {
+        let text = "\u{feff}# comment\n\nHOSTNAME=Ward-3\nexport WIFI_SSID=\"Clinic \\\"Guest\\\"\"\nWIFI_PASSPHRASE='s3cret pass'\nWIFI_COUNTRY=tw\nPHOTO_PACS_PACS_CALLED_AET=ORTHANC\nPHOTO_PACS_PACS_PORT=99999\nPHOTO_PACS_NOPE=1\nPHOTO_PACS_ADMIN_PASSWORD=short\nSSH_AUTHORIZED_KEY=ssh-ed25519 AAAA\nSSH_AUTHORIZED_KEY=".to_string() + KEY + "\ngarbage\nFOO=bar\nPHOTO_PACS_UPLOAD_PIN=\n";
+        let text = text.trim_start_matches('\u{feff}');
+        let (plan, problems) = plan(text);
+        assert_eq!(plan.hostname.as_deref(), Some("ward-3"));
+        assert_eq!(plan.wifi_ssid.as_deref(), Some("Clinic \\\"Guest\\\""));
+        assert_eq!(plan.wifi_passphrase.as_deref(), Some("s3cret pass"));
+        assert_eq!(plan.wifi_country.as_deref(), Some("TW"));
+        assert_eq!(plan.ssh_keys.len(), 1);
+        assert_eq!(
+            plan.gateway
+                .get("PHOTO_PACS_PACS_CALLED_AET")
+                .map(String::as_str),
+            Some("ORTHANC")
+        );
+        assert_eq!(plan.gateway.len(), 1, "{:?}", plan.gateway);
+        assert!(plan.admin_password.is_none());
+        let all = problems.join("\n");
+        for expected in [
+            "line 8: PHOTO_PACS_PACS_PORT",
+            "line 9: PHOTO_PACS_NOPE is not a Photo PACS setting",
+            "line 10: PHOTO_PACS_ADMIN_PASSWORD must be 8 to 256",
+            "line 11: SSH_AUTHORIZED_KEY",
+            "line 13: is not NAME=value",
+            "line 14: FOO is not a setting",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in\n{all}");
+        }
+        assert_eq!(problems.len(), 6, "{all}");
+        assert!(!all.contains("short"), "a secret's value is never echoed");
+    }
+
+    #[test]
+    fn values_checked_against_each_other_use_the_gateways_rules() {
+        let (plan, problems) = plan("PHOTO_PACS_MAX_UPLOAD_MB=50\nPHOTO_PACS_MAX_REQUEST_MB=10\n");
+        assert_eq!(plan.gateway.len(), 1);
+        assert!(problems[0].contains("MAX_REQUEST_MB"), "{problems:?}");
+    }
+
+    #[test]
+    fn wifi_file_quotes_nothing_it_cannot() {
+        let c = wpa_config("Café \"A\"", Some("pass word\"x"), Some("TW"));
+        assert!(c.contains("ssid=436166c3a9202241"), "{c}");
+        assert!(c.contains("psk=\"pass word\"x\""));
+        assert!(c.contains("country=TW"));
+        let open = wpa_config("Open", None, None);
+        assert!(open.contains("key_mgmt=NONE") && !open.contains("country"));
+    }
+
+    #[test]
+    fn env_merge_keeps_other_lines() {
+        let mut u = BTreeMap::new();
+        u.insert("PHOTO_PACS_PACS_CALLED_AET".to_string(), "NEW".to_string());
+        u.insert("PHOTO_PACS_PACS_HOST".to_string(), "10.0.0.5".to_string());
+        let merged = merge_env(
+            "# keep me\nPHOTO_PACS_PACS_CALLED_AET=OLD\nPHOTO_PACS_LOG_LEVEL=debug\n",
+            &u,
+        );
+        assert_eq!(
+            merged,
+            "# keep me\nPHOTO_PACS_PACS_CALLED_AET=NEW\nPHOTO_PACS_LOG_LEVEL=debug\nPHOTO_PACS_PACS_HOST=10.0.0.5\n"
+        );
+    }
+
+    #[test]
+    fn secrets_are_known() {
+        for s in [
+            "WIFI_PASSPHRASE",
+            "CLOUDFLARED_TOKEN",
+            "PHOTO_PACS_ADMIN_PASSWORD",
+            "PHOTO_PACS_DICOMWEB_PASSWORD",
+            "PHOTO_PACS_UPLOAD_PIN",
+        ] {
+            assert!(is_secret(s), "{s}");
+        }
+        assert!(!is_secret("PHOTO_PACS_PACS_CALLED_AET"));
+        assert!(!is_secret("WIFI_SSID"));
+    }
+
+    #[tokio::test]
+    async fn a_file_is_applied_once_and_leaves_no_secret_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let boot = tmp.path().join("boot");
+        let data = tmp.path().join("data");
+        fs::create_dir_all(&boot).unwrap();
+        let to = Targets::under(&data);
+        let secret = "Adm1n-only-9f2c";
+        let text = format!(
+            "HOSTNAME=ward3\nWIFI_SSID=Clinic\nWIFI_PASSPHRASE=wifi-pass-123\nWIFI_COUNTRY=TW\nPHOTO_PACS_PACS_CALLED_AET=ORTHANC\nPHOTO_PACS_ADMIN_PASSWORD={secret}\nCLOUDFLARED_TOKEN=eyJhIjoiYWJjZGVmZ2hpamtsbW5vcCJ9\nSSH_AUTHORIZED_KEY={KEY}\nPHOTO_PACS_PACS_PORT=0\n"
+        );
+        fs::write(boot.join(BOOT_FILE), &text).unwrap();
+        let out = provision(&boot, &to, "2026-11-28T10:00:00Z", 4 << 20)
+            .await
+            .unwrap();
+        assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+
+        assert!(!boot.join(BOOT_FILE).exists());
+        let left = fs::read_to_string(boot.join(APPLIED_FILE)).unwrap();
+        for s in [secret, "wifi-pass-123", "eyJhIjoiYWJj"] {
+            assert!(!left.contains(s), "secret left on the card:\n{left}");
+        }
+        assert!(left.contains("PHOTO_PACS_ADMIN_PASSWORD=\n"));
+        assert!(left.contains("HOSTNAME=ward3"));
+        assert!(left.contains("# PROBLEM: line 9: PHOTO_PACS_PACS_PORT"));
+
+        assert_eq!(fs::read_to_string(&to.hostname).unwrap(), "ward3\n");
+        let env = fs::read_to_string(&to.env_file).unwrap();
+        assert_eq!(env, "PHOTO_PACS_PACS_CALLED_AET=ORTHANC\n");
+        assert!(!env.contains(secret));
+        let ini = fs::read_to_string(&to.settings).unwrap();
+        assert!(ini.contains("$argon2id$") && !ini.contains(secret));
+        let store = SettingsStore::load(to.settings.clone(), Default::default());
+        let hash = store.admin_hash().unwrap();
+        assert!(crate::access::verify_password(secret, &hash).unwrap());
+        assert!(
+            fs::read_to_string(&to.wifi)
+                .unwrap()
+                .contains("psk=\"wifi-pass-123\"")
+        );
+        assert_eq!(
+            fs::read_to_string(&to.tunnel_token).unwrap(),
+            "eyJhIjoiYWJjZGVmZ2hpamtsbW5vcCJ9"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        for p in [&to.wifi, &to.tunnel_token, &to.env_file, &to.ssh_keys] {
+            let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let shown = reported_problems(&to.settings);
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].contains("PHOTO_PACS_PACS_PORT"));
+        assert!(!boot.join(".photo-pacs-wipe").exists());
+
+        // Nothing left to apply: a second boot changes nothing.
+        let again = provision(&boot, &to, "later", 0).await.unwrap();
+        assert!(again.applied.is_empty() && again.problems.is_empty());
+        assert_eq!(reported_problems(&to.settings).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_untouched_template_stays_on_the_card() {
+        let tmp = tempfile::tempdir().unwrap();
+        let to = Targets::under(&tmp.path().join("data"));
+        fs::write(
+            tmp.path().join(BOOT_FILE),
+            "# HOSTNAME=photo-pacs\n#WIFI_SSID=\n",
+        )
+        .unwrap();
+        let out = provision(tmp.path(), &to, "now", 0).await.unwrap();
+        assert!(out.applied.is_empty() && out.problems.is_empty());
+        assert!(tmp.path().join(BOOT_FILE).exists());
+        assert!(!tmp.path().join(APPLIED_FILE).exists());
+    }
+
+    #[test]
+    fn ssh_keys_must_be_whole() {
+        assert!(check_ssh_key(KEY).is_ok());
+        assert!(check_ssh_key("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIGJk").is_err());
+        assert!(check_ssh_key("ssh-ed25519").is_err());
+        assert!(check_ssh_key("ssh-dss AAAA").is_err());
+    }
+}
