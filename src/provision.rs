@@ -750,6 +750,38 @@ mod tests {
         assert!(!tmp.path().join(APPLIED_FILE).exists());
     }
 
+    /// Every example line of the template the image ships is something this code accepts.
+    #[test]
+    fn the_shipped_template_names_only_known_settings() {
+        let template = include_str!("../image-build/photo-pacs.env.template");
+        let (untouched, problems) = plan(template);
+        assert_eq!(untouched, Plan::default());
+        assert!(problems.is_empty());
+        let filled: String = template
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| {
+                l.split_once('=').is_some_and(|(n, _)| {
+                    !n.is_empty() && n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                })
+            })
+            .map(|l| match l.split_once('=') {
+                Some((n, "")) if n.contains("PASS") => format!("{n}=long-enough-secret\n"),
+                Some((n, "")) if n.contains("TOKEN") => {
+                    format!("{n}=eyJhIjoiYWJjZGVmZ2hpamtsbW5vcCJ9\n")
+                }
+                Some((n, "")) => format!("{n}=someone\n"),
+                Some((n, "ssh-ed25519 AAAA... you@laptop")) => format!("{n}={KEY}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let (plan, problems) = plan(&filled);
+        assert!(problems.is_empty(), "{problems:?}\n{filled}");
+        assert!(plan.hostname.is_some() && plan.wifi_ssid.is_some() && plan.tunnel_token.is_some());
+        assert!(plan.admin_password.is_some() && !plan.ssh_keys.is_empty());
+        assert!(plan.gateway.len() >= 9, "{:?}", plan.gateway);
+    }
+
     #[test]
     fn ssh_keys_must_be_whole() {
         assert!(check_ssh_key(KEY).is_ok());

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The Debian part of the image: an arm64 bookworm root file system with the kernel, the
+# Raspberry Pi firmware and the network stack, packed as a tarball. It takes about 20
+# minutes (mkinitramfs under emulation), so build.sh keeps the result in its cache keyed
+# by this file's contents and only rebuilds it when the recipe changes.
+#
+#   image-build/base.sh OUT.tar [MIRROR]
+set -euo pipefail
+out="$1"
+mirror="${2:-http://deb.debian.org/debian}"
+
+packages=(
+    # boot and init
+    systemd systemd-sysv udev kmod linux-image-arm64 raspi-firmware
+    # the file systems the box checks and grows at boot
+    e2fsprogs dosfstools fdisk
+    # network: wired and Wi-Fi by systemd-networkd, names and mDNS (hostname.local) by
+    # systemd-resolved, the clock by systemd-timesyncd (the Pi has no RTC and TLS needs time)
+    systemd-resolved libnss-resolve systemd-timesyncd iproute2 netbase
+    wpasupplicant wireless-regdb firmware-brcm80211
+    # remote maintenance, off unless the first-boot file gives a key
+    openssh-server
+    # what the photo-pacs .deb and the DICOMweb/TLS peers need
+    adduser ca-certificates
+)
+
+# The initramfs must find the root on an SD card (Pi) and on virtio (the qemu test), so it
+# carries every block driver; MODULES=dep cannot work in a chroot. gzip because it is the
+# quickest to produce under emulation.
+essential_hook='mkdir -p "$1/etc/initramfs-tools/conf.d" &&
+    printf "MODULES=most\nCOMPRESS=gzip\n" > "$1/etc/initramfs-tools/conf.d/photo-pacs.conf"'
+
+sources="deb $mirror bookworm main non-free-firmware
+deb $mirror bookworm-updates main non-free-firmware
+deb ${mirror%/debian}/debian-security bookworm-security main non-free-firmware"
+
+IFS=,
+mmdebstrap --architectures=arm64 --variant=minbase \
+    --include="${packages[*]}" \
+    --essential-hook="$essential_hook" \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    bookworm "$out" - <<<"$sources"

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Builds photo-pacs-<version>-arm64.img: a Raspberry Pi 3 / 4 / Zero 2 W SD-card image made
+# of Debian bookworm packages and the photo-pacs .deb. See image-build/README.md.
+#
+#   sudo image-build/build.sh
+#
+# Environment (all optional):
+#   PHOTO_PACS_DEB   the arm64 photo-pacs .deb to install (default: build it with .ci/arm64 --deb)
+#   CLOUDFLARED_DEB  Cloudflare's cloudflared-linux-arm64.deb; without it the tunnel unit is inert
+#   OUT_DIR          where the image goes (default: target/image)
+#   CACHE_DIR        where the Debian base is kept between builds (default: $OUT_DIR/cache)
+#   MIRROR           Debian mirror (default: http://deb.debian.org/debian)
+#   DATA_MB          size of the data partition in the image; it grows to fill the card at
+#                    first boot (default: 256)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(dirname "$here")"
+out_dir="${OUT_DIR:-$repo/target/image}"
+cache_dir="${CACHE_DIR:-$out_dir/cache}"
+mirror="${MIRROR:-http://deb.debian.org/debian}"
+data_mb="${DATA_MB:-256}"
+boot_mb=256
+started=$(date +%s)
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+step() { echo "== $* ($(( $(date +%s) - started )) s)"; }
+
+# ---- what the build host needs (image-build/README.md) -------------------------------
+[ "$(id -u)" -eq 0 ] || die "run as root: the root file system is unpacked with its owners and entered with chroot"
+missing=()
+for tool in mmdebstrap mke2fs mkfs.vfat mcopy mmd sfdisk qemu-aarch64-static tar sha256sum; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}; on Debian 12: apt-get install mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-user-static"
+mke2fs_version=$(mke2fs -V 2>&1 | head -n1 | awk '{print $2}')
+[ "$(printf '%s\n1.47.0\n' "$mke2fs_version" | sort -V | head -n1)" = 1.47.0 ] ||
+    die "mke2fs $mke2fs_version is too old: 1.47 or later copies a directory with owners and attributes (-d)"
+# arm64 programs run in the chroot through binfmt_misc and qemu-user-static.
+if ! [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+        die "cannot mount binfmt_misc (needed to run arm64 programs in the chroot)"
+    [ -f /usr/lib/binfmt.d/qemu-aarch64.conf ] || die "qemu-user-static has no /usr/lib/binfmt.d/qemu-aarch64.conf"
+    cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register ||
+        die "cannot register qemu-aarch64 with binfmt_misc"
+fi
+mkdir -p "$out_dir" "$cache_dir"
+free_kb=$(df -Pk "$out_dir" | awk 'NR == 2 {print $4}')
+[ "$free_kb" -gt $((6 * 1024 * 1024)) ] || die "less than 6 GB free in $out_dir"
+if [ -n "${CLOUDFLARED_DEB:-}" ]; then
+    [ -f "$CLOUDFLARED_DEB" ] || die "CLOUDFLARED_DEB=$CLOUDFLARED_DEB: no such file"
+    dpkg-deb -f "$CLOUDFLARED_DEB" Architecture | grep -qx arm64 ||
+        die "CLOUDFLARED_DEB is not an arm64 package (download cloudflared-linux-arm64.deb)"
+fi
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n1)
+image="$out_dir/photo-pacs-$version-arm64.img"
+
+# ---- the photo-pacs package -----------------------------------------------------------
+deb="${PHOTO_PACS_DEB:-}"
+if [ -z "$deb" ]; then
+    step "building the arm64 photo-pacs .deb (.ci/arm64 --deb)"
+    "$repo/.ci/arm64" --deb
+    deb=$(ls -t "$repo"/target/cross-aarch64/photo-pacs_*_arm64.deb | head -n1)
+fi
+[ -f "$deb" ] || die "PHOTO_PACS_DEB=$deb: no such file"
+dpkg-deb -f "$deb" Architecture | grep -qx arm64 || die "$deb is not an arm64 package"
+
+# ---- the Debian base, cached by its recipe ----------------------------------------------
+key=$(cat "$here/base.sh" <(echo "$mirror") | sha256sum | cut -c1-16)
+base="$cache_dir/base-$key.tar"
+if [ -s "$base" ]; then
+    step "Debian base from the cache: $base"
+else
+    step "building the Debian base (about 20 minutes: the initramfs is made under emulation)"
+    "$here/base.sh" "$base.partial" "$mirror"
+    mv "$base.partial" "$base"
+fi
+
+# ---- the root file system ---------------------------------------------------------------
+work="$out_dir/work"
+rm -rf "$work"
+mkdir -p "$work/root" "$work/data"
+root="$work/root"
+data="$work/data"
+step "unpacking the base"
+tar --xattrs --xattrs-include='*' --numeric-owner -xpf "$base" -C "$root"
+
+step "installing $(basename "$deb")${CLOUDFLARED_DEB:+ and $(basename "$CLOUDFLARED_DEB")}"
+mkdir -p "$root/tmp/debs"
+cp "$deb" "$root/tmp/debs/"
+[ -z "${CLOUDFLARED_DEB:-}" ] || cp "$CLOUDFLARED_DEB" "$root/tmp/debs/"
+chroot "$root" sh -c 'dpkg -i /tmp/debs/*.deb'
+rm -rf "$root/tmp/debs"
+
+step "configuring: read-only root, /data, first-boot file"
+cp -a "$here/overlay/." "$root/"
+chroot "$root" systemctl enable systemd-networkd systemd-resolved systemd-timesyncd \
+    photo-pacs.service photo-pacs-provision.service photo-pacs-cloudflared.service \
+    photo-pacs-grow-data.service
+# Jobs that write to the read-only root, or fetch package lists nobody installs from.
+chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+    e2scrub_all.timer e2scrub_reap.service
+# Made on each box, never baked into the image: SSH host keys (made on /data when SSH is
+# enabled) and the machine ID (empty: systemd makes a new one in memory at each boot).
+rm -f "$root"/etc/ssh/ssh_host_*
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$root/data" "$root/boot/firmware" "$root/var/lib/photo-pacs"
+# systemd-update-done would otherwise try to write /etc/.updated at every boot.
+usr_ns=$(stat -c %Y "$root/usr")000000000
+for d in etc var; do
+    printf '# The image was built with /usr as it is.\nTIMESTAMP_NSEC=%s\n' "$usr_ns" > "$root/$d/.updated"
+    touch -r "$root/usr" "$root/$d/.updated"
+done
+
+# The Pi boots from the FAT partition: raspi-firmware put the firmware, kernel, initrd and
+# device trees in /boot/firmware. The kernel finds the root by label and mounts it read-only.
+kernel_version=$(basename "$(ls -d "$root"/lib/modules/*)")
+sed -i -e 's/^#\?ROOTPART=.*/ROOTPART=LABEL=PPROOT/' "$root/etc/default/raspi-firmware"
+chroot "$root" /etc/kernel/postinst.d/z50-raspi-firmware "$kernel_version" >/dev/null
+printf 'console=tty1 console=ttyS1,115200 root=LABEL=PPROOT rootfstype=ext4 ro fsck.repair=yes rootwait net.ifnames=0 cma=64M\n' \
+    > "$root/boot/firmware/cmdline.txt"
+cp "$here/photo-pacs.env.template" "$root/boot/firmware/photo-pacs.env"
+
+# ---- the data partition's first contents ------------------------------------------------
+uid=$(chroot "$root" id -u photo-pacs)
+gid=$(chroot "$root" id -g photo-pacs)
+install -d -m 0700 -o "$uid" -g "$gid" "$data/photo-pacs" "$data/photo-pacs/data"
+install -d -m 0755 "$data/etc" "$data/system"
+install -d -m 0700 "$data/ssh" "$data/tunnel"
+cp -a "$root/var/lib/systemd" "$data/system/systemd"
+find "$root/var/lib/systemd" -mindepth 1 -delete
+
+# ---- file systems and the partition table -------------------------------------------------
+step "making the file systems"
+mkdir -p "$work/boot"
+cp -a "$root/boot/firmware/." "$work/boot/"
+find "$root/boot/firmware" -mindepth 1 -delete
+# The kernel and initrd also stay in /boot for the qemu test and for anyone inspecting
+# the image; the Pi reads its copies from the FAT partition.
+rm -f "$work/boot.img"
+mkfs.vfat -F 32 -n PPBOOT -C "$work/boot.img" $((boot_mb * 1024)) >/dev/null
+mcopy -s -p -i "$work/boot.img" "$work/boot/"* ::/
+
+root_kb=$(du -sk --apparent-size "$root" | cut -f1)
+root_mb=$(( root_kb * 125 / 100 / 1024 + 128 ))
+rm -f "$work/root.img" "$work/data.img"
+mke2fs -q -t ext4 -L PPROOT -m 0 -d "$root" "$work/root.img" "${root_mb}M"
+mke2fs -q -t ext4 -L PPDATA -m 1 -d "$data" "$work/data.img" "${data_mb}M"
+
+step "assembling $image"
+# 4 MiB alignment suits SD cards' erase blocks. MBR, because the Pi's boot ROM reads only that.
+start=8192
+boot_sectors=$((boot_mb * 2048))
+root_sectors=$((root_mb * 2048))
+data_sectors=$((data_mb * 2048))
+root_start=$((start + boot_sectors))
+data_start=$((root_start + root_sectors))
+total_sectors=$((data_start + data_sectors))
+rm -f "$image.partial"
+truncate -s $((total_sectors * 512)) "$image.partial"
+sfdisk --quiet "$image.partial" <<EOF
+label: dos
+unit: sectors
+start=$start, size=$boot_sectors, type=c, bootable
+start=$root_start, size=$root_sectors, type=83
+start=$data_start, size=$data_sectors, type=83
+EOF
+dd if="$work/boot.img" of="$image.partial" bs=512 seek=$start conv=notrunc,sparse status=none
+dd if="$work/root.img" of="$image.partial" bs=512 seek=$root_start conv=notrunc,sparse status=none
+dd if="$work/data.img" of="$image.partial" bs=512 seek=$data_start conv=notrunc,sparse status=none
+mv "$image.partial" "$image"
+rm -rf "$work"
+
+size=$(stat -c %s "$image")
+elapsed=$(( $(date +%s) - started ))
+(cd "$out_dir" && sha256sum "$(basename "$image")" > "$(basename "$image").sha256")
+echo "image: $image"
+echo "size: $size bytes ($(( size / 1024 / 1024 )) MiB; boot ${boot_mb} MiB, root ${root_mb} MiB, data ${data_mb} MiB)"
+echo "kernel: $kernel_version"
+echo "built in $elapsed s"

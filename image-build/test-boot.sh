@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Boots the SD-card image under qemu-system-aarch64 and checks it as a clinic would use it.
+# The Pi itself is not emulated: the `virt` machine boots the image's own kernel, initrd and
+# root file system (taken from its FAT partition, as the Pi's firmware would). Ports are
+# forwarded on 127.0.0.1 only.
+#
+#   image-build/test-boot.sh [IMAGE]      (default: the newest target/image/*.img)
+#
+# Boot 0, the image as flashed: ready time, an upload in mock mode, SSH refused, the
+#         settings page open and warning that no admin password is set. Then the power is
+#         pulled (qemu killed).
+# Boot 1, with a first-boot file (called AET, admin password, hostname, SSH key and one
+#         deliberate mistake): the values in effect, the mistake on the settings page,
+#         / read-only and /data writable, `systemctl --failed` empty; a settings change
+#         through the API; the power pulled. Offline: the file is gone from the FAT
+#         partition and no byte of the secret is left in it.
+# Boot 2: the settings change survived, the data partition grew to the end of the bigger
+#         "card", nothing failed; a clean `poweroff`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(dirname "$here")"
+image="${1:-$(ls -t "$repo"/target/image/photo-pacs-*-arm64.img 2>/dev/null | head -n1)}"
+[ -n "$image" ] && [ -f "$image" ] || { echo "test-boot.sh: no image; run image-build/build.sh first" >&2; exit 1; }
+for tool in qemu-system-aarch64 mcopy mdir sfdisk curl ssh ssh-keygen python3; do
+    command -v "$tool" >/dev/null || { echo "test-boot.sh: missing $tool (apt-get install qemu-system-arm mtools fdisk curl openssh-client python3)" >&2; exit 1; }
+done
+boot_timeout="${BOOT_TIMEOUT:-600}"
+
+work=$(mktemp -d /tmp/photo-pacs-boot.XXXXXX)
+qemu_pid=
+cleanup() {
+    [ -z "$qemu_pid" ] || kill -9 "$qemu_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fails=0
+pass() { echo "  ok: $*"; }
+fail() { echo "  FAIL: $*"; fails=$((fails + 1)); }
+check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+not() { ! "$@"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+http_port=$(free_port)
+ssh_port=$(free_port)
+base="http://127.0.0.1:$http_port"
+
+# A copy, 1 GiB bigger than the image: a card larger than the image, as in the field.
+disk="$work/disk.img"
+cp --sparse=always "$image" "$disk"
+truncate -s +1G "$disk"
+part_start() { sfdisk -d "$disk" | awk -v p="$disk$1 " 'index($0, p) == 1 { gsub(/[^0-9]/, "", $4); print $4 }'; }
+boot_off=$(( $(part_start 1) * 512 ))
+export MTOOLS_SKIP_CHECK=1
+fat="$disk@@$boot_off"
+
+# The kernel and initrd the Pi firmware would load (config.txt names them).
+mcopy -n -i "$fat" ::config.txt "$work/config.txt"
+mcopy -n -i "$fat" ::cmdline.txt "$work/cmdline.txt"
+kernel=$(sed -n 's/^kernel=//p' "$work/config.txt" | tail -n1)
+initrd=$(sed -n 's/^initramfs \([^ ]*\).*/\1/p' "$work/config.txt" | tail -n1)
+mcopy -n -i "$fat" "::$kernel" "$work/vmlinuz"
+mcopy -n -i "$fat" "::$initrd" "$work/initrd.img"
+# The Pi's command line with the virt machine's serial console.
+append="$(sed -e 's/console=[^ ]*//g' "$work/cmdline.txt" | tr -s ' ') console=ttyAMA0"
+echo "image: $image ($(stat -c %s "$image") bytes), kernel $kernel, initrd $initrd"
+echo "command line: $append"
+
+ssh-keygen -q -t ed25519 -N '' -C boot-test -f "$work/key"
+ssh_opts=(-i "$work/key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o ConnectTimeout=20 -o BatchMode=yes -o LogLevel=ERROR)
+guest() { ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
+
+power_on() {
+    local n="$1"
+    echo "== boot $n"
+    t0=$(date +%s%N)
+    qemu-system-aarch64 -M virt -cpu cortex-a53 -m 1024 -smp 2 -nographic \
+        -kernel "$work/vmlinuz" -initrd "$work/initrd.img" -append "$append" \
+        -drive "file=$disk,format=raw,if=virtio" \
+        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$http_port-:9470,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
+        -device virtio-net-pci,netdev=n0 \
+        -serial "file:$work/console-$n.log" -monitor none -display none </dev/null >/dev/null 2>&1 &
+    qemu_pid=$!
+    local deadline=$(( $(date +%s) + boot_timeout ))
+    until curl -fsS -o "$work/healthz" "$base/healthz" 2>/dev/null; do
+        if ! kill -0 "$qemu_pid" 2>/dev/null || [ "$(date +%s)" -gt "$deadline" ]; then
+            echo "  FAIL: /healthz never answered; console:"; tail -n 40 "$work/console-$n.log"
+            exit 1
+        fi
+        sleep 0.5
+    done
+    ready_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    echo "  power-on to /healthz: $ready_ms ms (emulated cortex-a53)"
+}
+# Pulling the plug: no shutdown, no sync.
+pull_power() { kill -9 "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true; qemu_pid=; }
+
+login() {
+    curl -fsS -c "$work/cookies" -H 'Content-Type: application/json' \
+        -d "{\"password\":\"$1\"}" "$base/api/login" -o /dev/null
+}
+setting() {
+    curl -fsS -b "$work/cookies" "$base/api/settings" |
+        python3 -c "import json,sys; print(json.load(sys.stdin)['settings']['$1'])"
+}
+warnings() {
+    curl -fsS -b "$work/cookies" "$base/api/settings" |
+        python3 -c "import json,sys; print('\n'.join(json.load(sys.stdin)['warnings']))"
+}
+upload() {
+    curl -sS -o "$work/upload.json" -w '%{http_code}' -F patientId=BOOTTEST -F "images[]=@$repo/tests/data/pillow_hopper.jpg" "$base/api/studies"
+}
+guest_checks() {
+    check "photo-pacs.service active (running)" \
+        test "$(guest systemctl show -P ActiveState,SubState photo-pacs.service | tr '\n' ' ')" = "active running "
+    guest 'touch /write-probe 2>&1; echo "exit $?"' > "$work/ro.out" || true
+    check "a write to / fails: $(head -n1 "$work/ro.out")" \
+        grep -q 'Read-only file system' "$work/ro.out"
+    check "/data is writable" guest 'touch /data/write-probe && rm /data/write-probe'
+    check "/ is mounted ro, /data rw,noatime" \
+        guest 'findmnt -no OPTIONS / | grep -q "^ro," && findmnt -no OPTIONS /data | grep -q "^rw,noatime"'
+    check "journald keeps the journal in memory" guest 'test -d /run/log/journal && ! test -d /var/log/journal'
+    local failed
+    failed=$(guest systemctl --failed --plain --no-legend)
+    check "systemctl --failed shows nothing${failed:+: $failed}" test -z "$failed"
+}
+
+# ---- boot 0: the image as flashed -----------------------------------------------------------
+power_on 0
+first_ready_ms=$ready_ms
+code=$(upload)
+check "upload in mock mode answers 200 ($(head -c 200 "$work/upload.json"))" test "$code" = 200
+check "the upload stored one instance in mock mode" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["instances"]) == 1 and d["instances"][0]["sopInstanceUID"]' "$work/upload.json"
+ssh_banner() { timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port && head -c 4 <&3" 2>/dev/null || true; }
+check "SSH is off without a key (no sshd banner)" test -z "$(ssh_banner)"
+curl -fsS "$base/api/settings" -o "$work/settings0.json"
+check "the settings page is open and warns that no admin password is set" \
+    grep -q 'no admin password is set' "$work/settings0.json"
+pull_power
+
+# ---- boot 1: with a first-boot file ---------------------------------------------------------
+secret="Fb-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+cat > "$work/photo-pacs.env" <<EOF
+# written by test-boot.sh
+HOSTNAME=ward-7
+PHOTO_PACS_PACS_CALLED_AET=FIRSTBOOT_AE
+PHOTO_PACS_ADMIN_PASSWORD=$secret
+SSH_AUTHORIZED_KEY=$(cat "$work/key.pub")
+PHOTO_PACS_PACS_PORT=99999
+EOF
+mcopy -o -i "$fat" "$work/photo-pacs.env" ::photo-pacs.env
+power_on 1
+check "the settings need the admin password now" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/settings")" = 401
+check "the first-boot admin password logs in" login "$secret"
+check "the first-boot called AET is in effect" test "$(setting pacsCalledAET)" = FIRSTBOOT_AE
+warnings > "$work/warnings1.txt"
+check "the file's mistake is on the settings page" grep -q 'line 6: PHOTO_PACS_PACS_PORT' "$work/warnings1.txt"
+check "the hostname from the file is set" test "$(guest hostname)" = ward-7
+guest journalctl -b -u photo-pacs-provision -o cat > "$work/provision.log"
+guest journalctl -b -o cat > "$work/journal1.log"
+check "the journal reports the file's problem" \
+    grep -q 'problem in the first-boot file: line 6: PHOTO_PACS_PACS_PORT' "$work/provision.log"
+check "the secret is in no log line of this boot" not grep -qF -- "$secret" "$work/journal1.log"
+guest_checks
+check "a settings change through the API is saved" \
+    curl -fsS -b "$work/cookies" -X PUT -H 'Content-Type: application/json' \
+        -d '{"localCallingAET":"SURVIVES_BOOT"}' -o /dev/null "$base/api/settings"
+pull_power
+
+echo "== the FAT partition after boot 1 (read from the image file)"
+mdir -b -i "$fat" :: > "$work/fat.list"
+check "photo-pacs.env is gone from the card" not grep -qix '::/photo-pacs.env' "$work/fat.list"
+mcopy -n -i "$fat" ::photo-pacs-applied.env "$work/applied.env"
+check "photo-pacs-applied.env blanks the password" grep -qx 'PHOTO_PACS_ADMIN_PASSWORD=' "$work/applied.env"
+check "photo-pacs-applied.env lists the problem" grep -q '^# PROBLEM: line 6: PHOTO_PACS_PACS_PORT' "$work/applied.env"
+boot_sectors=$(sfdisk -d "$disk" | awk -v p="${disk}1 " 'index($0, p) == 1 { gsub(/[^0-9]/, "", $6); print $6 }')
+dd if="$disk" of="$work/fat.img" bs=512 skip=$((boot_off / 512)) count="$boot_sectors" status=none
+check "no copy of the secret is left anywhere in the FAT partition ($((boot_sectors / 2048)) MiB read raw)" \
+    not grep -qaF -- "$secret" "$work/fat.img"
+rm -f "$work/fat.img"
+
+# ---- boot 2: what survives ------------------------------------------------------------------
+power_on 2
+login "$secret"
+check "the settings change survived the power cut" test "$(setting localCallingAET)" = SURVIVES_BOOT
+check "the first-boot values are still in effect" test "$(setting pacsCalledAET)" = FIRSTBOOT_AE
+data_mb=$(guest df -BM --output=size /data | tail -n1 | tr -dc 0-9)
+check "the data partition grew to the end of the card (${data_mb} MiB)" test "$data_mb" -gt 1000
+guest_checks
+code=$(upload)
+check "an upload after the reboots answers 200" test "$code" = 200
+guest systemctl poweroff || true
+for _ in $(seq 1 240); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
+if kill -0 "$qemu_pid" 2>/dev/null; then fail "poweroff did not end the VM within 120 s"; else pass "clean poweroff"; qemu_pid=; fi
+
+echo "power-on to ready: first boot $first_ready_ms ms, last boot $ready_ms ms (qemu TCG, cortex-a53, 2 vCPU, on this host)"
+if [ "$fails" -gt 0 ]; then
+    echo "test-boot.sh: $fails check(s) failed" >&2
+    exit 1
+fi
+echo "test-boot.sh: all checks passed"
