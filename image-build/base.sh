@@ -26,18 +26,37 @@ packages=(
 
 # The initramfs must find the root on an SD card (Pi) and on virtio (the qemu test), so it
 # carries every block driver; MODULES=dep cannot work in a chroot. gzip because it is the
-# quickest to produce under emulation.
+# quickest to produce under emulation. Making it takes about 18 minutes here, and apt would
+# make it twice (the kernel's postinst, then initramfs-tools' trigger once later packages
+# add their hooks), so update-initramfs is a no-op while packages install and runs once at
+# the end; its raspi-firmware hook then copies kernel and initrd to /boot/firmware.
 essential_hook='mkdir -p "$1/etc/initramfs-tools/conf.d" &&
-    printf "MODULES=most\nCOMPRESS=gzip\n" > "$1/etc/initramfs-tools/conf.d/photo-pacs.conf"'
+    printf "MODULES=most\nCOMPRESS=gzip\n" > "$1/etc/initramfs-tools/conf.d/photo-pacs.conf" &&
+    chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs &&
+    printf "#!/bin/sh\nexit 0\n" > "$1/usr/sbin/update-initramfs" &&
+    chmod 755 "$1/usr/sbin/update-initramfs"'
+customize_hook='rm "$1/usr/sbin/update-initramfs" &&
+    chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs &&
+    chroot "$1" sh -c "update-initramfs -c -k \$(ls /lib/modules)"'
 
 sources="deb $mirror bookworm main non-free-firmware
 deb $mirror bookworm-updates main non-free-firmware
-deb ${mirror%/debian}/debian-security bookworm-security main non-free-firmware"
+deb ${mirror%/debian}/debian-security bookworm-security main non-free-firmware
+deb $mirror bookworm-backports non-free-firmware"
+
+# The Wi-Fi firmware only from bookworm-backports: bookworm's own lacks the Pi Zero 2 W's
+# NVRAM file (brcmfmac43430-sdio.raspberrypi,model-zero-2-w.txt). Nothing else comes from
+# backports.
+setup_hook='mkdir -p "$1/etc/apt/preferences.d" &&
+    printf "Package: firmware-brcm80211\nPin: release n=bookworm-backports\nPin-Priority: 990\n" \
+        > "$1/etc/apt/preferences.d/photo-pacs-wifi-firmware"'
 
 IFS=,
-mmdebstrap --architectures=arm64 --variant=minbase \
+mmdebstrap --architectures=arm64 --variant=minbase --format=tar \
     --include="${packages[*]}" \
+    --setup-hook="$setup_hook" \
     --essential-hook="$essential_hook" \
+    --customize-hook="$customize_hook" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-include=/usr/share/locale/locale.alias' \

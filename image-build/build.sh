@@ -78,6 +78,7 @@ fi
 
 # ---- the root file system ---------------------------------------------------------------
 work="$out_dir/work"
+umount "$work/root/proc" 2>/dev/null || true
 rm -rf "$work"
 mkdir -p "$work/root" "$work/data"
 root="$work/root"
@@ -85,6 +86,9 @@ data="$work/data"
 step "unpacking the base"
 tar --xattrs --xattrs-include='*' --numeric-owner -xpf "$base" -C "$root"
 
+# Maintainer scripts (systemd-tmpfiles, systemctl) need /proc; nothing else is mounted.
+mount -t proc proc "$root/proc"
+trap 'umount "$root/proc" 2>/dev/null || true' EXIT
 step "installing $(basename "$deb")${CLOUDFLARED_DEB:+ and $(basename "$CLOUDFLARED_DEB")}"
 mkdir -p "$root/tmp/debs"
 cp "$deb" "$root/tmp/debs/"
@@ -114,14 +118,23 @@ for d in etc var; do
     touch -r "$root/usr" "$root/$d/.updated"
 done
 
-# The Pi boots from the FAT partition: raspi-firmware put the firmware, kernel, initrd and
-# device trees in /boot/firmware. The kernel finds the root by label and mounts it read-only.
+# The Pi boots from the FAT partition: raspi-firmware put the firmware, kernel, initrd,
+# device trees, config.txt and cmdline.txt in /boot/firmware. Its command line is made for a
+# read-write root on /dev/mmcblk0p2: here the root is found by label and mounted read-only,
+# boot messages go to the HDMI screen and the serial port (ttyS1 on a Pi 3/4), and no CMA
+# pool is reserved (headless; a fixed 64M pool can stop a Pi 4 from booting).
 kernel_version=$(basename "$(ls -d "$root"/lib/modules/*)")
-sed -i -e 's/^#\?ROOTPART=.*/ROOTPART=LABEL=PPROOT/' "$root/etc/default/raspi-firmware"
-chroot "$root" /etc/kernel/postinst.d/z50-raspi-firmware "$kernel_version" >/dev/null
-printf 'console=tty1 console=ttyS1,115200 root=LABEL=PPROOT rootfstype=ext4 ro fsck.repair=yes rootwait net.ifnames=0 cma=64M\n' \
-    > "$root/boot/firmware/cmdline.txt"
+printf '\n# Photo PACS image (build.sh): what its cmdline.txt was made with.\nROOTPART=LABEL=PPROOT\nCONSOLES="tty0 ttyS1,115200"\nCMA=0\n' \
+    >> "$root/etc/default/raspi-firmware"
+cmdline="$root/boot/firmware/cmdline.txt"
+[ -s "$cmdline" ] || die "raspi-firmware made no $cmdline"
+sed -E -i -e 's/(^| )console=[^ ]+//g' -e 's/(^| )cma=[^ ]+//g' \
+    -e 's/(^| )root=[^ ]+/ root=LABEL=PPROOT/' -e 's/ rw( |$)/ ro\1/' \
+    -e 's/^ */console=tty0 console=ttyS1,115200 /' -e 's/  +/ /g' "$cmdline"
+grep -q ' root=LABEL=PPROOT ro ' "$cmdline" || die "unexpected cmdline.txt: $(cat "$cmdline")"
 cp "$here/photo-pacs.env.template" "$root/boot/firmware/photo-pacs.env"
+
+umount "$root/proc"
 
 # ---- the data partition's first contents ------------------------------------------------
 uid=$(chroot "$root" id -u photo-pacs)

@@ -50,6 +50,7 @@ cp --sparse=always "$image" "$disk"
 truncate -s +1G "$disk"
 part_start() { sfdisk -d "$disk" | awk -v p="$disk$1 " 'index($0, p) == 1 { gsub(/[^0-9]/, "", $4); print $4 }'; }
 boot_off=$(( $(part_start 1) * 512 ))
+fat_sectors() { sfdisk -d "$disk" | awk -v p="${disk}1 " 'index($0, p) == 1 { gsub(/[^0-9]/, "", $6); print $6 }'; }
 export MTOOLS_SKIP_CHECK=1
 fat="$disk@@$boot_off"
 
@@ -78,7 +79,7 @@ power_on() {
         -kernel "$work/vmlinuz" -initrd "$work/initrd.img" -append "$append" \
         -drive "file=$disk,format=raw,if=virtio" \
         -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$http_port-:9470,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
-        -device virtio-net-pci,netdev=n0 \
+        -device virtio-net-pci,netdev=n0,romfile= \
         -serial "file:$work/console-$n.log" -monitor none -display none </dev/null >/dev/null 2>&1 &
     qemu_pid=$!
     local deadline=$(( $(date +%s) + boot_timeout ))
@@ -117,8 +118,9 @@ guest_checks() {
     check "a write to / fails: $(head -n1 "$work/ro.out")" \
         grep -q 'Read-only file system' "$work/ro.out"
     check "/data is writable" guest 'touch /data/write-probe && rm /data/write-probe'
-    check "/ is mounted ro, /data rw,noatime" \
-        guest 'findmnt -no OPTIONS / | grep -q "^ro," && findmnt -no OPTIONS /data | grep -q "^rw,noatime"'
+    guest 'findmnt -no OPTIONS /; findmnt -no OPTIONS /data' > "$work/mounts"
+    check "/ is mounted ro, /data rw with noatime ($(tr '\n' ' ' < "$work/mounts"))" \
+        sh -c 'sed -n 1p "$1" | grep -q "^ro," && sed -n 2p "$1" | grep -q "^rw,.*noatime"' _ "$work/mounts"
     check "journald keeps the journal in memory" guest 'test -d /run/log/journal && ! test -d /var/log/journal'
     local failed
     failed=$(guest systemctl --failed --plain --no-legend)
@@ -149,7 +151,12 @@ SSH_AUTHORIZED_KEY=$(cat "$work/key.pub")
 PHOTO_PACS_PACS_PORT=99999
 EOF
 mcopy -o -i "$fat" "$work/photo-pacs.env" ::photo-pacs.env
+# The control for the check after boot 1: the raw partition does hold the secret now.
+check "control: the secret is readable in the raw FAT partition before boot 1" \
+    sh -c 'dd if="$1" bs=512 skip="$2" count="$3" status=none | grep -qaF -- "$4"' _ \
+    "$disk" $((boot_off / 512)) "$(fat_sectors)" "$secret"
 power_on 1
+second_ready_ms=$ready_ms
 check "the settings need the admin password now" \
     test "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/settings")" = 401
 check "the first-boot admin password logs in" login "$secret"
@@ -174,7 +181,7 @@ check "photo-pacs.env is gone from the card" not grep -qix '::/photo-pacs.env' "
 mcopy -n -i "$fat" ::photo-pacs-applied.env "$work/applied.env"
 check "photo-pacs-applied.env blanks the password" grep -qx 'PHOTO_PACS_ADMIN_PASSWORD=' "$work/applied.env"
 check "photo-pacs-applied.env lists the problem" grep -q '^# PROBLEM: line 6: PHOTO_PACS_PACS_PORT' "$work/applied.env"
-boot_sectors=$(sfdisk -d "$disk" | awk -v p="${disk}1 " 'index($0, p) == 1 { gsub(/[^0-9]/, "", $6); print $6 }')
+boot_sectors=$(fat_sectors)
 dd if="$disk" of="$work/fat.img" bs=512 skip=$((boot_off / 512)) count="$boot_sectors" status=none
 check "no copy of the secret is left anywhere in the FAT partition ($((boot_sectors / 2048)) MiB read raw)" \
     not grep -qaF -- "$secret" "$work/fat.img"
@@ -194,7 +201,7 @@ guest systemctl poweroff || true
 for _ in $(seq 1 240); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
 if kill -0 "$qemu_pid" 2>/dev/null; then fail "poweroff did not end the VM within 120 s"; else pass "clean poweroff"; qemu_pid=; fi
 
-echo "power-on to ready: first boot $first_ready_ms ms, last boot $ready_ms ms (qemu TCG, cortex-a53, 2 vCPU, on this host)"
+echo "power-on to ready: boot 0 $first_ready_ms ms, boot 1 $second_ready_ms ms, boot 2 $ready_ms ms (qemu TCG, cortex-a53, 2 vCPU, on this host)"
 if [ "$fails" -gt 0 ]; then
     echo "test-boot.sh: $fails check(s) failed" >&2
     exit 1

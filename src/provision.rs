@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use crate::access::hash_password;
-use crate::config::{EnvConfig, Key, PREFIX, SettingsStore, write_atomically};
+use crate::config::{EnvConfig, Key, PREFIX, SettingsStore, write_atomically_with_mode};
 
 /// The name of the file a user drops on the boot partition.
 pub const BOOT_FILE: &str = "photo-pacs.env";
@@ -342,20 +342,21 @@ fn merge_env(old: &str, updates: &BTreeMap<String, String>) -> String {
 /// Writes `bytes` atomically with `mode`, owned like the directory it lands in (so files for
 /// the service's state directory stay the service user's).
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProvisionError> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    write_atomically(path, bytes).map_err(io_err(path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+    write_atomically_with_mode(path, bytes, mode).map_err(io_err(path))?;
     follow_owner(path)
 }
 
+/// Gives `path` its directory's owner. lchown, not chown: this runs as root, and in the
+/// service's directory the name could be swapped for a symlink after the rename.
 fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let meta = fs::metadata(dir).map_err(io_err(dir))?;
-    let own = fs::metadata(path).map_err(io_err(path))?;
+    let own = fs::symlink_metadata(path).map_err(io_err(path))?;
     if (own.uid(), own.gid()) != (meta.uid(), meta.gid()) {
-        std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).map_err(io_err(path))?;
+        std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+            .map_err(io_err(path))?;
     }
     Ok(())
 }

@@ -9,4 +9,6 @@ pub use settings::{
     AuthMethod, Charset, FieldError, InvalidValue, Key, Secret, Settings, TransferSyntax,
     parse_update,
 };
-pub use store::{SettingsStore, UpdateError, parse_settings_file, write_atomically};
+pub use store::{
+    SettingsStore, UpdateError, parse_settings_file, write_atomically, write_atomically_with_mode,
+};

@@ -305,6 +305,13 @@ fn render_ini(overrides: &BTreeMap<Key, String>, admin_hash: Option<&str>) -> St
 /// temp file in the same directory, fsync, rename, fsync the directory. Mode 0600 because
 /// the file can hold the DICOMweb password.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomically`] with the new file's mode (less the umask). The temp file is created
+/// exclusively, so a symlink planted at its name in a directory someone else can write to
+/// (root provisioning the service's state directory) is never followed.
+pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -320,12 +327,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp_name = file_name.to_owned();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
+    // A temp file left by a crash of an earlier process with the same id.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
+            .create_new(true)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -342,6 +353,23 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_symlink_at_the_temp_name_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let path = tmp.path().join("settings.ini");
+        let planted = tmp
+            .path()
+            .join(format!("settings.ini.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomically_with_mode(&path, b"[pacs]\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[pacs]\n");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert!(!planted.exists());
+    }
 
     impl SettingsStore {
         async fn update_unchecked(
