@@ -386,10 +386,10 @@ async fn apply(plan: &Plan, to: &Targets, outcome: &mut Outcome) {
     }
     if !plan.ssh_keys.is_empty() {
         let keys = plan.ssh_keys.join("\n") + "\n";
-        let r = fs::create_dir_all(to.ssh_keys.parent().unwrap_or(Path::new(".")))
-            .map_err(io_err(&to.ssh_keys))
-            .and_then(|()| write_file(&to.ssh_keys, keys.as_bytes(), 0o600));
-        step("SSH public key (SSH enabled)", r);
+        step(
+            "SSH public key (SSH enabled)",
+            write_file(&to.ssh_keys, keys.as_bytes(), 0o600),
+        );
     }
     if let Some(t) = &plan.tunnel_token {
         step(
