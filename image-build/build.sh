@@ -150,8 +150,8 @@ step "making the file systems"
 mkdir -p "$work/boot"
 cp -a "$root/boot/firmware/." "$work/boot/"
 find "$root/boot/firmware" -mindepth 1 -delete
-# The kernel and initrd also stay in /boot for the qemu test and for anyone inspecting
-# the image; the Pi reads its copies from the FAT partition.
+# /boot keeps Debian's own copies of the kernel and initrd (what the packages own); the Pi
+# and the qemu test both boot the copies on the FAT partition.
 rm -f "$work/boot.img"
 mkfs.vfat -F 32 -n PPBOOT -C "$work/boot.img" $((boot_mb * 1024)) >/dev/null
 mcopy -s -p -i "$work/boot.img" "$work/boot/"* ::/

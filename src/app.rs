@@ -29,6 +29,8 @@ pub struct Access {
 
 pub struct App {
     pub env: EnvConfig,
+    /// The first-boot file's problems: written before the service starts, so read once.
+    boot_problems: Vec<String>,
     pub access: Access,
     pub settings: SettingsStore,
     pub sender: Arc<Sender>,
@@ -41,7 +43,7 @@ impl App {
     /// settings every delivery would fail on, and risky choices such as unchecked TLS.
     pub fn warnings(&self, current: &Settings) -> Vec<String> {
         let mut warnings: Vec<String> = self.settings.problem().into_iter().collect();
-        warnings.extend(crate::provision::reported_problems(&self.env.settings_path));
+        warnings.extend(self.boot_problems.iter().cloned());
         for p in self.sender.check(current) {
             let env = Key::from_json(&p.field)
                 .map(|k| k.names().env)
@@ -86,6 +88,7 @@ impl App {
         let settings = SettingsStore::load(env.settings_path.clone(), env.defaults.clone());
         let intake = Arc::new(Intake::new(&env, sender.clone(), metrics.clone()));
         Ok(App {
+            boot_problems: crate::provision::reported_problems(&env.settings_path),
             env,
             access,
             settings,

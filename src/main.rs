@@ -83,20 +83,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Provision {
-        boot,
-        data,
-        wipe_free_mib,
-    } = &command
-    {
-        // Runs before the gateway's environment exists: the file may be what makes it.
-        return provision(boot, data, *wipe_free_mib);
-    }
-    let env = EnvConfig::from_process()?;
-    match command {
-        Command::Provision { .. } => Ok(()),
-        Command::Serve => serve(env),
+    // Read per command: `provision` runs before the gateway's environment exists (the file
+    // it applies may be what makes it).
+    let env = EnvConfig::from_process;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Provision {
+            boot,
+            data,
+            wipe_free_mib,
+        } => provision(&boot, &data, wipe_free_mib),
+        Command::Serve => serve(env()?),
         Command::Convert {
             patient_id,
             patient_name,
@@ -107,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             files,
         } => {
+            let env = env()?;
             let settings = cli::settings_in_force(&env)?;
             let req = ConvertRequest {
                 patient_id,
@@ -122,12 +119,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Echo => {
+            let env = env()?;
             let settings = cli::settings_in_force(&env)?;
             let line = runtime()?.block_on(cli::echo(&env, &settings))?;
             println!("{line}");
             Ok(())
         }
         Command::Send { files } => {
+            let env = env()?;
             let settings = cli::settings_in_force(&env)?;
             let results = runtime()?.block_on(cli::send_files(&env, &settings, &files))?;
             let mut failed = 0;

@@ -247,16 +247,7 @@ fn plan(text: &str) -> (Plan, Vec<String>) {
             "SSH_AUTHORIZED_KEY" => check_ssh_key(&value).map(|k| plan.ssh_keys.push(k)),
             "CLOUDFLARED_TOKEN" => check_token(&value).map(|()| plan.tunnel_token = Some(value)),
             _ => match name.strip_prefix(PREFIX) {
-                Some("ADMIN_PASSWORD") => {
-                    let n = value.chars().count();
-                    if (8..=256).contains(&n) {
-                        plan.admin_password = Some(value);
-                        Ok(())
-                    } else {
-                        Err("must be 8 to 256 characters".into())
-                    }
-                }
-                Some(_) => {
+                Some(rest) => {
                     // The gateway's own rules, with the lines accepted so far, so a value
                     // that only fails next to another (e.g. the two size limits) is caught.
                     let mut trial = gateway_vars.clone();
@@ -267,7 +258,12 @@ fn plan(text: &str) -> (Plan, Vec<String>) {
                         }
                         Ok(_) => {
                             gateway_vars = trial;
-                            plan.gateway.insert(name.clone(), value);
+                            // The password goes to settings.ini as a hash, never to a file.
+                            if rest == "ADMIN_PASSWORD" {
+                                plan.admin_password = Some(value);
+                            } else {
+                                plan.gateway.insert(name.clone(), value);
+                            }
                             Ok(())
                         }
                         Err(e) => Err(e.reason),
@@ -363,14 +359,16 @@ fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
 
 /// Applies the plan; each target that fails is a problem, the others still apply.
 async fn apply(plan: &Plan, to: &Targets, outcome: &mut Outcome) {
-    let mut step = |what: &str, r: Result<(), ProvisionError>| match r {
+    let mut step = |what: &str, r: Result<(), String>| match r {
         Ok(()) => outcome.applied.push(what.to_string()),
         Err(e) => outcome.problems.push(format!("{what} not applied: {e}")),
     };
+    let written =
+        |path: &Path, bytes: &[u8], mode| write_file(path, bytes, mode).map_err(|e| e.to_string());
     if let Some(h) = &plan.hostname {
         step(
             "hostname",
-            write_file(&to.hostname, format!("{h}\n").as_bytes(), 0o644),
+            written(&to.hostname, format!("{h}\n").as_bytes(), 0o644),
         );
     }
     if let Some(ssid) = &plan.wifi_ssid {
@@ -379,22 +377,19 @@ async fn apply(plan: &Plan, to: &Targets, outcome: &mut Outcome) {
             plan.wifi_passphrase.as_deref(),
             plan.wifi_country.as_deref(),
         );
-        step(
-            "Wi-Fi network",
-            write_file(&to.wifi, conf.as_bytes(), 0o600),
-        );
+        step("Wi-Fi network", written(&to.wifi, conf.as_bytes(), 0o600));
     }
     if !plan.ssh_keys.is_empty() {
         let keys = plan.ssh_keys.join("\n") + "\n";
         step(
             "SSH public key (SSH enabled)",
-            write_file(&to.ssh_keys, keys.as_bytes(), 0o600),
+            written(&to.ssh_keys, keys.as_bytes(), 0o600),
         );
     }
     if let Some(t) = &plan.tunnel_token {
         step(
             "Cloudflare tunnel token",
-            write_file(&to.tunnel_token, t.as_bytes(), 0o600),
+            written(&to.tunnel_token, t.as_bytes(), 0o600),
         );
     }
     if !plan.gateway.is_empty() {
@@ -409,18 +404,13 @@ async fn apply(plan: &Plan, to: &Targets, outcome: &mut Outcome) {
                 merge_env(&old, &plan.gateway).as_bytes(),
                 0o600,
             )
-        });
+        })
+        .map_err(|e| e.to_string());
         let names: Vec<&str> = plan.gateway.keys().map(String::as_str).collect();
         step(&names.join(", "), r);
     }
     if let Some(p) = &plan.admin_password {
-        let r = admin_password(p, &to.settings).await;
-        match r {
-            Ok(()) => outcome.applied.push("admin password".into()),
-            Err(e) => outcome
-                .problems
-                .push(format!("admin password not applied: {e}")),
-        }
+        step("admin password", admin_password(p, &to.settings).await);
     }
 }
 
@@ -502,7 +492,7 @@ fn wipe_free_space(dir: &Path, limit: u64) -> io::Result<u64> {
         match f.write(&zeros) {
             Ok(0) => break Ok(()),
             Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(28) => break Ok(()), // ENOSPC: done
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => break Ok(()),
             Err(e) => break Err(e),
         }
     };

@@ -168,3 +168,23 @@ fn settings_take_effect_on_the_next_upload_without_restart() {
     assert_eq!(resp["pacs"]["calledAET"], "NEXT_AET");
     assert_eq!(resp["pacs"]["port"], 11112);
 }
+
+/// What `photo-pacs provision` reported about the SD card's first-boot file reaches the
+/// settings page (the image test checks the whole path; this is the gateway's half, in CI).
+#[test]
+fn first_boot_file_problems_are_shown_as_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/boot-config-problems.txt"),
+        "line 6: PHOTO_PACS_PACS_PORT must be a port from 1 to 65535\n",
+    )
+    .unwrap();
+    let gw = Gateway::start_in(dir.path(), &[]);
+    let warnings = get(&gw)["warnings"].to_string();
+    assert!(
+        warnings.contains("photo-pacs-applied.env")
+            && warnings.contains("line 6: PHOTO_PACS_PACS_PORT"),
+        "{warnings}"
+    );
+}
