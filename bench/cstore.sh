@@ -63,13 +63,24 @@ for nodelay in 1 0; do
     for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
     export PHOTO_PACS_PACS_BACKEND=cstore PHOTO_PACS_PACS_HOST=127.0.0.1 PHOTO_PACS_PACS_PORT="$port" \
         PHOTO_PACS_PACS_CALLED_AET=STORESCP PHOTO_PACS_SETTINGS_PATH="$tmp/none.ini"
+    # hyperfine's --prepare empties the folder before every run, so the folder after it
+    # shows only the last run of the last command. Each command's deliveries are counted
+    # here instead: one run of each into an empty folder, before the timed runs.
+    for who in ours storescu; do
+        find "$out" -type f -delete
+        if [ "$who" = ours ]; then
+            "$ours" send "${files[@]}" >/dev/null
+        else
+            env TCP_NODELAY=1 /usr/bin/storescu -aec STORESCP 127.0.0.1 "$port" "${files[@]}"
+        fi
+        received=$(find "$out" -type f | wc -l)
+        [ "$received" -eq "$count" ] || { echo "$who: storescp received $received files, expected $count" >&2; exit 1; }
+    done
     hyperfine -N --style none --warmup 1 --runs "$runs" --export-json "$tmp/h.json" \
         --prepare "find $out -type f -delete" \
         "$ours send ${files[*]}" \
         "env TCP_NODELAY=1 /usr/bin/storescu -aec STORESCP 127.0.0.1 $port ${files[*]}" >/dev/null
     read -r t_ours t_scu < <(median_ms "$tmp/h.json")
-    received=$(find "$out" -type f | wc -l)
-    [ "$received" -eq "$count" ] || { echo "storescp holds $received files, expected $count" >&2; exit 1; }
     rm -rf "$out"
     label="TCP_NODELAY=$nodelay"
     [ "$nodelay" = 0 ] && label="Nagle on (default)"

@@ -6,10 +6,17 @@
 # all on loopback. Wall time from request to response (curl time_total), median of $RUNS
 # runs after one warm-up of each size; every run checks HTTP 200 and the files received.
 #
-#   bench/e2e.sh            RUNS=9 bench/e2e.sh
+# Nagle is off on every side by default: storescp (TCP_NODELAY=1), our gateway (always)
+# and the reference's pynetdicom socket (REF_TCP_NODELAY=1). Stock pynetdicom leaves Nagle
+# on, which costs about 40 ms per C-STORE on loopback; REF_TCP_NODELAY=0 measures that.
+# The setting is printed with the figures.
+#
+#   bench/e2e.sh            RUNS=9 bench/e2e.sh            REF_TCP_NODELAY=0 bench/e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-5}"
+ref_nodelay="${REF_TCP_NODELAY:-1}"
+case "$ref_nodelay" in 0 | 1) ;; *) echo "REF_TCP_NODELAY must be 0 or 1" >&2; exit 2 ;; esac
 
 need=()
 [ -x /usr/bin/storescp ] || need+=(dcmtk)
@@ -47,7 +54,7 @@ mkdir "$tmp/ours"
 pids+=($!)
 
 ref_port=$(free_port)
-REF_PACS_HOST=127.0.0.1 REF_PACS_PORT="$pacs_port" REF_PACS_AET=STORESCP \
+REF_TCP_NODELAY="$ref_nodelay" REF_PACS_HOST=127.0.0.1 REF_PACS_PORT="$pacs_port" REF_PACS_AET=STORESCP \
     python3 bench/reference_server.py --port "$ref_port" >"$tmp/ref.log" 2>&1 &
 pids+=($!)
 for port in "$ours_port" "$ref_port"; do
@@ -84,7 +91,8 @@ median_run() { # port, photos -> median seconds
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "runs per cell: $runs; peer: dcmtk storescp, TCP_NODELAY=1; photo: $(stat -c %s "$photo") bytes, 4032x3024"
+echo "runs per cell: $runs; photo: $(stat -c %s "$photo") bytes, 4032x3024"
+echo "Nagle: storescp TCP_NODELAY=1 (off); ours TCP_NODELAY (off); reference REF_TCP_NODELAY=$ref_nodelay ($([ "$ref_nodelay" = 1 ] && echo off || echo "on, stock pynetdicom"))"
 echo
 printf '| %-8s | %10s | %13s | %14s |\n' photos "ours s" "reference s" "reference / ours"
 printf '|%s|%s|%s|%s|\n' ---------- ------------ --------------- ------------------

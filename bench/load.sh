@@ -2,7 +2,9 @@
 # Load on loopback against the release binary with the mock backend and default limits:
 # 20 clients upload a 12 MP phone photo (bench/make-photos.sh) in a loop for 2 minutes,
 # while 200 slow-loris connections send request headers one byte every 10 s
-# (bench/load.py). Prints one JSON report: errors, p50/p99 latency, peak RSS, drops.
+# (bench/load.py). Prints one JSON report: errors, p50/p99 latency, peak RSS, drops. Fails
+# on any failed upload, a slow connection dropped late or never, a file left behind, or a
+# panic or error line in the gateway's log.
 #
 #   bench/load.sh        CLIENTS=20 DURATION=120 SLOW=200 SLOW_INTERVAL=10 bench/load.sh
 #
@@ -42,6 +44,13 @@ python3 bench/load.py --port "$port" --pid "$pid" --photo "$photo" --clients "$c
 # Mock delivery succeeds, so nothing may stay behind in the work folders.
 left=$(find "$tmp/data/uploads" "$tmp/data/dicom" -type f 2>/dev/null | wc -l)
 echo "files left in data/uploads and data/dicom: $left" >&2
-grep -ciE "panic|error" "$tmp/gateway.log" | sed 's/^/gateway log lines with panic or error: /' >&2 || true
+# A panic, or a line the gateway logged at error level, fails the run: under this load every
+# request is one the gateway should handle.
+bad_lines=$(grep -ciE "panic|error" "$tmp/gateway.log" || true)
+echo "gateway log lines with panic or error: $bad_lines" >&2
+if [ "$bad_lines" != 0 ]; then
+    grep -iE "panic|error" "$tmp/gateway.log" | head -n 20 >&2
+    status=1
+fi
 [ "$left" = 0 ] || status=1
 exit "$status"

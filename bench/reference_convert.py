@@ -2,13 +2,31 @@
 """Baseline: what the reference Python gateway does with one photo.
 
 usage: python3 bench/reference_convert.py INPUT OUTPUT.dcm
+       python3 bench/reference_convert.py --repeat N INPUT OUTPUT.dcm
 
 Pillow opens the photo, thumbnail((1024, 1024)) with Pillow's defaults
-(BICUBIC, reducing_gap=2.0, so JPEGs are DCT-downscaled on decode), convert to
-RGB, then pydicom writes an uncompressed RGB Secondary Capture file in
-Implicit VR Little Endian.  Needs: pip install pillow pydicom
+(BICUBIC, reducing_gap=2.0), convert to RGB, then pydicom writes an uncompressed
+RGB Secondary Capture file in Implicit VR Little Endian.
+
+How much JPEG DCT scaling that gets: with reducing_gap=2.0, thumbnail() asks the
+decoder for at least twice the target box, 2048x2048, and libjpeg may only scale
+by 1/2, 1/4 or 1/8 while staying at or above that box.  A 12 MP photo
+(4032x3024) halved would be 2016x1512, under 2048, so it is decoded at FULL
+size; a 48 MP photo (8064x6048) is decoded at 1/2 (4032x3024).  Either way the
+result is 1024 pixels on the long edge (1024x768 for a 4:3 photo).
+
+With --repeat N the conversion runs N times inside one process after two warm-up
+runs (imports done once) and one JSON line is printed: the output size, the size
+the JPEG was decoded at, and the median milliseconds of decode + thumbnail and of
+the whole conversion.  Without it, one conversion and nothing printed: what a
+whole-process timing measures, Python's start-up and imports included.
+
+Needs: pip install pillow pydicom
 """
+import json
+import statistics
 import sys
+import time
 
 import pydicom
 from PIL import Image
@@ -16,13 +34,26 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+BOX = (1024, 1024)
+REDUCING_GAP = 2.0
 
 
-def convert(src, dst):
+def load(src):
     img = Image.open(src)
-    img.thumbnail((1024, 1024))
-    img = img.convert("RGB")
+    img.thumbnail(BOX)
+    return img.convert("RGB")
 
+
+def decoded_size(src):
+    """The size Pillow's JPEG draft mode decodes at for thumbnail(BOX)."""
+    img = Image.open(src)
+    if img.format != "JPEG":
+        return img.size
+    img.draft(None, (int(BOX[0] * REDUCING_GAP), int(BOX[1] * REDUCING_GAP)))
+    return img.size
+
+
+def write(img, dst):
     sop_uid = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
@@ -57,7 +88,45 @@ def convert(src, dst):
         ds.save_as(dst, write_like_original=False)
 
 
+def convert(src, dst):
+    img = load(src)
+    write(img, dst)
+    return img.size
+
+
+def repeat(n, src, dst):
+    decode_ms, total_ms = [], []
+    size = None
+    for i in range(n + 2):
+        start = time.perf_counter()
+        img = load(src)
+        loaded = time.perf_counter()
+        write(img, dst)
+        done = time.perf_counter()
+        size = img.size
+        if i >= 2:
+            decode_ms.append((loaded - start) * 1000)
+            total_ms.append((done - start) * 1000)
+    print(
+        json.dumps(
+            {
+                "output": list(size),
+                "decoded_at": list(decoded_size(src)),
+                "decode_thumbnail_median_ms": round(statistics.median(decode_ms), 1),
+                "total_median_ms": round(statistics.median(total_ms), 1),
+                "runs": n,
+                "pillow": Image.__version__,
+                "pydicom": pydicom.__version__,
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: reference_convert.py INPUT OUTPUT.dcm")
-    convert(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    if len(args) == 4 and args[0] == "--repeat":
+        repeat(int(args[1]), args[2], args[3])
+    elif len(args) == 2:
+        convert(args[0], args[1])
+    else:
+        sys.exit("usage: reference_convert.py [--repeat N] INPUT OUTPUT.dcm")

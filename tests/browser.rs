@@ -43,30 +43,50 @@ fn scenario(name: &str, gw: &Gateway, out: Option<&Path>) {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn fill_attach_send_shows_progress_and_success_then_clears() {
     let (_dir, gw) = gateway(&[]);
     scenario("send", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn send_waits_for_id_and_image_and_shows_the_servers_field_error() {
     let (_dir, gw) = gateway(&[]);
     scenario("disabled", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn a_removed_thumbnail_is_not_sent_and_a_double_tap_sends_once() {
     let (_dir, gw) = gateway(&[]);
     scenario("remove", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn settings_save_reload_echo_and_field_errors() {
     let (_dir, gw) = gateway(&[]);
     scenario("settings", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn the_dicomweb_card_shows_credentials_only_as_set_or_not() {
     let (_dir, gw) = gateway(&[
         ("PHOTO_PACS_PACS_BACKEND", "dicomweb"),
@@ -83,6 +103,10 @@ fn the_dicomweb_card_shows_credentials_only_as_set_or_not() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn pin_asked_once_and_settings_behind_the_admin_login() {
     let (_dir, gw) = gateway(&[
         ("PHOTO_PACS_ADMIN_PASSWORD", "admin-pass-123"),
@@ -92,30 +116,50 @@ fn pin_asked_once_and_settings_behind_the_admin_login() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn language_and_theme_survive_a_reload() {
     let (_dir, gw) = gateway(&[]);
     scenario("prefs", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn no_patient_value_is_left_in_browser_storage() {
     let (_dir, gw) = gateway(&[]);
     scenario("storage", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn the_cached_shell_says_when_the_gateway_is_unreachable() {
     let (_dir, gw) = gateway(&[]);
     scenario("offline", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn labels_and_touch_targets_on_a_360_px_phone() {
     let (_dir, gw) = gateway(&[]);
     scenario("layout", &gw, None);
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_peer = "browser", missing_peer = "dcmtk"),
+    ignore = "needs browser and dcmtk: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); dcmtk is not installed (apt-get install dcmtk)"
+)]
 fn photos_sent_from_the_page_reach_storescp_by_c_store() {
     let Some(storescp) = dcmtk_tool("storescp") else {
         return;
@@ -136,6 +180,10 @@ fn photos_sent_from_the_page_reach_storescp_by_c_store() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn phone_screenshots_in_both_languages() {
     let (dir, gw) = gateway(&[]);
     let out = dir.path().join("screenshots");

@@ -245,38 +245,221 @@ fn heif_and_avif_are_refused_with_advice() {
 }
 
 /// Truncated copies of every test photo: never a panic, and never a photo with missing
-/// rows. A cut may only be accepted where it removes what follows the pixels: for JPEG
-/// files whatever follows the first complete image (an MPO's second picture), for the other
-/// formats trailers in the last 2%.
+/// rows. A cut may only be accepted where every byte of pixel data is still there, and an
+/// accepted cut must give exactly the object the whole file gives. Where the pixel data
+/// ends comes from each file's own structure, read here independently of the converter
+/// (see [`pixel_data_end`]), not from the checks the converter itself uses.
 #[test]
 fn truncated_copies_of_every_photo_are_refused_without_panic() {
     let mut accepted_late = Vec::new();
+    let mut report = Vec::new();
     for (name, _) in ACCEPTED {
         let bytes = common::read_data(name);
         let n = bytes.len();
-        let pixels_end = if name.ends_with(".jpg") || name.ends_with(".mpo") {
-            (0..=n)
-                .find(|&k| convert::jpeg_is_complete(&bytes[..k]))
-                .unwrap()
-        } else {
-            n * 98 / 100
-        };
+        let pixels_end = pixel_data_end(name, &bytes);
+        assert!(
+            pixels_end <= n,
+            "{name}: pixel data ends at {pixels_end} of {n}"
+        );
+        report.push(format!(
+            "{name}: {n} bytes, pixel data ends at {pixels_end} ({} bytes after it)",
+            n - pixels_end
+        ));
+        let whole = pixel_data(
+            &convert_bytes(&bytes, TransferSyntax::ImplicitVrLittleEndian, 1024)
+                .unwrap_or_else(|e| panic!("{name} whole: {e}")),
+        );
         let mut cuts: Vec<usize> = (0..64).map(|i| i * n / 64).collect();
         cuts.extend((1..=16).map(|k| n.saturating_sub(k)));
+        // Densely around the end of the pixel data, where a lenient decoder would slip.
+        cuts.extend((0..=16).map(|k| pixels_end.saturating_sub(k)));
+        cuts.extend((1..=4).map(|k| (pixels_end + k).min(n - 1)));
+        cuts.retain(|&c| c < n);
+        cuts.sort_unstable();
+        cuts.dedup();
         for cut in cuts {
             let part = &bytes[..cut];
             let result = std::panic::catch_unwind(|| {
                 convert_bytes(part, TransferSyntax::ImplicitVrLittleEndian, 1024)
             });
             let result = result.unwrap_or_else(|_| panic!("{name} cut at {cut}/{n} panicked"));
-            if result.is_ok() {
-                assert!(cut >= pixels_end, "{name} cut at {cut}/{n} was accepted");
+            if let Ok(c) = result {
+                assert!(
+                    cut >= pixels_end,
+                    "{name} cut at {cut}/{n} was accepted, but its pixel data ends at {pixels_end}"
+                );
+                assert!(
+                    pixel_data(&c) == whole,
+                    "{name} cut at {cut}/{n} was accepted with other pixels than the whole file"
+                );
                 accepted_late.push(*name);
             }
         }
     }
     accepted_late.dedup();
+    println!("{}", report.join("\n"));
     println!("files accepted with only what follows the pixels cut: {accepted_late:?}");
+}
+
+/// The offset just past the last byte of a test photo's pixel data, from the file's own
+/// structure: JPEG up to its EOI marker (an MPO's first picture by the size its MP Index
+/// gives), PNG up to the end of its last IDAT chunk, BMP its pixel array offset plus rows
+/// times stride, TIFF the end of its last strip or tile, WebP the end of its image chunk.
+fn pixel_data_end(name: &str, b: &[u8]) -> usize {
+    let u16le = |o: usize| usize::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u32le = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as usize;
+    let u32be = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as usize;
+    match name.rsplit('.').next() {
+        Some("mpo") => {
+            // APP2 "MPF\0": a TIFF structure whose MP Entry (B002) lists each picture's size.
+            let mpf = find(b, b"MPF\0").expect("an MPO has an MPF segment") + 4;
+            let entries = tiff_tag(&b[mpf..], 0xB002).expect("MP Entry");
+            let first = &b[mpf + entries.offset..];
+            let size = read_u32(first, 4, tiff_le(&b[mpf..]));
+            assert_eq!(
+                &b[size - 2..size],
+                [0xFF, 0xD9],
+                "{name}: EOI where MPF says"
+            );
+            size - 2
+        }
+        Some("jpg") => {
+            assert_eq!(&b[b.len() - 2..], [0xFF, 0xD9], "{name} ends with EOI");
+            assert!(find(b, b"MPF\0").is_none(), "{name}: one picture only");
+            b.len() - 2
+        }
+        Some("png") => {
+            let mut pos = 8;
+            let mut end = 0;
+            while pos + 8 <= b.len() {
+                let len = u32be(pos);
+                if &b[pos + 4..pos + 8] == b"IDAT" {
+                    end = pos + 8 + len;
+                }
+                pos += 12 + len;
+            }
+            assert!(end > 0, "{name} has IDAT");
+            end
+        }
+        Some("bmp") => {
+            let offset = u32le(10);
+            let width = u32le(18);
+            let height = (u32le(22) as i32).unsigned_abs() as usize;
+            let bits = u16le(28);
+            assert!(matches!(u32le(30), 0 | 3), "{name}: uncompressed");
+            offset + (width * bits).div_ceil(32) * 4 * height
+        }
+        Some("tif") => {
+            let le = tiff_le(b);
+            let (offsets, counts) = match tiff_tag(b, 273) {
+                Some(strips) => (strips, tiff_tag(b, 279).expect("StripByteCounts")),
+                None => (
+                    tiff_tag(b, 324).expect("strips or tiles"),
+                    tiff_tag(b, 325).expect("TileByteCounts"),
+                ),
+            };
+            (0..offsets.count)
+                .map(|i| offsets.value(b, i, le) + counts.value(b, i, le))
+                .max()
+                .expect("at least one strip")
+        }
+        Some("webp") => {
+            let mut pos = 12;
+            while pos + 8 <= b.len() {
+                let len = u32le(pos + 4);
+                if matches!(&b[pos..pos + 4], b"VP8 " | b"VP8L") {
+                    return pos + 8 + len;
+                }
+                pos += 8 + len + (len & 1);
+            }
+            panic!("{name}: no VP8 or VP8L chunk")
+        }
+        other => panic!("{name}: no pixel-data oracle for {other:?}"),
+    }
+}
+
+fn pixel_data(c: &convert::Converted) -> Vec<u8> {
+    let obj = dicom_object::from_reader(&c.dicom[128..]).unwrap();
+    obj.element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn tiff_le(t: &[u8]) -> bool {
+    match &t[..2] {
+        b"II" => true,
+        b"MM" => false,
+        other => panic!("not a TIFF byte order: {other:?}"),
+    }
+}
+
+fn read_u16(b: &[u8], o: usize, le: bool) -> usize {
+    let v = [b[o], b[o + 1]];
+    usize::from(if le {
+        u16::from_le_bytes(v)
+    } else {
+        u16::from_be_bytes(v)
+    })
+}
+
+fn read_u32(b: &[u8], o: usize, le: bool) -> usize {
+    let v = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+    (if le {
+        u32::from_le_bytes(v)
+    } else {
+        u32::from_be_bytes(v)
+    }) as usize
+}
+
+/// One entry of a TIFF structure's first IFD: its type, count and where its values are
+/// (offsets relative to the structure's start).
+struct TiffEntry {
+    kind: usize,
+    count: usize,
+    offset: usize,
+}
+
+impl TiffEntry {
+    fn value(&self, t: &[u8], i: usize, le: bool) -> usize {
+        match self.kind {
+            3 => read_u16(t, self.offset + 2 * i, le),
+            4 => read_u32(t, self.offset + 4 * i, le),
+            k => panic!("TIFF type {k} is not an offset or a count"),
+        }
+    }
+}
+
+fn tiff_tag(t: &[u8], tag: usize) -> Option<TiffEntry> {
+    let le = tiff_le(t);
+    let ifd = read_u32(t, 4, le);
+    let entries = read_u16(t, ifd, le);
+    (0..entries).map(|i| ifd + 2 + 12 * i).find_map(|e| {
+        (read_u16(t, e, le) == tag).then(|| {
+            let kind = read_u16(t, e + 2, le);
+            let count = read_u32(t, e + 4, le);
+            let size = match kind {
+                3 => 2,
+                4 => 4,
+                _ => 1,
+            } * count;
+            let offset = if size <= 4 {
+                e + 8
+            } else {
+                read_u32(t, e + 8, le)
+            };
+            TiffEntry {
+                kind,
+                count,
+                offset,
+            }
+        })
+    })
 }
 
 #[test]

@@ -92,6 +92,10 @@ fn check_pixels(what: &str, o: &Output, decoded: &[u8], failures: &mut Vec<Strin
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dicom3tools",
+    ignore = "dicom3tools is not installed (apt-get install dicom3tools)"
+)]
 fn dciodvfy_reports_no_errors_for_any_output() {
     let Some(dciodvfy) = common::peer("dciodvfy", "dicom3tools") else {
         return;
@@ -129,6 +133,10 @@ fn dciodvfy_reports_no_errors_for_any_output() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
 fn dcmtk_reads_every_output_and_dcm2pnm_pixels_equal_ours() {
     let Some(dcmdump) = common::peer("dcmdump", "dcmtk") else {
         return;
@@ -202,6 +210,10 @@ fn read_pnm(data: &[u8], o: &Output) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "python",
+    ignore = "pydicom, numpy, Pillow or pynetdicom is missing (pip install -r tests/peers/requirements.txt)"
+)]
 fn pydicom_reads_names_and_pixels_back_unchanged() {
     let Some(python) = common::peer("python3", "python3") else {
         return;
@@ -262,6 +274,10 @@ fn pydicom_reads_names_and_pixels_back_unchanged() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "python",
+    ignore = "pydicom, numpy, Pillow or pynetdicom is missing (pip install -r tests/peers/requirements.txt)"
+)]
 fn a_european_name_survives_through_pydicom_in_both_charsets() {
     let Some(python) = common::peer("python3", "python3") else {
         return;

@@ -52,6 +52,10 @@ fn upload_two(gw: &Gateway) -> Value {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
 fn dcmdump_reads_back_id_utf8_name_and_size() {
     let Some(dcmdump) = peer("dcmdump", "dcmtk") else {
         return;
@@ -98,6 +102,10 @@ fn dcmdump_reads_back_id_utf8_name_and_size() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dicom3tools",
+    ignore = "dicom3tools is not installed (apt-get install dicom3tools)"
+)]
 fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
     let Some(dciodvfy) = peer("dciodvfy", "dicom3tools") else {
         return;

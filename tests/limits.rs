@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{client, gateway, upload};
+use common::{client, gateway};
 
 fn addr(gw: &common::Gateway) -> String {
     gw.base.trim_start_matches("http://").to_string()
@@ -78,9 +78,13 @@ fn a_silent_connection_is_dropped_by_the_header_timeout() {
             "a connection that never sends a byte is still open after 5 s"
         );
     }
-    println!(
-        "silent client dropped after {:.2} s",
-        started.elapsed().as_secs_f64()
+    let after = started.elapsed();
+    println!("silent client dropped after {:.2} s", after.as_secs_f64());
+    // Not before the timeout either: a gateway that drops every fresh connection at once
+    // would pass the upper bound alone.
+    assert!(
+        after >= Duration::from_millis(900),
+        "dropped after {after:?}, before the 1 s header timeout"
     );
 }
 
@@ -122,22 +126,48 @@ fn past_the_connection_limit_the_next_client_waits_and_is_then_served() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
-#[test]
-fn conversions_never_exceed_the_limit_however_many_phones_upload() {
-    let (_dir, gw) = gateway(&[("PHOTO_PACS_MAX_CONVERSIONS", "1")]);
-    let photos = [
-        ("a.jpg", "pillow_hopper.jpg"),
-        ("b.jpg", "pillow_flower.jpg"),
-        ("c.jpg", "pillow_hopper.jpg"),
-        ("d.jpg", "pillow_flower.jpg"),
-    ];
+/// A photo big enough that converting it (debug build) takes tens of milliseconds, so
+/// conversions from phones uploading at once really overlap when nothing holds them back.
+fn slow_photo() -> Vec<u8> {
+    let (w, h) = (1600u16, 1200u16);
+    let pixels: Vec<u8> = (0..u32::from(w) * u32::from(h))
+        .flat_map(|i| {
+            let (x, y) = (i % u32::from(w), i / u32::from(w));
+            [(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 239) as u8]
+        })
+        .collect();
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    out
+}
+
+/// Four phones upload four photos each at once; returns the gateway's peak of conversions
+/// running at the same time.
+fn conversions_peak_with(max_conversions: &str, photo: &[u8]) -> String {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_MAX_CONVERSIONS", max_conversions),
+        ("PHOTO_PACS_LOCAL_RESIZE_MAX", "0"),
+    ]);
+    let barrier = std::sync::Barrier::new(4);
     std::thread::scope(|s| {
         let phones: Vec<_> = (0..4)
             .map(|i| {
-                let gw = &gw;
+                let (gw, barrier) = (&gw, &barrier);
                 s.spawn(move || {
                     let id = format!("LIMIT{i}");
-                    upload(gw, &[("patientId", &id)], &photos).status().as_u16()
+                    let images: Vec<(&str, Vec<u8>)> = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+                        .map(|n| (n, photo.to_vec()))
+                        .into();
+                    barrier.wait();
+                    client()
+                        .post(gw.url("/api/studies"))
+                        .multipart(common::form(&[("patientId", &id)], &images))
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
                 })
             })
             .collect();
@@ -147,15 +177,35 @@ fn conversions_never_exceed_the_limit_however_many_phones_upload() {
     });
     let metrics = gw.metrics();
     assert!(
-        metrics.contains("photo_pacs_conversions_peak 1\n"),
-        "16 photos from 4 phones at once with MAX_CONVERSIONS=1:\n{metrics}"
-    );
-    assert!(
         metrics.contains("photo_pacs_conversions_running 0\n"),
         "{metrics}"
     );
     assert!(
         metrics.contains(r#"photo_pacs_instances_total{result="success"} 16"#),
         "{metrics}"
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("photo_pacs_conversions_peak "))
+        .unwrap_or_else(|| panic!("no conversions_peak in {metrics}"))
+        .to_string()
+}
+
+#[test]
+fn conversions_never_exceed_the_limit_however_many_phones_upload() {
+    let photo = slow_photo();
+    // The control: the same load with room for four shows that the uploads do overlap, so
+    // the limit of one below is what holds the peak, not the load being serial anyway.
+    let unlimited = conversions_peak_with("4", &photo);
+    println!("16 photos from 4 phones at once: peak {unlimited} with MAX_CONVERSIONS=4");
+    assert!(
+        unlimited.parse::<u32>().unwrap() >= 2,
+        "the control never overlapped conversions (peak {unlimited}): the test cannot show a limit"
+    );
+    let limited = conversions_peak_with("1", &photo);
+    println!("the same with MAX_CONVERSIONS=1: peak {limited}");
+    assert_eq!(
+        limited, "1",
+        "16 photos from 4 phones at once with MAX_CONVERSIONS=1"
     );
 }

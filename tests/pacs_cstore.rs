@@ -71,6 +71,10 @@ fn echo(gw: &Gateway, body: Value) -> (u16, Value, Duration) {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
 fn a_three_photo_submission_arrives_in_storescp_as_one_study() {
     let (Some(storescp), Some(dcmdump)) = (dcmtk_tool("storescp"), dcmtk_tool("dcmdump")) else {
         return;
@@ -107,6 +111,10 @@ fn a_three_photo_submission_arrives_in_storescp_as_one_study() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_peer = "dcmtk", missing_peer = "openssl"),
+    ignore = "needs dcmtk and openssl: dcmtk is not installed (apt-get install dcmtk); openssl is not installed (apt-get install openssl)"
+)]
 fn tls_with_the_right_ca_stores_and_a_wrong_ca_is_named() {
     let (Some(storescp), Some(openssl)) = (dcmtk_tool("storescp"), peer("openssl", "openssl"))
     else {
@@ -166,6 +174,10 @@ fn tls_with_the_right_ca_stores_and_a_wrong_ca_is_named() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
 fn echo_succeeds_and_fails_as_it_should() {
     let Some(storescp) = dcmtk_tool("storescp") else {
         return;
@@ -218,6 +230,10 @@ fn echo_succeeds_and_fails_as_it_should() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
 fn a_refused_association_and_a_refused_store_are_502_with_reasons() {
     let Some(storescp) = dcmtk_tool("storescp") else {
         return;
@@ -267,6 +283,10 @@ fn api_studies_files(root: &Path, sub: &str) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "python",
+    ignore = "pydicom, numpy, Pillow or pynetdicom is missing (pip install -r tests/peers/requirements.txt)"
+)]
 fn one_refused_instance_is_reported_and_the_others_stored() {
     let Some(python) = peer("python3", "python3") else {
         return;
@@ -329,6 +349,10 @@ fn one_refused_instance_is_reported_and_the_others_stored() {
 use common::storescp;
 
 #[test]
+#[cfg_attr(
+    missing_peer = "orthanc",
+    ignore = "Orthanc or its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+)]
 fn orthanc_receives_the_study_with_its_utf8_name() {
     let Some(orthanc_bin) =
         find_orthanc().or_else(|| storescp::missing_peer("Orthanc", "orthanc orthanc-dicomweb"))
@@ -366,6 +390,10 @@ fn orthanc_receives_the_study_with_its_utf8_name() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "orthanc",
+    ignore = "Orthanc or its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+)]
 fn a_pacs_without_jpeg_says_which_syntax_it_refused() {
     let Some(orthanc_bin) =
         find_orthanc().or_else(|| storescp::missing_peer("Orthanc", "orthanc orthanc-dicomweb"))

@@ -63,6 +63,10 @@ fn fields() -> Vec<(&'static str, &'static str)> {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "orthanc",
+    ignore = "Orthanc or its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+)]
 fn stow_rs_stores_the_submission_in_orthanc() {
     let Some(orthanc) = orthanc(OrthancConfig::new("ORTHANC")) else {
         return;
@@ -107,6 +111,10 @@ fn stow_rs_stores_the_submission_in_orthanc() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_peer = "orthanc",
+    ignore = "Orthanc or its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+)]
 fn basic_auth_works_with_the_right_password_and_says_so_with_a_wrong_one() {
     let Some(orthanc) = orthanc(OrthancConfig::new("ORTHANC").basic_auth("nurse", "c0rrect-horse"))
     else {

@@ -1,5 +1,7 @@
 //! systemd's notify protocol on the real binary: NOTIFY_SOCKET points at a datagram socket
-//! of the test, as systemd would set it for `Type=notify` with `WatchdogSec=`.
+//! of the test, as systemd would set it for `Type=notify` with `WatchdogSec=`. That READY=1
+//! follows the gateway's own health check is shown in tests/journal.rs, where the order of
+//! the two can be read off one socket.
 
 mod common;
 
@@ -27,7 +29,7 @@ fn receive(sock: &UnixDatagram, until: Instant) -> Vec<(Instant, String)> {
 }
 
 #[test]
-fn ready_after_healthz_answers_then_watchdog_at_half_the_interval_then_stopping() {
+fn watchdog_at_half_the_interval_then_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -41,29 +43,15 @@ fn ready_after_healthz_answers_then_watchdog_at_half_the_interval_then_stopping(
             ("WATCHDOG_USEC", "1000000"),
         ],
     );
-
-    // The first message must be READY=1, and /healthz must answer the moment it arrives.
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut buf = [0u8; 4096];
     let n = sock.recv(&mut buf).expect("no READY=1 within 20 s");
     let first = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let health = client()
-        .get(gw.url("/healthz"))
-        .timeout(Duration::from_millis(500))
-        .send()
-        .expect("/healthz right after READY=1");
-    assert_eq!(health.status(), 200);
     assert!(
         first.lines().any(|l| l == "READY=1"),
         "first message: {first:?}"
     );
-    let status = first
-        .lines()
-        .find_map(|l| l.strip_prefix("STATUS="))
-        .expect("a STATUS= line with READY=1");
-    assert!(status.contains("serving on"), "{status}");
-    println!("READY message: {first:?}");
 
     let pings: Vec<Instant> = receive(&sock, Instant::now() + Duration::from_secs(3))
         .into_iter()

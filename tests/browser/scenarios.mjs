@@ -401,10 +401,15 @@ if (!scenarios[name] || !base) {
   console.error(`usage: scenarios.mjs {${Object.keys(scenarios).join('|')}} BASE_URL [OUT_DIR]`);
   process.exit(2);
 }
-scenarios[name](base.endsWith('/') ? base : `${base}/`, out).then(
-  () => {
+// One chain with a final .catch: a failure anywhere, the page-error check included, ends
+// the run with exit code 1, whatever Node's unhandled-rejection mode is (NODE_OPTIONS may set
+// --unhandled-rejections=warn, under which a rejection left unhandled exits 0).
+scenarios[name](base.endsWith('/') ? base : `${base}/`, out)
+  .then(() => {
     assert.deepEqual(pageErrors, [], 'script errors in the page');
     console.log(`${name}: ok`);
-  },
-  (e) => { console.error(`${name}: FAILED\n${e.stack || e}`); process.exit(1); },
-);
+  })
+  .catch((e) => {
+    console.error(`${name}: FAILED\n${e.stack || e}`);
+    process.exit(1);
+  });

@@ -1,0 +1,138 @@
+//! Finds which test peers this machine lacks, so that `cargo test` reports their tests as
+//! ignored, with the reason, instead of as passed. Under CI (`CI=true` or `1`) nothing is
+//! ignored: there a missing peer fails its test.
+//!
+//! Each missing peer becomes `--cfg missing_peer="<name>"`; a test that needs it carries
+//! `#[cfg_attr(missing_peer = "<name>", ignore = "<why and how to install>")]`. The gateway
+//! itself never reads these cfgs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Every peer name a test may gate on.
+const PEERS: &[&str] = &[
+    "dcmtk",
+    "dicom3tools",
+    "orthanc",
+    "python",
+    "openssl",
+    "browser",
+    "systemd",
+    "schemathesis",
+    "namespaces",
+];
+
+fn main() {
+    let names: Vec<String> = PEERS.iter().map(|p| format!("\"{p}\"")).collect();
+    println!(
+        "cargo::rustc-check-cfg=cfg(missing_peer, values({}))",
+        names.join(", ")
+    );
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=CI");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if ci {
+        return;
+    }
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let missing = |peer: &str, present: bool| {
+        if !present {
+            println!("cargo::rustc-cfg=missing_peer=\"{peer}\"");
+        }
+    };
+    missing(
+        "dcmtk",
+        [
+            "storescp", "storescu", "echoscu", "dcmdump", "dcmj2pnm", "img2dcm",
+        ]
+        .iter()
+        .all(|p| program(p).is_some()),
+    );
+    missing("dicom3tools", program("dciodvfy").is_some());
+    missing(
+        "orthanc",
+        (program("Orthanc").is_some() || watch(Path::new("/usr/sbin/Orthanc")))
+            && watch(Path::new(
+                "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
+            )),
+    );
+    missing("python", python_peers());
+    missing("openssl", program("openssl").is_some());
+    missing(
+        "browser",
+        program("node").is_some()
+            && watch(Path::new("/usr/bin/chromium"))
+            && watch(&manifest.join("tests/browser/node_modules/playwright-core/package.json")),
+    );
+    missing("systemd", program("systemd-analyze").is_some());
+    missing("schemathesis", program("schemathesis").is_some());
+    missing("namespaces", can_unshare());
+}
+
+/// Whether `path` exists; asks cargo to run this script again when it (or, while it is
+/// missing, the nearest folder above it that exists) changes, so installing a peer later
+/// takes effect. A missing path itself is never named: cargo would then rerun this script,
+/// and rebuild the crate, on every build.
+fn watch(path: &Path) -> bool {
+    let exists = path.exists();
+    let watched = path.ancestors().find(|p| p.exists());
+    if let Some(w) = watched.filter(|w| !w.as_os_str().is_empty() && *w != Path::new("/")) {
+        println!("cargo::rerun-if-changed={}", w.display());
+    }
+    exists
+}
+
+/// `name` in PATH, watched as above.
+fn program(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    let dirs: Vec<PathBuf> = std::env::split_paths(&paths).collect();
+    match dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        Some(found) => {
+            watch(&found);
+            Some(found)
+        }
+        None => {
+            for d in dirs.iter().filter(|d| d.is_dir()) {
+                watch(d);
+            }
+            None
+        }
+    }
+}
+
+/// pydicom, numpy, Pillow and pynetdicom importable by `python3`.
+fn python_peers() -> bool {
+    if program("python3").is_none() {
+        return false;
+    }
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, site\n\
+             try:\n    import pydicom, numpy, PIL, pynetdicom\nexcept ImportError:\n    print(site.getsitepackages()[0]); sys.exit(1)\n\
+             print(pydicom.__file__)",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = probe else {
+        return false;
+    };
+    let shown = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !shown.is_empty() {
+        watch(Path::new(&shown));
+    }
+    out.status.success()
+}
+
+/// A mount namespace can be made (root and util-linux `unshare`): the journal tests need one.
+fn can_unshare() -> bool {
+    program("unshare").is_some()
+        && Command::new("unshare")
+            .args(["-m", "true"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
