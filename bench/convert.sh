@@ -88,7 +88,8 @@ for photo in "$OLDPWD"/target/bench-photos/phone-12mp.jpg "$OLDPWD"/target/bench
     m_ours=$(peak_rss_mib "${cmd_ours[@]}")
     m_ref=$(peak_rss_mib "${cmd_ref[@]}")
     m_floor=$(peak_rss_mib "${cmd_floor[@]}")
-    floor_size=$(djpeg -scale "$scale" -pnm "$photo" | head -c 32 | sed -n 2p | tr ' ' x)
+    # djpeg is cut off by head after the header (SIGPIPE): only the size is wanted.
+    floor_size=$( (djpeg -scale "$scale" -pnm "$photo" 2>/dev/null || true) | head -c 32 | sed -n 2p | tr ' ' x)
     i_ours=$(field "$ours_json" total_median_ms)
     i_ref=$(field "$ref_json" total_median_ms)
     row "$name" "ours" "$(field "$ours_json" output)" "$scale" "$t_ours" "$i_ours" "$m_ours" "" ""
