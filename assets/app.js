@@ -1,6 +1,7 @@
 // Photo PACS capture page and settings. Patient data (form values and photos) lives only
 // in this page's memory: nothing of it goes to localStorage, sessionStorage, IndexedDB or
 // the cache. Only the language and the theme, which are not patient data, are remembered.
+// The list of this page's sends (time, number of images, state) lives in memory too.
 'use strict';
 
 (() => {
@@ -181,6 +182,7 @@
 
   function addFiles(list) {
     for (const file of list) images.push({ file, url: URL.createObjectURL(file) });
+    submission = null;
     renderThumbs();
   }
 
@@ -200,6 +202,7 @@
       remove.addEventListener('click', () => {
         URL.revokeObjectURL(img.url);
         images.splice(i, 1);
+        submission = null;
         renderThumbs();
       });
       li.append(pic, remove);
@@ -211,6 +214,21 @@
 
   // ---- sending --------------------------------------------------------------------------
   let sending = false;
+  // The submission being sent: its Idempotency-Key is reused when the same form is sent
+  // again (a lost answer, a retry), so the box makes one study of it, never two.
+  let submission = null;
+  // Pauses before resending after a dropped connection.
+  const RESEND_AFTER_MS = [1000, 3000, 6000];
+
+  // A random UUID (v4). crypto.randomUUID needs HTTPS; the box is often reached over HTTP.
+  function newKey() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
 
   function refreshSend() {
     const hasId = $('patientId').value.trim() !== '';
@@ -238,6 +256,7 @@
   function errorText(body) {
     const base = {
       VALIDATION_ERROR: t('errValidation'),
+      INSUFFICIENT_STORAGE: t('errFull'),
       PAYLOAD_TOO_LARGE: t('errTooLarge'),
       PACS_TIMEOUT: t('errTimeout'),
       PACS_REJECTED: t('errRejected'),
@@ -260,6 +279,7 @@
   function clearForm() {
     for (const img of images) URL.revokeObjectURL(img.url);
     images.length = 0;
+    submission = null;
     $('study').reset();
     $('examDateTime').disabled = true;
     renderThumbs();
@@ -294,14 +314,23 @@
     }
     for (const img of images) data.append('images[]', img.file, img.file.name);
 
+    if (!submission) submission = { key: newKey() };
+    upload(data, submission.key, pin, 0);
+  }
+
+  // One try of the upload; a connection dropped before the answer is tried again with the
+  // same key, so a study the box already saved is answered instead of made twice.
+  function upload(data, key, pin, attempt) {
+    const form = $('study');
     const xhr = new XMLHttpRequest();
     xhr.open('POST', 'api/studies');
+    xhr.setRequestHeader('Idempotency-Key', key);
     // The PIN stays in this page's memory (the input above the form), never in storage.
     if (pin) xhr.setRequestHeader('X-Upload-Pin', pin);
     const progress = $('progress');
     progress.hidden = false;
     progress.value = 0;
-    setStatus(t('uploading', { p: 0 }));
+    if (attempt === 0) setStatus(t('uploading', { p: 0 }));
     xhr.upload.addEventListener('progress', (e) => {
       if (!e.lengthComputable) return;
       const p = Math.round((e.loaded / e.total) * 100);
@@ -313,13 +342,24 @@
       setStatus(t('converting'));
     });
     xhr.addEventListener('loadend', () => {
+      if (xhr.status === 0 && attempt < RESEND_AFTER_MS.length && submission && submission.key === key) {
+        setStatus(t('retrying', { n: attempt + 1 }), 'error');
+        setTimeout(() => upload(data, key, pin, attempt + 1), RESEND_AFTER_MS[attempt]);
+        return;
+      }
       sending = false;
       progress.hidden = true;
       $('send').textContent = t('send');
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+      if (body.id && body.instances) addSend(body, xhr.status);
       if (xhr.status === 200 && body.status === 'success') {
         setStatus(t('sentAll', { n: (body.instances || []).length }), 'ok');
+        clearForm();
+        $('patientId').focus();
+      } else if (xhr.status === 202) {
+        // Safe on the box: the form is done with, the list below follows the study.
+        setStatus(t('queuedSaved', { n: (body.instances || []).length }), 'queued');
         clearForm();
         $('patientId').focus();
       } else if (xhr.status === 200) {
@@ -346,6 +386,59 @@
       refreshSend();
     });
     xhr.send(data);
+  }
+
+  // ---- this page's sends ------------------------------------------------------------------
+  // Time, number of images and state of each study sent from this page; no patient data.
+  const sends = [];
+  let pollTimer = null;
+
+  function addSend(body, httpStatus) {
+    const state = httpStatus === 202 ? 'queued'
+      : body.status === 'success' ? 'stored'
+        : body.status === 'partial' ? 'partial' : 'failed';
+    const existing = sends.find((x) => x.id === body.id);
+    if (existing) existing.state = state;
+    else sends.unshift({ id: body.id, time: new Date(), n: (body.instances || []).length, state });
+    renderSends();
+    schedulePoll();
+  }
+
+  function renderSends() {
+    const ul = $('sends');
+    ul.replaceChildren();
+    for (const send of sends) {
+      const li = document.createElement('li');
+      li.className = send.state;
+      li.dataset.id = send.id;
+      const time = send.time.toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+      const stateKey = `state${send.state.charAt(0).toUpperCase()}${send.state.slice(1)}`;
+      li.textContent = `${t('sendTime', { time, n: send.n })}: ${t(stateKey)}`;
+      ul.append(li);
+    }
+    $('sends-box').hidden = sends.length === 0;
+  }
+
+  function schedulePoll() {
+    if (pollTimer || !sends.some((x) => x.state === 'queued' || x.state === 'sending')) return;
+    pollTimer = setTimeout(pollSends, 4000);
+  }
+
+  async function pollSends() {
+    pollTimer = null;
+    const pin = $('upload-pin').value;
+    for (const send of sends.filter((x) => x.state === 'queued' || x.state === 'sending')) {
+      try {
+        const r = await fetch(`api/studies/${encodeURIComponent(send.id)}`, {
+          cache: 'no-store',
+          headers: pin ? { 'X-Upload-Pin': pin } : {},
+        });
+        if (r.status === 404) send.state = 'stored'; // delivered long ago and forgotten
+        else if (r.ok) send.state = (await r.json()).state;
+      } catch (_) { /* the box is unreachable for now: try again later */ }
+    }
+    renderSends();
+    schedulePoll();
   }
 
   // ---- settings -------------------------------------------------------------------------
@@ -415,10 +508,80 @@
         showLogin(true);
         return;
       }
-      if (r.ok) fillSettings(await r.json());
+      if (r.ok) {
+        fillSettings(await r.json());
+        loadOutbox();
+      }
     } catch (_) {
       checkGateway();
     }
+  }
+
+  // ---- outbox (admin) -------------------------------------------------------------------
+  async function loadOutbox() {
+    const list = $('outbox-list');
+    let doc;
+    try {
+      const r = await fetch('api/outbox', { cache: 'no-store' });
+      if (!r.ok) return;
+      doc = await r.json();
+    } catch (_) { return; }
+    const shown = doc.studies.filter((x) => x.state !== 'stored');
+    $('outbox-summary').textContent = shown.length === 0 ? t('outboxEmpty')
+      : t('outboxSummary', { queued: doc.queued, failed: doc.needsAdmin });
+    list.replaceChildren();
+    for (const study of shown) {
+      const li = document.createElement('li');
+      li.className = study.state;
+      li.dataset.id = study.id;
+      const time = new Date(study.created).toLocaleString(lang);
+      const stateKey = `state${study.state.charAt(0).toUpperCase()}${study.state.slice(1)}`;
+      const line = document.createElement('p');
+      line.textContent = t('outboxLine', { time, patient: study.patientId || '-', n: study.instanceCount, state: t(stateKey) });
+      li.append(line);
+      const detail = document.createElement('p');
+      detail.className = 'detail';
+      const parts = [t('outboxAttempts', { n: study.attempts })];
+      if (study.lastError) parts.push(study.lastError.message);
+      if (!study.toCurrentPacs) parts.push(t('outboxElsewhere'));
+      detail.textContent = parts.join(' · ');
+      li.append(detail);
+      const actions = document.createElement('div');
+      actions.className = 'actions';
+      const retry = document.createElement('button');
+      retry.type = 'button';
+      retry.className = 'retry';
+      retry.textContent = t('outboxRetry');
+      retry.disabled = study.state === 'sending';
+      retry.addEventListener('click', () => outboxAction('POST', `api/outbox/${encodeURIComponent(study.id)}/retry`));
+      const del = document.createElement('button');
+      del.type = 'button';
+      del.className = 'delete';
+      del.textContent = t('outboxDelete');
+      del.disabled = study.state === 'sending';
+      del.addEventListener('click', () => {
+        if (window.confirm(t('outboxConfirmDelete'))) outboxAction('DELETE', `api/outbox/${encodeURIComponent(study.id)}`);
+      });
+      actions.append(retry, del);
+      li.append(actions);
+      list.append(li);
+    }
+  }
+
+  async function outboxAction(method, url) {
+    try {
+      const r = await fetch(url, { method });
+      if (r.status === 401) { showLogin(true); return; }
+      if (!r.ok) {
+        const doc = await r.json().catch(() => ({}));
+        $('outbox-summary').textContent = doc.message || t('errUnknown');
+        return;
+      }
+    } catch (_) {
+      $('outbox-summary').textContent = t('errNetwork');
+      return;
+    }
+    loadOutbox();
   }
 
   // The fields of the visible cards and the advanced section, as the API names them.
@@ -535,7 +698,11 @@
     $('retry').addEventListener('click', checkGateway);
 
     const study = $('study');
-    study.addEventListener('input', refreshSend);
+    study.addEventListener('input', () => {
+      // A changed form is another submission: it gets a key of its own.
+      if (!sending) submission = null;
+      refreshSend();
+    });
     study.addEventListener('submit', submitStudy);
     for (const radio of study.querySelectorAll('input[name="examMode"]')) {
       radio.addEventListener('change', () => {
@@ -570,6 +737,7 @@
       });
     });
     $('test-web').addEventListener('click', () => testConnection($('test-web'), $('web-result'), {}));
+    $('outbox-refresh').addEventListener('click', loadOutbox);
 
     window.addEventListener('online', checkGateway);
     window.addEventListener('offline', () => { $('offline').hidden = false; });

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::access::{FAILURE_WINDOW, Limiter, MAX_FAILURES, Sessions, hash_password};
 use crate::config::{EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
+use crate::outbox::{Opened, Outbox, OutboxError};
 use crate::pacs::Sender;
 use crate::telemetry::Metrics;
 
@@ -17,6 +18,8 @@ pub enum StartError {
     },
     #[error("PHOTO_PACS_ADMIN_PASSWORD: {0}")]
     AdminPassword(crate::access::PasswordError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 /// Sessions, failed-guess limits and the admin password given by the environment.
@@ -35,7 +38,10 @@ pub struct App {
     pub settings: SettingsStore,
     pub sender: Arc<Sender>,
     pub intake: Arc<Intake>,
+    pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
+    /// What the outbox's start-up found (old folders to tell the admin about).
+    opened: Opened,
 }
 
 impl App {
@@ -51,6 +57,27 @@ impl App {
             warnings.push(format!("{} (PHOTO_PACS_{env}): {}", p.field, p.message));
         }
         warnings.extend(self.sender.warnings(current));
+        if self.opened.legacy_folders > 0 {
+            warnings.push(format!(
+                "{} folder(s) of DICOM files from an earlier version are in {}: they were never confirmed as sent; send them with `photo-pacs send` if the PACS lacks them, then delete them",
+                self.opened.legacy_folders,
+                self.env.dicom_dir.display()
+            ));
+        }
+        if self.opened.unreadable > 0 {
+            warnings.push(format!(
+                "{} study folder(s) in {} have an unreadable record and are not delivered; check them by hand",
+                self.opened.unreadable,
+                self.env.dicom_dir.display()
+            ));
+        }
+        let elsewhere = self.outbox.elsewhere(&self.sender.destination(current));
+        if elsewhere > 0 {
+            warnings.push(format!(
+                "{elsewhere} queued stud{} addressed to another PACS than the one set now: retry them in the outbox to send them here",
+                if elsewhere == 1 { "y is" } else { "ies are" }
+            ));
+        }
         if self.admin_hash().is_none() {
             warnings.push(
                 "no admin password is set: anyone on this network can change these settings (set one below, or PHOTO_PACS_ADMIN_PASSWORD)".into(),
@@ -78,15 +105,44 @@ impl App {
             limiter: Limiter::new(MAX_FAILURES, FAILURE_WINDOW),
         };
         for dir in [&env.upload_dir, &env.dicom_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| StartError::Directory {
-                path: dir.display().to_string(),
-                source,
+            crate::outbox::spool::create_private_dir(dir).map_err(|source| {
+                StartError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                }
             })?;
         }
         let sender = Arc::new(Sender::for_backend(env.backend));
         let metrics = Arc::new(Metrics::new(env.backend.as_str()));
         let settings = SettingsStore::load(env.settings_path.clone(), env.defaults.clone());
-        let intake = Arc::new(Intake::new(&env, sender.clone(), metrics.clone()));
+        let (outbox, opened) = Outbox::open(
+            &env.dicom_dir,
+            env.keep_files_on_success,
+            env.retry_max,
+            metrics.clone(),
+            true,
+        )?;
+        let outbox = Arc::new(outbox);
+        let intake = Arc::new(Intake::new(
+            &env,
+            sender.clone(),
+            outbox.clone(),
+            metrics.clone(),
+        ));
+        let swept = intake.sweep().map_err(|source| StartError::Directory {
+            path: env.upload_dir.display().to_string(),
+            source,
+        })?;
+        if swept > 0 || opened.incomplete_removed > 0 {
+            log::warn!(
+                staging = swept,
+                studies = opened.incomplete_removed;
+                "removed uploads that a stop or crash interrupted before they were accepted"
+            );
+        }
+        if opened.resumed > 0 {
+            log::info!(studies = opened.resumed; "outbox: resuming delivery of queued studies");
+        }
         Ok(App {
             boot_problems: crate::provision::reported_problems(&env.settings_path),
             env,
@@ -94,7 +150,9 @@ impl App {
             settings,
             sender,
             intake,
+            outbox,
             metrics,
+            opened,
         })
     }
 }

@@ -1,13 +1,17 @@
 //! The command-line tools beside the server: `convert` for the field and benchmarks, `echo`
-//! for the installer on site.
+//! for the installer on site, `send` for files kept by hand, `outbox` for the queue.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::TransferSyntax;
+use std::sync::Arc;
+
 use crate::config::{EnvConfig, Settings, SettingsStore};
 use crate::convert::{self, InstanceIds, Options};
+use crate::dicom::TransferSyntax;
 use crate::intake::form::RawForm;
+use crate::outbox::{Outbox, OutboxError, StudyView};
 use crate::pacs::{InstanceStatus, Outgoing, Sender};
+use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -22,8 +26,8 @@ pub enum CliError {
     File { path: PathBuf, message: String },
     #[error(transparent)]
     Pacs(#[from] crate::pacs::PacsError),
-    #[error("{0}")]
-    Files(String),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 /// The study fields of `photo-pacs convert`, named as in the upload form.
@@ -109,16 +113,14 @@ pub async fn echo(env: &EnvConfig, settings: &Settings) -> Result<String, CliErr
     })
 }
 
-/// Sends DICOM files this gateway wrote (for instance the ones kept after a failed
-/// delivery) to the PACS in one association or request. All must be Secondary Capture in
-/// one transfer syntax, as a submission is.
+/// Sends DICOM files this gateway wrote (for instance ones an earlier version kept after a
+/// failed delivery) to the PACS in one association or request, each offered as what it is.
 pub async fn send_files(
     env: &EnvConfig,
     settings: &Settings,
     files: &[PathBuf],
 ) -> Result<Vec<(PathBuf, InstanceStatus)>, CliError> {
     let mut batch = Vec::with_capacity(files.len());
-    let mut syntax: Option<TransferSyntax> = None;
     for (i, path) in files.iter().enumerate() {
         let file = dicom_object::OpenFileOptions::new()
             .read_until(dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET)
@@ -129,36 +131,69 @@ pub async fn send_files(
             })?;
         let meta = file.meta();
         let clean = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
-        if clean(&meta.media_storage_sop_class_uid) != convert::uid::SECONDARY_CAPTURE {
-            return Err(CliError::File {
-                path: path.clone(),
-                message: "not a Secondary Capture object".into(),
-            });
-        }
         let ts = TransferSyntax::from_uid(&clean(&meta.transfer_syntax)).ok_or_else(|| {
             CliError::File {
                 path: path.clone(),
                 message: "in a transfer syntax this gateway does not write".into(),
             }
         })?;
-        if syntax.is_some_and(|s| s != ts) {
-            return Err(CliError::Files(
-                "all files must be in one transfer syntax".into(),
-            ));
-        }
-        syntax = Some(ts);
         batch.push(Outgoing {
             index: i as u32 + 1,
             sop_instance_uid: clean(&meta.media_storage_sop_instance_uid),
+            sop_class_uid: clean(&meta.media_storage_sop_class_uid),
+            transfer_syntax: ts,
             path: path.clone(),
         });
     }
-    let mut settings = settings.clone();
-    if let Some(ts) = syntax {
-        settings.local_transfer_syntax = ts;
-    }
-    let statuses = Sender::for_backend(env.backend)
-        .send(&settings, &batch)
+    let sender = Sender::for_backend(env.backend);
+    let destination = sender.destination(settings);
+    let statuses = sender
+        .deliver(&destination, settings, &batch, &mut |_, _| {})
         .await?;
     Ok(files.iter().cloned().zip(statuses).collect())
+}
+
+/// The outbox in DICOM_DIR, for `photo-pacs outbox`. Changing it (`exclusive`) needs the
+/// gateway stopped: it holds the outbox while it runs.
+pub fn open_outbox(env: &EnvConfig, exclusive: bool) -> Result<Outbox, CliError> {
+    let metrics = Arc::new(Metrics::new(env.backend.as_str()));
+    let (outbox, _) = Outbox::open(
+        &env.dicom_dir,
+        env.keep_files_on_success,
+        env.retry_max,
+        metrics,
+        exclusive,
+    )?;
+    Ok(outbox)
+}
+
+/// One line per study for `photo-pacs outbox list`: no patient data beyond the masked ID.
+pub fn outbox_line(v: &StudyView) -> String {
+    let stored = v
+        .instances
+        .iter()
+        .filter(|i| i.delivery.is_stored())
+        .count();
+    let mut line = format!(
+        "{}  {}  {:<8} {}/{} stored  {} attempt(s)  patient {}  to {}",
+        v.id,
+        v.created.format("%Y-%m-%d %H:%M:%SZ"),
+        v.state.as_str(),
+        stored,
+        v.instances.len(),
+        v.attempts,
+        v.masked_patient_id().unwrap_or_else(|| "-".into()),
+        v.destination.describe(),
+    );
+    if let Some(e) = &v.last_error {
+        line.push_str(&format!(
+            "  last error ({}): {}",
+            e.class.as_str(),
+            e.message
+        ));
+    }
+    if let Some(next) = v.next_attempt.filter(|_| v.state.in_progress()) {
+        line.push_str(&format!("  next try {}", next.format("%H:%M:%SZ")));
+    }
+    line
 }

@@ -12,7 +12,7 @@ use photo_pacs::app::App;
 use photo_pacs::cli::{self, ConvertRequest};
 use photo_pacs::config::{Backend, EnvConfig};
 use photo_pacs::pacs::InstanceStatus;
-use photo_pacs::{http, provision, supervisor, telemetry};
+use photo_pacs::{http, outbox, provision, supervisor, telemetry};
 
 /// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
 /// variables and the settings page; see README.md.
@@ -57,6 +57,12 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// The outbox: studies saved on the box and their delivery. `retry` and `delete` need
+    /// the gateway stopped (use the settings page while it runs).
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Apply the first-boot file (photo-pacs.env on the SD card's boot partition) to the
     /// data partition; the SD-card image runs this at boot. Prints what it did, never a secret.
     Provision {
@@ -69,6 +75,26 @@ enum Command {
         /// Zero at most this many MiB of the boot partition's free space once a secret is removed
         #[arg(long, default_value_t = 1024)]
         wipe_free_mib: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Every study, oldest first, with its state (Patient ID masked).
+    List,
+    /// Send refused or waiting studies again at the next start, to the PACS set now.
+    Retry {
+        /// Study IDs (from `list`)
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Every study that is not stored
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete studies and their files for good.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
 }
 
@@ -118,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Outbox { action } => outbox_command(&env()?, action),
         Command::Echo => {
             let env = env()?;
             let settings = cli::settings_in_force(&env)?;
@@ -176,6 +203,51 @@ fn provision(
     Ok(())
 }
 
+fn outbox_command(env: &EnvConfig, action: OutboxAction) -> anyhow::Result<()> {
+    match action {
+        OutboxAction::List => {
+            let outbox = cli::open_outbox(env, false)?;
+            let studies = outbox.list();
+            for v in &studies {
+                println!("{}", cli::outbox_line(v));
+            }
+            if studies.is_empty() {
+                println!("the outbox is empty");
+            }
+        }
+        OutboxAction::Retry { ids, all } => {
+            let outbox = cli::open_outbox(env, true)?;
+            let settings = cli::settings_in_force(env)?;
+            let current = photo_pacs::pacs::Sender::for_backend(env.backend).destination(&settings);
+            let ids = if all {
+                outbox
+                    .list()
+                    .into_iter()
+                    .filter(|v| v.state != photo_pacs::outbox::StudyState::Stored)
+                    .map(|v| v.id)
+                    .collect()
+            } else {
+                ids
+            };
+            for id in ids {
+                let v = outbox.retry(&id, current.clone())?;
+                println!(
+                    "{id}: will be sent at the next start, to {}",
+                    v.destination.describe()
+                );
+            }
+        }
+        OutboxAction::Delete { ids } => {
+            let outbox = cli::open_outbox(env, true)?;
+            for id in ids {
+                let v = outbox.delete(&id)?;
+                println!("{id}: deleted ({} image(s))", v.instances.len());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -210,7 +282,14 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
             log::warn!("demo mode: the mock backend accepts uploads but sends nothing to a PACS");
         }
         let status = format!("serving on {addr}, backend {}", app.env.backend.as_str());
-        let server = tokio::spawn(http::serve(listener, Arc::new(app), shutdown_signal()));
+        let app = Arc::new(app);
+        let settings_of = app.clone();
+        tokio::spawn(outbox::run_worker(
+            app.outbox.clone(),
+            app.sender.clone(),
+            move || settings_of.settings.current(),
+        ));
+        let server = tokio::spawn(http::serve(listener, app, shutdown_signal()));
         let probe = supervisor::self_address(addr);
         supervisor::announce_ready(probe, &status).await;
         supervisor::spawn_watchdog(probe);

@@ -117,10 +117,10 @@ fn files_are_removed_after_success_and_metrics_count_the_work() {
         ],
     );
     assert_eq!(resp.status(), 200);
-    for sub in ["data/uploads", "data/dicom"] {
-        let left: Vec<_> = std::fs::read_dir(dir.path().join(sub)).unwrap().collect();
-        assert!(left.is_empty(), "{sub} still holds {left:?}");
-    }
+    let objects = outbox_objects(dir.path());
+    assert!(objects.is_empty(), "objects left: {objects:?}");
+    let photos = staged_photos(dir.path());
+    assert!(photos.is_empty(), "photos left: {photos:?}");
     let metrics = gw.metrics();
     for line in [
         r#"photo_pacs_studies_total{result="sent"} 1"#,
@@ -144,28 +144,13 @@ fn keep_files_on_success_keeps_one_dicom_file_per_photo() {
         ],
     );
     assert_eq!(resp.status(), 200);
-    let dicom: Vec<_> = walk(&dir.path().join("data/dicom"));
+    let dicom = outbox_objects(dir.path());
     assert_eq!(dicom.len(), 2, "{dicom:?}");
-    assert!(
-        dicom
-            .iter()
-            .all(|p| p.extension().is_some_and(|e| e == "dcm"))
+    assert_eq!(
+        staged_photos(dir.path()).len(),
+        2,
+        "the originals are kept too"
     );
-    assert_eq!(walk(&dir.path().join("data/uploads")).len(), 2);
-}
-
-pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -496,10 +496,8 @@ fn every_bad_input_gets_a_clear_4xx_and_leaves_nothing_behind() {
         client().get(gw.url("/healthz")).send().unwrap().status(),
         200
     );
-    for sub in ["data/uploads", "data/dicom"] {
-        let left: Vec<_> = std::fs::read_dir(dir.path().join(sub)).unwrap().collect();
-        assert!(left.is_empty(), "{sub} keeps {left:?}");
-    }
+    let left = study_folders(dir.path());
+    assert!(left.is_empty(), "refused uploads left {left:?}");
 }
 
 #[test]

@@ -3,22 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use serde_json::{Value, json};
-
-fn dicom_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for batch in std::fs::read_dir(dir.join("data/dicom")).unwrap() {
-        for f in std::fs::read_dir(batch.unwrap().path()).unwrap() {
-            out.push(f.unwrap().path());
-        }
-    }
-    out.sort();
-    out
-}
 
 fn dump_value(dump: &str, tag: &str) -> String {
     let line = dump
@@ -65,7 +53,7 @@ fn dcmdump_reads_back_id_utf8_name_and_size() {
         ("PHOTO_PACS_LOCAL_RESIZE_MAX", "256"),
     ]);
     let answer = upload_two(&gw);
-    let files = dicom_files(dir.path());
+    let files = outbox_objects(dir.path());
     assert_eq!(files.len(), 2);
     // flower.jpg is 480x360 and is brought down to a long edge of 256; hopper is 128x128.
     for (file, (rows, cols), n) in [
@@ -115,7 +103,7 @@ fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
     let resp = put_settings(&gw, &json!({"localTransferSyntax": "1.2.840.10008.1.2.1"}));
     assert_eq!(resp.status(), 200);
     upload_two(&gw);
-    let files = dicom_files(dir.path());
+    let files = outbox_objects(dir.path());
     assert_eq!(files.len(), 4);
     for file in files {
         let out = Command::new(&dciodvfy).arg(&file).output().unwrap();

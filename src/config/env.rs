@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::settings::{Key, Secret, Settings};
-use crate::convert::uid::UidRoot;
+use crate::dicom::UidRoot;
 
 pub const PREFIX: &str = "PHOTO_PACS_";
 
@@ -73,6 +73,13 @@ pub struct EnvConfig {
     pub max_conversions: usize,
     /// An admin session ends after this long without use.
     pub session_idle: std::time::Duration,
+    /// How long an upload waits for its first delivery attempt before answering 202.
+    pub delivery_wait: std::time::Duration,
+    /// The longest pause between two delivery attempts of a queued study.
+    pub retry_max: std::time::Duration,
+    /// Uploads are refused while the data partition has less free space than this (bytes),
+    /// or less than a tenth of its size.
+    pub min_free_bytes: u64,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -212,6 +219,22 @@ impl EnvConfig {
         let session_idle = std::time::Duration::from_secs(
             60 * number("SESSION_IDLE_MIN", 30, 1, 24 * 60, "a number of minutes")?,
         );
+        let delivery_wait = std::time::Duration::from_secs(number(
+            "DELIVERY_WAIT_S",
+            10,
+            0,
+            300,
+            "a number of seconds",
+        )?);
+        let retry_max = std::time::Duration::from_secs(number(
+            "RETRY_MAX_S",
+            300,
+            1,
+            86_400,
+            "a number of seconds",
+        )?);
+        let min_free_bytes =
+            1024 * 1024 * number("MIN_FREE_MB", 500, 0, 1_048_576, "a number of megabytes")?;
         let admin_password = match vars.get("ADMIN_PASSWORD") {
             None => None,
             Some(v) if (8..=256).contains(&v.chars().count()) => Some(Secret::new(v.clone())),
@@ -244,6 +267,9 @@ impl EnvConfig {
             max_connections,
             max_conversions,
             session_idle,
+            delivery_wait,
+            retry_max,
+            min_free_bytes,
             log_level,
             defaults,
             unknown_vars,
@@ -269,6 +295,9 @@ const OWN_VARS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_CONVERSIONS",
     "SESSION_IDLE_MIN",
+    "DELIVERY_WAIT_S",
+    "RETRY_MAX_S",
+    "MIN_FREE_MB",
     "LOG_LEVEL",
 ];
 
@@ -293,6 +322,9 @@ mod tests {
         assert_eq!(c.dicom_dir, PathBuf::from("data/dicom"));
         assert_eq!(c.max_upload_bytes, 20 * 1024 * 1024);
         assert!(!c.keep_files_on_success);
+        assert_eq!(c.delivery_wait.as_secs(), 10);
+        assert_eq!(c.retry_max.as_secs(), 300);
+        assert_eq!(c.min_free_bytes, 500 * 1024 * 1024);
         assert_eq!(c.defaults, Settings::default());
     }
 
@@ -306,6 +338,9 @@ mod tests {
             ("PHOTO_PACS_LISTEN", "9470"),
             ("PHOTO_PACS_LOCAL_TRANSFER_SYNTAX", "1.2.840.10008.1.2.4.90"),
             ("PHOTO_PACS_DICOMWEB_BASE_URL", "pacs.local"),
+            ("PHOTO_PACS_RETRY_MAX_S", "0"),
+            ("PHOTO_PACS_DELIVERY_WAIT_S", "ten"),
+            ("PHOTO_PACS_MIN_FREE_MB", "-1"),
         ] {
             let e = EnvConfig::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(e.var, var);

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+pub use crate::dicom::{Charset, TransferSyntax};
+
 /// One editable setting. The order here is the order of the INI file and of the API answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -197,72 +199,6 @@ impl Key {
     /// The name the settings API reports for a secret: `<json>Set`.
     fn set_flag_name(self) -> String {
         format!("{}Set", self.names().json)
-    }
-}
-
-/// DICOM transfer syntaxes the converter can write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransferSyntax {
-    ImplicitVrLittleEndian,
-    ExplicitVrLittleEndian,
-    /// JPEG Baseline (Process 1): lossy, about a tenth of the size.
-    JpegBaseline,
-}
-
-impl TransferSyntax {
-    pub const ALL: [TransferSyntax; 3] = [
-        TransferSyntax::ImplicitVrLittleEndian,
-        TransferSyntax::ExplicitVrLittleEndian,
-        TransferSyntax::JpegBaseline,
-    ];
-
-    pub fn uid(self) -> &'static str {
-        match self {
-            TransferSyntax::ImplicitVrLittleEndian => "1.2.840.10008.1.2",
-            TransferSyntax::ExplicitVrLittleEndian => "1.2.840.10008.1.2.1",
-            TransferSyntax::JpegBaseline => "1.2.840.10008.1.2.4.50",
-        }
-    }
-
-    /// Whether the pixel data is compressed (encapsulated) in this syntax.
-    pub fn is_encapsulated(self) -> bool {
-        matches!(self, TransferSyntax::JpegBaseline)
-    }
-
-    pub fn from_uid(uid: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|ts| ts.uid() == uid)
-    }
-}
-
-/// DICOM Specific Character Set values the converter can write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Charset {
-    /// UTF-8.
-    IsoIr192,
-    /// Latin-1.
-    IsoIr100,
-}
-
-impl Charset {
-    pub const ALL: [Charset; 2] = [Charset::IsoIr192, Charset::IsoIr100];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Charset::IsoIr192 => "ISO_IR 192",
-            Charset::IsoIr100 => "ISO_IR 100",
-        }
-    }
-
-    pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|cs| cs.code() == code)
-    }
-
-    /// Whether `text` can be written in this character set without loss.
-    pub fn can_encode(self, text: &str) -> bool {
-        match self {
-            Charset::IsoIr192 => true,
-            Charset::IsoIr100 => text.chars().all(|c| (c as u32) <= 0xFF),
-        }
     }
 }
 

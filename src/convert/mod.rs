@@ -2,12 +2,12 @@
 
 mod photo;
 mod secondary_capture;
-pub mod uid;
 
 pub use photo::{Probe, fit_within, jpeg_is_complete, probe};
 pub use secondary_capture::{DicomOptions, InstanceIds};
 
 use crate::config::Settings;
+pub use crate::dicom::uid;
 use crate::study::Study;
 
 /// Why a photo could not be converted. Every variant but `Encode` is the sender's problem

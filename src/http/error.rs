@@ -114,6 +114,24 @@ impl ApiError {
         e
     }
 
+    /// 404 for an ID that names nothing here.
+    pub fn not_found_what(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    /// 507: the data partition is too full for new photos.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "INSUFFICIENT_STORAGE",
+            message,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
     }
@@ -148,7 +166,7 @@ impl From<UploadError> for ApiError {
             UploadError::Interrupted | UploadError::Malformed => {
                 ApiError::validation(None, message)
             }
-            UploadError::Storage(e) => IntakeError::Storage(e).into(),
+            UploadError::Storage(e) => IntakeError::from(e).into(),
         }
     }
 }
@@ -159,11 +177,13 @@ impl From<FormError> for ApiError {
     }
 }
 
+/// The connection test's failures: silence is 504, anything else 502.
 impl From<PacsError> for ApiError {
     fn from(e: PacsError) -> Self {
-        match e {
-            PacsError::Rejected(m) => ApiError::new(StatusCode::BAD_GATEWAY, "PACS_REJECTED", m),
-            PacsError::Timeout(m) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "PACS_TIMEOUT", m),
+        if e.timed_out {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "PACS_TIMEOUT", e.message)
+        } else {
+            ApiError::new(StatusCode::BAD_GATEWAY, "PACS_REJECTED", e.message)
         }
     }
 }
@@ -178,9 +198,10 @@ impl From<IntakeError> for ApiError {
             IntakeError::NoImages => {
                 ApiError::validation(Some("images[]"), "at least one image is required")
             }
-            IntakeError::Pacs(p) => p.into(),
+            IntakeError::Full(full) => ApiError::insufficient_storage(full.to_string()),
             other @ (IntakeError::Image { .. }
             | IntakeError::Storage(_)
+            | IntakeError::Outbox(_)
             | IntakeError::Internal(_)) => ApiError::internal(other.to_string()),
         }
     }

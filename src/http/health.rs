@@ -11,6 +11,8 @@ pub fn healthz() -> Response {
 }
 
 pub fn metrics(app: &App) -> Response {
+    // The oldest study's age grows by itself: refresh the outbox's gauges at each scrape.
+    app.outbox.update_gauges();
     body::bytes(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",

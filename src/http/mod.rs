@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod json;
 mod openapi;
+mod outbox;
 mod pacs;
 mod router;
 mod settings;

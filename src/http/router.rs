@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
-use super::{assets, health, openapi, pacs, settings, studies};
+use super::{assets, health, openapi, outbox, pacs, settings, studies};
 use crate::app::App;
 
 /// Who may use a route.
@@ -26,8 +26,15 @@ pub enum Guard {
 
 /// Every API route, the methods it takes and its guard: for 405 answers, the access check,
 /// and the test that keeps the OpenAPI document true.
+/// `{id}` in a route stands for one path segment naming a study.
 pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     ("/api/studies", &[Method::POST], Guard::Upload),
+    // The phone that sent a study follows it; the ID is random and the answer has no
+    // patient data.
+    ("/api/studies/{id}", &[Method::GET], Guard::Upload),
+    ("/api/outbox", &[Method::GET], Guard::Admin),
+    ("/api/outbox/{id}", &[Method::DELETE], Guard::Admin),
+    ("/api/outbox/{id}/retry", &[Method::POST], Guard::Admin),
     ("/api/pacs/echo", &[Method::POST], Guard::Admin),
     ("/api/settings", &[Method::GET, Method::PUT], Guard::Admin),
     ("/api/settings/info", &[Method::GET], Guard::Public),
@@ -115,7 +122,14 @@ async fn dispatch(
     caller: Caller,
 ) -> (&'static str, Result<Response, ApiError>) {
     let path = req.uri().path().to_string();
-    let known = API_ROUTES.iter().find(|(r, _, _)| *r == path);
+    let mut id = None;
+    let known = API_ROUTES.iter().find(|(r, _, _)| match matches(r, &path) {
+        Some(found) => {
+            id = found;
+            true
+        }
+        None => false,
+    });
     let Some(&(route, methods, guard)) = known else {
         return match *req.method() {
             Method::GET | Method::HEAD if !path.starts_with("/api/") => {
@@ -141,8 +155,13 @@ async fn dispatch(
     if let Err(e) = allowed {
         return (route, Err(e));
     }
+    let id = id.unwrap_or_default();
     let result = match (req.method(), route) {
         (&Method::POST, "/api/studies") => studies::post(app, req, request_id).await,
+        (&Method::GET, "/api/studies/{id}") => studies::get(app, &id),
+        (&Method::GET, "/api/outbox") => outbox::list(app).await,
+        (&Method::DELETE, "/api/outbox/{id}") => outbox::delete(app, &id, caller),
+        (&Method::POST, "/api/outbox/{id}/retry") => outbox::retry(app, &id),
         (&Method::POST, "/api/pacs/echo") => pacs::echo(app, req).await,
         (&Method::GET, "/api/settings") => Ok(settings::get(app)),
         (&Method::PUT, "/api/settings") => settings::put(app, req).await,
@@ -157,4 +176,58 @@ async fn dispatch(
         _ => Err(ApiError::method_not_allowed(methods)),
     };
     (route, result)
+}
+
+/// Whether `path` is `route`; `Some(Some(id))` when the route has an `{id}` segment. An ID
+/// is 1 to 64 letters, digits or dashes: anything else is no route at all.
+fn matches(route: &str, path: &str) -> Option<Option<String>> {
+    let mut id = None;
+    let mut r = route.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (r.next(), p.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(seg))
+                if (1..=64).contains(&seg.len())
+                    && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                id = Some(seg.to_string());
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn routes_with_an_id_match_one_plain_segment() {
+        assert_eq!(matches("/api/studies", "/api/studies"), Some(None));
+        assert_eq!(
+            matches("/api/studies/{id}", "/api/studies/0a1b"),
+            Some(Some("0a1b".into()))
+        );
+        assert_eq!(
+            matches("/api/outbox/{id}/retry", "/api/outbox/x-1/retry"),
+            Some(Some("x-1".into()))
+        );
+        for bad in [
+            "/api/studies/",
+            "/api/studies/a/b",
+            "/api/studies/a.b",
+            "/api/studies/%2e%2e",
+        ] {
+            assert_eq!(matches("/api/studies/{id}", bad), None, "{bad}");
+        }
+        assert_eq!(
+            matches(
+                "/api/studies/{id}",
+                &format!("/api/studies/{}", "a".repeat(65))
+            ),
+            None
+        );
+    }
 }

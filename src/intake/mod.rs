@@ -1,9 +1,9 @@
-//! Intake: one submission from photos staged on disk to DICOM objects handed to the PACS.
+//! Intake: one submission from photos staged on disk to a committed study in the outbox.
 //!
-//! Steps, in order: the HTTP layer stages each uploaded photo as a file ([`Staging`]) and
-//! validates the form; [`Intake::submit`] then checks every photo, converts them one by
-//! one into DICOM files, and hands the batch to the [`Sender`]. The durable outbox will
-//! slot in at the hand-over; until then a failed delivery keeps the files on disk.
+//! The one owner of the pipeline: the HTTP layer stages each uploaded photo as a file
+//! ([`Staging`]) and validates the form; [`Intake::submit`] then checks every photo,
+//! converts them into DICOM objects in the study's intake folder, commits the study to the
+//! [`Outbox`] (from then on it is never lost) and starts its first delivery attempt.
 
 pub mod form;
 pub mod upload;
@@ -15,14 +15,19 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::config::{EnvConfig, Settings};
-use crate::convert::uid::UidRoot;
 use crate::convert::{self, ConvertError, InstanceIds, Options, Probe};
-use crate::pacs::{InstanceStatus, Outgoing, PacsError, Sender};
+use crate::dicom::UidRoot;
+use crate::dicom::uid::SECONDARY_CAPTURE;
+use crate::outbox::{Draft, Outbox, OutboxError, RecordInstance, StudyView, space, spool};
+use crate::pacs::Sender;
 use crate::study::Study;
 use crate::telemetry::Metrics;
 
 /// The most photos one submission may carry.
 pub const MAX_IMAGES: usize = 50;
+
+/// Staging folders of uploads in progress carry this prefix; start-up removes any left.
+const STAGING_PREFIX: &str = ".staging-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -30,37 +35,55 @@ pub enum IntakeError {
     Image { index: u32, source: ConvertError },
     #[error("at least one image is required")]
     NoImages,
-    #[error("the gateway could not store the images: {0}")]
-    Storage(#[from] std::io::Error),
     #[error(transparent)]
-    Pacs(#[from] PacsError),
+    Full(#[from] space::Full),
+    #[error("the gateway could not store the images: {0}")]
+    Storage(std::io::Error),
+    #[error(transparent)]
+    Outbox(OutboxError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// The outcome for one photo.
-#[derive(Clone, Debug)]
-pub struct InstanceReceipt {
-    pub index: u32,
-    pub sop_instance_uid: String,
-    pub status: InstanceStatus,
+impl From<std::io::Error> for IntakeError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            IntakeError::Full(space::Full { available: 0 })
+        } else {
+            IntakeError::Storage(e)
+        }
+    }
 }
 
-/// What a submission produced.
-#[derive(Clone, Debug)]
-pub struct Receipt {
-    pub study_instance_uid: String,
-    pub series_instance_uid: String,
-    pub instances: Vec<InstanceReceipt>,
+impl From<OutboxError> for IntakeError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                IntakeError::Full(space::Full { available: 0 })
+            }
+            other => IntakeError::Outbox(other),
+        }
+    }
+}
+
+/// A validated submission, its photos staged.
+pub struct Submission {
+    pub study: Study,
+    pub staging: Staging,
+    pub settings: Arc<Settings>,
+    pub request_id: String,
+    /// The phone's `Idempotency-Key`, recorded with the study.
+    pub idempotency_key: Option<String>,
 }
 
 pub struct Intake {
     upload_dir: PathBuf,
-    dicom_dir: PathBuf,
     keep_files_on_success: bool,
     max_pixels: u64,
+    min_free_bytes: u64,
     uid_root: UidRoot,
     sender: Arc<Sender>,
+    outbox: Arc<Outbox>,
     metrics: Arc<Metrics>,
     /// Bounds how many photos are decoded at once across all requests: decoding is where
     /// the memory goes, and a Pi has little of it.
@@ -71,10 +94,10 @@ pub struct Intake {
 /// The photos of one submission as received, one file each under UPLOAD_DIR. Removed when
 /// dropped (a refused or abandoned upload leaves nothing behind) unless kept.
 pub struct Staging {
-    id: String,
     dir: PathBuf,
     images: Vec<PathBuf>,
-    keep: bool,
+    /// Where the originals go when KEEP_FILES_ON_SUCCESS keeps them.
+    keep_as: Option<PathBuf>,
     /// The photo being received.
     current: Option<tokio::fs::File>,
 }
@@ -97,7 +120,12 @@ impl upload::PhotoSink for Staging {
     /// File names carry no client-supplied text: an uploaded file name can be a patient's name.
     async fn begin(&mut self) -> std::io::Result<()> {
         let path = self.dir.join(format!("{:03}.img", self.images.len() + 1));
-        let file = tokio::fs::File::create(&path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .await?;
         // Recorded before writing so a half-written file is cleaned up with the rest.
         self.images.push(path);
         self.current = Some(file);
@@ -123,66 +151,106 @@ impl upload::PhotoSink for Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(to) = self.keep_as.take()
+            && std::fs::rename(&self.dir, to).is_ok()
+        {
+            return;
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl Intake {
-    pub fn new(env: &EnvConfig, sender: Arc<Sender>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        env: &EnvConfig,
+        sender: Arc<Sender>,
+        outbox: Arc<Outbox>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Intake {
             upload_dir: env.upload_dir.clone(),
-            dicom_dir: env.dicom_dir.clone(),
             keep_files_on_success: env.keep_files_on_success,
             max_pixels: env.max_pixels,
+            min_free_bytes: env.min_free_bytes,
             uid_root: env.uid_root.clone(),
             sender,
+            outbox,
             metrics,
             conversions: Arc::new(Semaphore::new(env.max_conversions)),
             conversions_max: env.max_conversions,
         }
     }
 
+    /// Removes staging folders a crash left behind (at start-up, before serving).
+    pub fn sweep(&self) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&self.upload_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir()
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(STAGING_PREFIX)
+            {
+                std::fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+        self.metrics.staging_swept(removed as u64);
+        Ok(removed)
+    }
+
+    /// Refuses new photos while the data partition is nearly full: what is queued must
+    /// always find room for its state.
+    pub fn check_space(&self) -> Result<(), space::Full> {
+        space::check(
+            &[self.upload_dir.as_path(), self.outbox.root()],
+            self.min_free_bytes,
+        )
+    }
+
     /// A new, empty staging directory for one submission.
     pub async fn stage(&self) -> Result<Staging, IntakeError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let dir = self.upload_dir.join(&id);
-        tokio::fs::create_dir_all(&dir).await?;
+        let dir = self.upload_dir.join(format!("{STAGING_PREFIX}{id}"));
+        let make = dir.clone();
+        tokio::task::spawn_blocking(move || spool::create_private_dir(&make))
+            .await
+            .map_err(|e| IntakeError::Internal(e.to_string()))??;
         Ok(Staging {
-            id,
             dir,
             images: Vec::new(),
-            keep: false,
+            keep_as: None,
             current: None,
         })
     }
 
-    /// Converts and delivers a validated submission. The work runs in its own task, so a
-    /// phone that drops the connection halfway does not cut a delivery short.
-    pub async fn submit(
-        self: &Arc<Self>,
-        study: Study,
-        staging: Staging,
-        settings: Arc<Settings>,
-        request_id: String,
-    ) -> Result<Receipt, IntakeError> {
-        if staging.is_empty() {
+    /// Converts a validated submission and commits it to the outbox, then starts its first
+    /// delivery attempt. The work runs in its own task, so a phone that drops the
+    /// connection halfway does not cut it short.
+    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<StudyView, IntakeError> {
+        if sub.staging.is_empty() {
             return Err(IntakeError::NoImages);
         }
         let this = self.clone();
-        tokio::spawn(async move { this.run(study, staging, settings, &request_id).await })
+        tokio::spawn(async move { this.run(sub).await })
             .await
             .map_err(|e| IntakeError::Internal(e.to_string()))?
     }
 
-    async fn run(
-        &self,
-        study: Study,
-        mut staging: Staging,
-        settings: Arc<Settings>,
-        request_id: &str,
-    ) -> Result<Receipt, IntakeError> {
+    async fn run(self: &Arc<Self>, sub: Submission) -> Result<StudyView, IntakeError> {
+        let Submission {
+            study,
+            mut staging,
+            settings,
+            request_id,
+            idempotency_key,
+        } = sub;
         let started = Instant::now();
         let study = Arc::new(study);
         let opts = Arc::new(Options::from_settings(&settings, self.max_pixels));
@@ -190,11 +258,16 @@ impl Intake {
         // Every photo is checked before any is converted: one bad file refuses the whole
         // submission before anything reaches the PACS.
         let probes = self.probe_all(&staging).await?;
+        self.check_space()?;
 
+        let id = Outbox::new_id();
+        let outbox = self.outbox.clone();
+        let begin_id = id.clone();
+        let intake_dir = tokio::task::spawn_blocking(move || outbox.begin(&begin_id))
+            .await
+            .map_err(|e| IntakeError::Internal(e.to_string()))??;
         let study_uid = self.uid_root.new_uid();
         let series_uid = self.uid_root.new_uid();
-        let out_dir = self.dicom_dir.join(&staging.id);
-        tokio::fs::create_dir_all(&out_dir).await?;
         let converted = self
             .convert_all(
                 &staging,
@@ -203,61 +276,59 @@ impl Intake {
                 &opts,
                 &study_uid,
                 &series_uid,
-                &out_dir,
+                &intake_dir,
             )
             .await;
-        let outgoing = match converted {
-            Ok(o) => o,
+        let instances = match converted {
+            Ok(i) => i,
             Err(e) => {
-                let _ = tokio::fs::remove_dir_all(&out_dir).await;
+                let _ = tokio::fs::remove_dir_all(&intake_dir).await;
                 return Err(e);
             }
         };
         let converted_ms = started.elapsed().as_millis();
-
-        let statuses = match self.sender.send(&settings, &outgoing).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Nothing was delivered: keep the photos and objects rather than lose them.
-                staging.keep = true;
-                self.metrics.study("failed");
-                log::warn!(request_id; "delivery failed, {} objects kept under {}", outgoing.len(), out_dir.display());
-                return Err(e.into());
-            }
-        };
-        let mut all_stored = true;
-        let instances: Vec<InstanceReceipt> = outgoing
-            .into_iter()
-            .zip(statuses)
-            .map(|(o, status)| {
-                self.metrics.instance(status.as_str());
-                all_stored &= !matches!(status, InstanceStatus::Failed(_));
-                InstanceReceipt {
-                    index: o.index,
-                    sop_instance_uid: o.sop_instance_uid,
-                    status,
-                }
-            })
-            .collect();
-        self.metrics
-            .study(if all_stored { "sent" } else { "failed" });
-        log::info!(
-            request_id,
-            images = instances.len(),
-            convert_ms = converted_ms,
-            total_ms = started.elapsed().as_millis();
-            "study delivered"
-        );
-        if self.keep_files_on_success || !all_stored {
-            staging.keep = true;
-        } else {
-            let _ = tokio::fs::remove_dir_all(&out_dir).await;
-        }
-        Ok(Receipt {
+        let draft = Draft {
+            id: id.clone(),
+            intake_dir: intake_dir.clone(),
+            idempotency_key,
             study_instance_uid: study_uid,
             series_instance_uid: series_uid,
+            destination: self.sender.destination(&settings),
             instances,
-        })
+        };
+        let outbox = self.outbox.clone();
+        let committed = tokio::task::spawn_blocking(move || outbox.commit(draft))
+            .await
+            .map_err(|e| IntakeError::Internal(e.to_string()));
+        let view = match committed {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                let _ = tokio::fs::remove_dir_all(&intake_dir).await;
+                return Err(e.into());
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&intake_dir).await;
+                return Err(e);
+            }
+        };
+        if self.keep_files_on_success {
+            staging.keep_as = Some(self.upload_dir.join(&id));
+        }
+        drop(staging);
+        log::info!(
+            request_id = request_id.as_str(),
+            study = id.as_str(),
+            images = view.instances.len(),
+            convert_ms = converted_ms;
+            "study accepted into the outbox"
+        );
+        // The first attempt runs on its own: the answer waits for it only so long.
+        let this = self.clone();
+        let seq = view.seq;
+        tokio::spawn(async move {
+            this.outbox.attempt(&this.sender, &settings, &[seq]).await;
+        });
+        Ok(view)
     }
 
     async fn probe_all(&self, staging: &Staging) -> Result<Vec<Probe>, IntakeError> {
@@ -292,7 +363,7 @@ impl Intake {
         study_uid: &str,
         series_uid: &str,
         out_dir: &Path,
-    ) -> Result<Vec<Outgoing>, IntakeError> {
+    ) -> Result<Vec<RecordInstance>, IntakeError> {
         use futures_util::{StreamExt, TryStreamExt};
         let mut jobs = Vec::with_capacity(probes.len());
         for (i, (src, probe)) in staging.images.iter().zip(probes).enumerate() {
@@ -322,14 +393,19 @@ impl Intake {
         study: Arc<Study>,
         opts: Arc<Options>,
         ids: InstanceIds,
-    ) -> Result<Outgoing, IntakeError> {
+    ) -> Result<RecordInstance, IntakeError> {
         let permit = self
             .conversions
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| IntakeError::Internal(e.to_string()))?;
-        let (index, sop_uid, path) = (ids.number, ids.sop_uid.clone(), dst.clone());
+        let (index, sop_uid) = (ids.number, ids.sop_uid.clone());
+        let file = dst
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let transfer_syntax = opts.dicom.transfer_syntax.uid().to_string();
         let started = Instant::now();
         let running = self.metrics.conversion_started();
         // The photo is read again rather than kept from the probe: holding every photo of a
@@ -341,16 +417,19 @@ impl Intake {
             let bytes = std::fs::read(&src)?;
             let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
                 .map_err(|source| IntakeError::Image { index, source })?;
-            std::fs::write(&dst, &converted.dicom)?;
+            // Written once and synced: the outbox's promise starts with the files.
+            spool::write_new_synced(&dst, &converted.dicom)?;
             Ok::<_, IntakeError>(())
         })
         .await
         .map_err(|e| IntakeError::Internal(e.to_string()))??;
         self.metrics.conversion(started.elapsed().as_secs_f64());
-        Ok(Outgoing {
+        Ok(RecordInstance {
             index,
             sop_instance_uid: sop_uid,
-            path,
+            sop_class_uid: SECONDARY_CAPTURE.to_string(),
+            transfer_syntax,
+            file,
         })
     }
 }

@@ -1,8 +1,8 @@
-//! The DICOMweb backend: STOW-RS (one request per submission) and an authenticated QIDO-RS
-//! request as the connection test, over HTTPS with rustls.
+//! The DICOMweb backend: STOW-RS (one request per study) and an authenticated QIDO-RS
+//! request as the connection test, over HTTPS with rustls, on one reused client.
 
 use std::collections::HashMap;
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,8 +10,53 @@ use futures_util::StreamExt;
 use reqwest::{RequestBuilder, Response, StatusCode, header};
 use serde_json::Value;
 
+use super::error::{PacsCode, http_failure_class};
 use super::{InstanceStatus, Outgoing, PacsError};
 use crate::config::{AuthMethod, Settings};
+
+/// The settings a client is built from; a change makes a new one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ClientKey {
+    timeout_s: u32,
+    verify_tls: bool,
+}
+
+/// One HTTP client (and its connection pool) reused across deliveries: a backlog of studies
+/// then goes over one kept-alive connection instead of a new TCP and TLS set-up each.
+#[derive(Default)]
+pub struct Clients {
+    cached: Mutex<Option<(ClientKey, reqwest::Client)>>,
+}
+
+impl Clients {
+    fn get(&self, s: &Settings) -> Result<reqwest::Client, PacsError> {
+        let key = ClientKey {
+            timeout_s: s.dicomweb_timeout_s,
+            verify_tls: s.dicomweb_verify_tls,
+        };
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, c)) = cached.as_ref()
+            && *k == key
+        {
+            return Ok(c.clone());
+        }
+        let c = client(s)?;
+        *cached = Some((key, c.clone()));
+        Ok(c)
+    }
+
+    pub async fn send(
+        &self,
+        s: &Settings,
+        batch: &[Outgoing],
+    ) -> Result<Vec<InstanceStatus>, PacsError> {
+        send(&self.get(s)?, s, batch).await
+    }
+
+    pub async fn echo(&self, s: &Settings) -> Result<Duration, PacsError> {
+        echo(&self.get(s)?, s).await
+    }
+}
 
 fn client(s: &Settings) -> Result<reqwest::Client, PacsError> {
     static PROVIDER: Once = Once::new();
@@ -26,7 +71,7 @@ fn client(s: &Settings) -> Result<reqwest::Client, PacsError> {
         .redirect(reqwest::redirect::Policy::none())
         .danger_accept_invalid_certs(!s.dicomweb_verify_tls)
         .build()
-        .map_err(|e| PacsError::Rejected(format!("HTTP client set-up failed: {e}")))
+        .map_err(|e| PacsError::configuration(format!("HTTP client set-up failed: {e}")))
 }
 
 fn authorize(req: RequestBuilder, s: &Settings) -> RequestBuilder {
@@ -41,8 +86,8 @@ fn authorize(req: RequestBuilder, s: &Settings) -> RequestBuilder {
 
 fn base(s: &Settings) -> Result<&str, PacsError> {
     if s.dicomweb_base_url.is_empty() {
-        return Err(PacsError::Rejected(
-            "no DICOMweb base URL is set (PHOTO_PACS_DICOMWEB_BASE_URL)".into(),
+        return Err(PacsError::configuration(
+            "no DICOMweb base URL is set (PHOTO_PACS_DICOMWEB_BASE_URL)",
         ));
     }
     Ok(&s.dicomweb_base_url)
@@ -52,37 +97,42 @@ fn base(s: &Settings) -> Result<&str, PacsError> {
 fn request_error(e: &reqwest::Error, s: &Settings) -> PacsError {
     let url = &s.dicomweb_base_url;
     if e.is_timeout() {
-        return PacsError::Timeout(format!(
+        return PacsError::timeout(format!(
             "the DICOMweb server at {url} did not answer within {} s",
             s.dicomweb_timeout_s
         ));
     }
     if let Some(tls) = super::tls::describe_handshake_error(e) {
-        return PacsError::Rejected(format!("{tls} ({url})"));
+        return PacsError::configuration(format!("{tls} ({url})"));
     }
     if e.is_connect() {
-        return PacsError::Rejected(format!("cannot connect to the DICOMweb server at {url}"));
+        return PacsError::transient(format!("cannot connect to the DICOMweb server at {url}"));
     }
-    PacsError::Rejected(format!("the request to {url} failed: {e}"))
+    PacsError::transient(format!("the request to {url} failed: {e}"))
 }
 
-/// 401 and 403 mean the credentials; anything else not 2xx is the server's refusal.
+/// 401 and 403 mean the credentials; anything else not 2xx is the server's refusal, which
+/// may pass (5xx, 408, 429) or not.
 fn status_error(status: StatusCode) -> PacsError {
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PacsError::Rejected(format!(
-            "authentication failed (HTTP {}): check the DICOMweb user name, password or token",
-            status.as_u16()
-        )),
-        other => PacsError::Rejected(format!(
-            "the DICOMweb server answered HTTP {}",
-            other.as_u16()
-        )),
-    }
+    let code = status.as_u16();
+    let message = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
+            "authentication failed (HTTP {code}): check the DICOMweb user name, password or token"
+        ),
+        _ => format!("the DICOMweb server answered HTTP {code}"),
+    };
+    let mut e = PacsError::permanent(message).with_code(PacsCode::Http(code));
+    e.class = http_failure_class(code);
+    e
 }
 
 /// STOW-RS: all objects in one `multipart/related` request, streamed from disk one file at
 /// a time so a large submission never sits in memory whole.
-pub async fn send(s: &Settings, batch: &[Outgoing]) -> Result<Vec<InstanceStatus>, PacsError> {
+async fn send(
+    client: &reqwest::Client,
+    s: &Settings,
+    batch: &[Outgoing],
+) -> Result<Vec<InstanceStatus>, PacsError> {
     let url = format!("{}/studies", base(s)?);
     let boundary = format!("photo-pacs-{}", uuid::Uuid::new_v4().simple());
     let part_head = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n");
@@ -91,7 +141,7 @@ pub async fn send(s: &Settings, batch: &[Outgoing]) -> Result<Vec<InstanceStatus
     for item in batch {
         let size = tokio::fs::metadata(&item.path)
             .await
-            .map_err(|e| PacsError::Rejected(format!("a DICOM file could not be read: {e}")))?
+            .map_err(|e| PacsError::permanent(format!("a DICOM file could not be read: {e}")))?
             .len();
         length += part_head.len() as u64 + size + 2;
     }
@@ -111,7 +161,7 @@ pub async fn send(s: &Settings, batch: &[Outgoing]) -> Result<Vec<InstanceStatus
     let body = parts.chain(futures_util::stream::once(
         async move { Ok(Bytes::from(tail)) },
     ));
-    let request = client(s)?
+    let request = client
         .post(&url)
         .header(
             header::CONTENT_TYPE,
@@ -156,10 +206,14 @@ async fn stow_outcome(
                 .remove(&o.sop_instance_uid)
                 .unwrap_or_else(|| match status {
                     StatusCode::OK => InstanceStatus::Success,
-                    _ => InstanceStatus::Failed(format!(
-                        "not acknowledged by the DICOMweb server (HTTP {})",
-                        status.as_u16()
-                    )),
+                    // Not named in a 202/409 answer: unknown, so worth another try.
+                    _ => InstanceStatus::Failed(
+                        PacsError::transient(format!(
+                            "not acknowledged by the DICOMweb server (HTTP {})",
+                            status.as_u16()
+                        ))
+                        .with_code(PacsCode::Http(status.as_u16())),
+                    ),
                 })
         })
         .collect())
@@ -189,17 +243,18 @@ fn per_instance(doc: &Value) -> HashMap<String, InstanceStatus> {
     }
     for item in items("00081198") {
         if let Some(u) = uid(&item) {
-            let reason = match code(&item, "00081197") {
-                Some(c) => super::dimse::store_status(c as u16, None),
-                None => InstanceStatus::Failed("refused by the DICOMweb server".into()),
+            let failed = match code(&item, "00081197").and_then(|c| u16::try_from(c).ok()) {
+                // The Failure Reason is a DIMSE status: classified as a C-STORE answer is.
+                Some(c) => match super::dimse::message::store_status(c, None) {
+                    InstanceStatus::Failed(e) => e,
+                    _ => PacsError::permanent(format!(
+                        "refused by the DICOMweb server (reason {c:04X}H)"
+                    ))
+                    .with_code(PacsCode::Dimse(c)),
+                },
+                None => PacsError::permanent("refused by the DICOMweb server"),
             };
-            let reason = match reason {
-                InstanceStatus::Failed(r) | InstanceStatus::Warning(r) => InstanceStatus::Failed(r),
-                InstanceStatus::Success => {
-                    InstanceStatus::Failed("refused by the DICOMweb server".into())
-                }
-            };
-            out.insert(u, reason);
+            out.insert(u, InstanceStatus::Failed(failed));
         }
     }
     out
@@ -207,10 +262,10 @@ fn per_instance(doc: &Value) -> HashMap<String, InstanceStatus> {
 
 /// An authenticated QIDO-RS query (`GET {base}/studies?limit=1`): proves the URL, the
 /// certificate and the credentials in one round trip.
-pub async fn echo(s: &Settings) -> Result<Duration, PacsError> {
+async fn echo(client: &reqwest::Client, s: &Settings) -> Result<Duration, PacsError> {
     let started = Instant::now();
     let url = format!("{}/studies?limit=1", base(s)?);
-    let request = client(s)?
+    let request = client
         .get(&url)
         .header(header::ACCEPT, "application/dicom+json");
     let response = authorize(request, s)
@@ -243,7 +298,9 @@ mod tests {
         let m = per_instance(&doc);
         assert_eq!(m["2.25.1"], InstanceStatus::Success);
         assert!(matches!(&m["2.25.2"], InstanceStatus::Warning(w) if w.contains("B000")));
-        assert!(matches!(&m["2.25.3"], InstanceStatus::Failed(r) if r.contains("A700")));
+        assert!(
+            matches!(&m["2.25.3"], InstanceStatus::Failed(e) if e.message.contains("A700") && e.is_transient())
+        );
     }
 
     #[test]
@@ -252,10 +309,8 @@ mod tests {
             let e = status_error(StatusCode::from_u16(code).unwrap());
             assert!(e.to_string().contains("authentication failed"), "{e}");
         }
-        assert!(
-            status_error(StatusCode::INTERNAL_SERVER_ERROR)
-                .to_string()
-                .contains("500")
-        );
+        let busy = status_error(StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(busy.to_string().contains("500") && busy.is_transient());
+        assert!(!status_error(StatusCode::BAD_REQUEST).is_transient());
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::{InstanceStatus, Outgoing};
+use super::{InstanceStatus, Outgoing, PacsError};
 
 /// What the mock saw of one object: identifiers and size, never the patient data inside.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +33,9 @@ impl MockPacs {
                     });
                     statuses.push(InstanceStatus::Success);
                 }
-                Err(e) => statuses.push(InstanceStatus::Failed(format!("file missing: {e}"))),
+                Err(e) => statuses.push(InstanceStatus::Failed(PacsError::permanent(format!(
+                    "file missing: {e}"
+                )))),
             }
         }
         statuses
@@ -70,11 +72,15 @@ mod tests {
             Outgoing {
                 index: 1,
                 sop_instance_uid: "2.25.1".into(),
+                sop_class_uid: crate::dicom::uid::SECONDARY_CAPTURE.into(),
+                transfer_syntax: crate::dicom::TransferSyntax::ImplicitVrLittleEndian,
                 path,
             },
             Outgoing {
                 index: 2,
                 sop_instance_uid: "2.25.2".into(),
+                sop_class_uid: crate::dicom::uid::SECONDARY_CAPTURE.into(),
+                transfer_syntax: crate::dicom::TransferSyntax::ImplicitVrLittleEndian,
                 path: dir.path().join("missing.dcm"),
             },
         ];

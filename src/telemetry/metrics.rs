@@ -33,6 +33,12 @@ pub struct Metrics {
     conversion_seconds: Histogram,
     conversions_running: Gauge,
     conversions_peak: Gauge,
+    deliveries: Family<ResultLabels, Counter>,
+    outbox_queued: Gauge,
+    outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    outbox_failed: Gauge,
+    outbox_incomplete_removed: Counter,
+    staging_swept: Counter,
 }
 
 /// Marks one conversion as running until dropped.
@@ -56,13 +62,13 @@ impl Metrics {
         let studies = Family::<ResultLabels, Counter>::default();
         registry.register(
             "studies",
-            "Submissions by outcome (sent, failed, invalid)",
+            "Studies: accepted into the outbox, then sent, partial or failed when delivery ends",
             studies.clone(),
         );
         let instances = Family::<ResultLabels, Counter>::default();
         registry.register(
             "instances",
-            "DICOM objects by delivery outcome (success, warning, failed)",
+            "DICOM objects by final delivery outcome (success, warning, failed)",
             instances.clone(),
         );
         // 5 ms to about 20 s: a thumbnail on a fast box to a 48 MP photo on a Pi Zero.
@@ -85,6 +91,42 @@ impl Metrics {
             "Most photos converted at the same time since start-up",
             conversions_peak.clone(),
         );
+        let deliveries = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Instance delivery attempts by result (stored, warning, transient, permanent, configuration)",
+            deliveries.clone(),
+        );
+        let outbox_queued = Gauge::default();
+        registry.register(
+            "outbox_queued",
+            "Studies waiting in the outbox for (another) delivery attempt",
+            outbox_queued.clone(),
+        );
+        let outbox_oldest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "outbox_oldest_seconds",
+            "Age of the oldest study still waiting in the outbox",
+            outbox_oldest_seconds.clone(),
+        );
+        let outbox_failed = Gauge::default();
+        registry.register(
+            "outbox_failed",
+            "Studies the PACS refused (all or part), waiting for an admin",
+            outbox_failed.clone(),
+        );
+        let outbox_incomplete_removed = Counter::default();
+        registry.register(
+            "outbox_incomplete_removed",
+            "Half-built studies (a crash during intake) removed at start-up",
+            outbox_incomplete_removed.clone(),
+        );
+        let staging_swept = Counter::default();
+        registry.register(
+            "staging_swept",
+            "Upload staging folders a crash left, removed at start-up",
+            staging_swept.clone(),
+        );
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -100,7 +142,34 @@ impl Metrics {
             conversion_seconds,
             conversions_running,
             conversions_peak,
+            deliveries,
+            outbox_queued,
+            outbox_oldest_seconds,
+            outbox_failed,
+            outbox_incomplete_removed,
+            staging_swept,
         }
+    }
+
+    /// One instance's delivery attempt ended with `result`.
+    pub fn delivery(&self, result: &'static str) {
+        self.deliveries
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn outbox(&self, queued: i64, oldest_seconds: f64, failed: i64) {
+        self.outbox_queued.set(queued);
+        self.outbox_oldest_seconds.set(oldest_seconds);
+        self.outbox_failed.set(failed);
+    }
+
+    pub fn outbox_incomplete_removed(&self, n: u64) {
+        self.outbox_incomplete_removed.inc_by(n);
+    }
+
+    pub fn staging_swept(&self, n: u64) {
+        self.staging_swept.inc_by(n);
     }
 
     pub fn http_request(&self, method: &str, route: &'static str, status: u16) {

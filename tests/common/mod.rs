@@ -207,6 +207,73 @@ pub fn peer(program: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
+/// Every file under `root` whose name ends with `suffix`, sorted (none when `root` is missing).
+fn files_under(root: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The DICOM objects a gateway started in `dir` (defaults) holds in its outbox, wherever
+/// its layout puts them, in submission and image order.
+pub fn outbox_objects(dir: &Path) -> Vec<PathBuf> {
+    let mut files = files_under(&dir.join("data/dicom"), ".dcm");
+    // Studies are folders named by random IDs: order them by when they were made.
+    files.sort_by_key(|p| {
+        let study = p.parent().map(Path::to_path_buf).unwrap_or_default();
+        let made = std::fs::metadata(study.join("record.json"))
+            .and_then(|m| m.modified())
+            .ok();
+        (made, p.clone())
+    });
+    files
+}
+
+/// Photos as received that are still on disk (UPLOAD_DIR under `dir`).
+pub fn staged_photos(dir: &Path) -> Vec<PathBuf> {
+    files_under(&dir.join("data/uploads"), "")
+}
+
+/// Study folders in the outbox (committed or half-built), and staging folders of uploads:
+/// what a refused upload must not leave behind.
+pub fn study_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["data/dicom", "data/uploads"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            out.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Half-built studies and interrupted uploads: what a crash leaves and start-up removes.
+pub fn orphan_folders(dir: &Path) -> Vec<PathBuf> {
+    study_folders(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(".intake-") || n.starts_with(".staging-")
+            })
+        })
+        .collect()
+}
+
 /// A multipart form builder for the upload route.
 pub fn form(
     fields: &[(&str, &str)],

@@ -5,7 +5,8 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 
-use super::InstanceStatus;
+use crate::pacs::InstanceStatus;
+use crate::pacs::error::{PacsCode, PacsError, dimse_failure_class};
 
 const C_STORE_RQ: u16 = 0x0001;
 const C_ECHO_RQ: u16 = 0x0030;
@@ -101,11 +102,18 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
     })
 }
 
-/// What a C-STORE-RSP status means for the instance (PS3.4 B.2.3 and PS3.7 C).
+/// What a C-STORE-RSP status means for the instance (PS3.4 B.2.3 and PS3.7 C): stored,
+/// stored with a warning, or refused, with out of resources (A7xx) worth another try later
+/// and every other failure not.
 pub fn store_status(status: u16, comment: Option<&str>) -> InstanceStatus {
     let describe = |meaning: &str| match comment {
         Some(c) => format!("{meaning} (status {status:04X}H: {c})"),
         None => format!("{meaning} (status {status:04X}H)"),
+    };
+    let failed = |meaning: &str| {
+        let mut e = PacsError::permanent(describe(meaning)).with_code(PacsCode::Dimse(status));
+        e.class = dimse_failure_class(status);
+        InstanceStatus::Failed(e)
     };
     match status {
         0x0000 => InstanceStatus::Success,
@@ -121,23 +129,15 @@ pub fn store_status(status: u16, comment: Option<&str>) -> InstanceStatus {
         0x0001 | 0x0107 | 0x0116 | 0xB001..=0xBFFF => {
             InstanceStatus::Warning(describe("stored with a warning"))
         }
-        0xA700..=0xA7FF => {
-            InstanceStatus::Failed(describe("refused: the PACS is out of resources"))
-        }
-        0xA900..=0xA9FF => InstanceStatus::Failed(describe(
-            "refused: the data set does not match the SOP class",
-        )),
-        0xC000..=0xCFFF => {
-            InstanceStatus::Failed(describe("refused: the PACS cannot understand it"))
-        }
-        0x0122 => InstanceStatus::Failed(describe(
-            "refused: the PACS does not support this SOP class",
-        )),
-        0x0124 => InstanceStatus::Failed(describe("refused: not authorised")),
-        0x0211 => InstanceStatus::Failed(describe("refused: unrecognised operation")),
-        0x0212 => InstanceStatus::Failed(describe("refused: mistyped argument")),
-        0xFE00 => InstanceStatus::Failed(describe("cancelled by the PACS")),
-        _ => InstanceStatus::Failed(describe("refused by the PACS")),
+        0xA700..=0xA7FF => failed("refused: the PACS is out of resources"),
+        0xA900..=0xA9FF => failed("refused: the data set does not match the SOP class"),
+        0xC000..=0xCFFF => failed("refused: the PACS cannot understand it"),
+        0x0122 => failed("refused: the PACS does not support this SOP class"),
+        0x0124 => failed("refused: not authorised"),
+        0x0211 => failed("refused: unrecognised operation"),
+        0x0212 => failed("refused: mistyped argument"),
+        0xFE00 => failed("cancelled by the PACS"),
+        _ => failed("refused by the PACS"),
     }
 }
 
@@ -199,7 +199,15 @@ mod tests {
             );
         }
         match store_status(0xA701, Some("disk full")) {
-            S::Failed(reason) => assert!(reason.contains("A701") && reason.contains("disk full")),
+            S::Failed(e) => {
+                assert!(e.message.contains("A701") && e.message.contains("disk full"));
+                assert!(e.is_transient(), "out of resources may pass");
+                assert_eq!(e.code, Some(PacsCode::Dimse(0xA701)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match store_status(0xA900, None) {
+            S::Failed(e) => assert!(!e.is_transient(), "a mismatch stays a mismatch"),
             other => panic!("{other:?}"),
         }
     }

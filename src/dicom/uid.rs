@@ -1,4 +1,4 @@
-//! DICOM unique identifiers.
+//! DICOM unique identifiers: our own, the SOP classes we write, and new ones under a root.
 
 /// Our Implementation Class UID (file meta 0002,0012): a fixed `2.25` UID made once from a
 /// random UUID, so it names this software without needing a registered root.
@@ -6,6 +6,15 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3072532808610469825818040020496
 
 /// Secondary Capture Image Storage.
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
+
+/// A SOP class's name, for messages.
+pub fn sop_class_name(uid: &str) -> &'static str {
+    match uid.trim_end_matches(['\0', ' ']) {
+        SECONDARY_CAPTURE => "Secondary Capture",
+        "1.2.840.10008.1.1" => "Verification",
+        _ => "this kind of object",
+    }
+}
 
 /// The longest root we accept: what is left of the 64 characters still holds 23 random
 /// digits (76 bits), plenty to never collide.

@@ -1,0 +1,12 @@
+//! DICOM terms that the converter, the PACS backends and the settings all use: transfer
+//! syntaxes, character sets, UIDs and SOP classes. Kept apart so that none of those
+//! modules has to import another for them.
+
+mod charset;
+mod syntax;
+pub mod uid;
+
+pub use charset::Charset;
+pub use syntax::TransferSyntax;
+pub use syntax::name as transfer_syntax_name;
+pub use uid::UidRoot;

@@ -1,0 +1,291 @@
+//! The outbox on disk: one directory per study under DICOM_DIR. A study is built in
+//! `.intake-<id>/` (each file written once and synced), its record written, the commit
+//! record written last, then the directory renamed to `<id>/`. Whatever start-up finds
+//! half-built is removed; whatever it finds committed is delivered.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::record::{Record, State};
+
+/// Written last: a study directory without it was never accepted.
+pub const COMMITTED: &str = "committed";
+pub const RECORD: &str = "record.json";
+pub const STATE: &str = "state.json";
+/// Where a study is built until it is committed.
+pub const INTAKE_PREFIX: &str = ".intake-";
+/// Held (flock) by the gateway while it runs, so the command line does not change the
+/// outbox under it.
+pub const LOCK: &str = ".lock";
+
+/// A directory only this user can read (photos and objects are patient data), whatever
+/// the umask; missing parents are made the same way.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Creates `path` (it must not exist) readable by this user only, writes `bytes`, and
+/// syncs it to the card.
+pub fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Replaces `path` atomically (a temporary file renamed over it). With `sync`, the data
+/// and the directory entry are on the card when this returns; without, a crash of the
+/// process cannot tear the file, a power cut may undo the change.
+pub fn replace_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        if sync {
+            f.sync_all()?;
+        }
+    }
+    fs::rename(&tmp, path)?;
+    if sync && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (new files, renames) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(io::Error::other)
+}
+
+pub fn write_state(dir: &Path, state: &State, sync: bool) -> io::Result<()> {
+    replace_file(&dir.join(STATE), &json(state)?, sync)
+}
+
+/// Makes the state file last written (without sync) durable.
+pub fn sync_state(dir: &Path) -> io::Result<()> {
+    File::open(dir.join(STATE))?.sync_all()?;
+    sync_dir(dir)
+}
+
+/// Commits a study built in `intake` (its objects already written and synced): record,
+/// state and the commit record, each synced, then the rename to its final name.
+pub fn commit(intake: &Path, final_dir: &Path, record: &Record, state: &State) -> io::Result<()> {
+    write_new_synced(&intake.join(RECORD), &json(record)?)?;
+    write_new_synced(&intake.join(STATE), &json(state)?)?;
+    sync_dir(intake)?;
+    write_new_synced(&intake.join(COMMITTED), record.id.as_bytes())?;
+    sync_dir(intake)?;
+    fs::rename(intake, final_dir)?;
+    if let Some(parent) = final_dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// A committed study as found on disk.
+pub struct Found {
+    pub dir: PathBuf,
+    pub record: Record,
+    pub state: State,
+    /// Its state file was missing or unreadable and was rebuilt from the record.
+    pub state_rebuilt: bool,
+}
+
+/// What start-up found under DICOM_DIR.
+#[derive(Default)]
+pub struct Recovery {
+    pub found: Vec<Found>,
+    /// Studies a crash left half-built (never accepted), removed.
+    pub incomplete_removed: usize,
+    /// Folders with DICOM files but no commit record: kept by an earlier version after a
+    /// failed delivery. Left alone; the admin decides.
+    pub legacy: Vec<PathBuf>,
+    /// Committed studies whose record cannot be read: left alone, reported.
+    pub unreadable: Vec<PathBuf>,
+}
+
+/// Scans `root` once at start-up.
+pub fn recover(root: &Path) -> io::Result<Recovery> {
+    let mut out = Recovery::default();
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let mut dir = entry.path();
+        if let Some(id) = name.strip_prefix(INTAKE_PREFIX) {
+            if !dir.join(COMMITTED).is_file() {
+                fs::remove_dir_all(&dir)?;
+                out.incomplete_removed += 1;
+                continue;
+            }
+            // Committed, but the crash came before the rename: finish it.
+            let final_dir = root.join(id);
+            fs::rename(&dir, &final_dir)?;
+            sync_dir(root)?;
+            dir = final_dir;
+        } else if name.starts_with('.') {
+            continue;
+        }
+        if !dir.join(COMMITTED).is_file() {
+            out.legacy.push(dir);
+            continue;
+        }
+        let Some(record) = fs::read(dir.join(RECORD))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+        else {
+            out.unreadable.push(dir);
+            continue;
+        };
+        let _ = fs::remove_file(dir.join(STATE).with_extension("tmp"));
+        let state = fs::read(dir.join(STATE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.instances.len() == record.instances.len());
+        let state_rebuilt = state.is_none();
+        let state = state.unwrap_or_else(|| State::new(&record));
+        out.found.push(Found {
+            dir,
+            record,
+            state,
+            state_rebuilt,
+        });
+    }
+    out.found.sort_by_key(|f| f.record.seq);
+    Ok(out)
+}
+
+/// Staging folders of uploads a crash interrupted (the photos as received): nothing of
+/// them was accepted, so they are removed. Returns how many.
+pub fn sweep_staging(upload_dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(upload_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::record::{RECORD_VERSION, RecordInstance};
+    use crate::pacs::Destination;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(id: &str, seq: u64) -> Record {
+        Record {
+            version: RECORD_VERSION,
+            id: id.into(),
+            seq,
+            created: chrono::Utc::now(),
+            idempotency_key: None,
+            study_instance_uid: "2.25.1".into(),
+            series_instance_uid: "2.25.2".into(),
+            destination: Destination::Mock {
+                called_aet: "PACS".into(),
+                host: "127.0.0.1".into(),
+                port: 104,
+            },
+            instances: vec![RecordInstance {
+                index: 1,
+                sop_instance_uid: "2.25.3".into(),
+                sop_class_uid: crate::dicom::uid::SECONDARY_CAPTURE.into(),
+                transfer_syntax: "1.2.840.10008.1.2".into(),
+                file: "001.dcm".into(),
+            }],
+        }
+    }
+
+    fn build(root: &Path, id: &str, seq: u64, committed: bool) -> PathBuf {
+        let intake = root.join(format!("{INTAKE_PREFIX}{id}"));
+        create_private_dir(&intake).unwrap();
+        write_new_synced(&intake.join("001.dcm"), b"DICM").unwrap();
+        if committed {
+            let r = record(id, seq);
+            commit(&intake, &root.join(id), &r, &State::new(&r)).unwrap();
+            root.join(id)
+        } else {
+            intake
+        }
+    }
+
+    #[test]
+    fn start_up_keeps_committed_studies_removes_half_built_ones_and_leaves_old_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        build(root, "b", 2, true);
+        build(root, "a", 1, true);
+        build(root, "half", 3, false);
+        // Committed, but the crash came before the rename.
+        let late = root.join(format!("{INTAKE_PREFIX}late"));
+        create_private_dir(&late).unwrap();
+        let r = record("late", 4);
+        write_new_synced(&late.join(RECORD), &serde_json::to_vec(&r).unwrap()).unwrap();
+        write_new_synced(&late.join(COMMITTED), b"late").unwrap();
+        // An earlier version's kept batch.
+        let legacy = root.join("0123456789abcdef");
+        fs::create_dir(&legacy).unwrap();
+        fs::write(legacy.join("001.dcm"), b"DICM").unwrap();
+
+        let found = recover(root).unwrap();
+        let ids: Vec<_> = found.found.iter().map(|f| f.record.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "late"], "in upload order");
+        assert_eq!(found.incomplete_removed, 1);
+        assert!(!root.join(format!("{INTAKE_PREFIX}half")).exists());
+        assert!(root.join("late").join(COMMITTED).is_file());
+        assert!(
+            found.found[2].state_rebuilt,
+            "its state file was never written"
+        );
+        assert_eq!(found.legacy, std::slice::from_ref(&legacy));
+        assert!(legacy.join("001.dcm").is_file(), "never deleted");
+    }
+
+    #[test]
+    fn files_and_folders_are_private_whatever_the_umask() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = build(tmp.path(), "x", 1, true);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in ["001.dcm", RECORD, STATE, COMMITTED] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        write_state(&dir, &State::new(&record("x", 1)), false).unwrap();
+        assert_eq!(mode(&dir.join(STATE)), 0o600);
+    }
+
+    #[test]
+    fn interrupted_uploads_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        create_private_dir(&tmp.path().join("u1")).unwrap();
+        fs::write(tmp.path().join("u1/001.img"), b"x").unwrap();
+        create_private_dir(&tmp.path().join("u2")).unwrap();
+        assert_eq!(sweep_staging(tmp.path()).unwrap(), 2);
+        assert_eq!(sweep_staging(&tmp.path().join("missing")).unwrap(), 0);
+    }
+}

@@ -1,0 +1,10 @@
+//! DICOM message exchange with the PACS, one file per job: setting up the association,
+//! storing objects, the echo test, and the command sets they send.
+
+mod association;
+mod echo;
+pub mod message;
+mod store;
+
+pub use echo::echo;
+pub use store::send;
