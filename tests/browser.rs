@@ -3,11 +3,15 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, missing_peer};
+use common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, free_port, missing_peer};
 use common::*;
 
 /// node, and the scenario script with its playwright-core installed, or a skip/CI failure.
@@ -24,15 +28,34 @@ fn runner() -> Option<(PathBuf, PathBuf)> {
 }
 
 fn scenario(name: &str, gw: &Gateway, out: Option<&Path>) {
-    let Some((node, script)) = runner() else {
+    scenario_at(name, gw, &gw.base, out);
+}
+
+/// Runs a scenario against `base` (the gateway, or a proxy in front of it).
+fn scenario_at(name: &str, gw: &Gateway, base: &str, out: Option<&Path>) {
+    let Some(child) = start_scenario(name, base, out) else {
         return;
     };
+    finish_scenario(name, gw, child);
+}
+
+fn start_scenario(name: &str, base: &str, out: Option<&Path>) -> Option<std::process::Child> {
+    let (node, script) = runner()?;
     let mut cmd = Command::new(node);
-    cmd.arg(script).arg(name).arg(&gw.base);
+    cmd.arg(script).arg(name).arg(base);
     if let Some(out) = out {
         cmd.arg(out);
     }
-    let run = cmd.output().expect("run node");
+    Some(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run node"),
+    )
+}
+
+fn finish_scenario(name: &str, gw: &Gateway, child: std::process::Child) {
+    let run = child.wait_with_output().expect("run node");
     assert!(
         run.status.success(),
         "browser scenario {name} failed:\n{}\n{}\ngateway log:\n{}",
@@ -202,4 +225,172 @@ fn phone_screenshots_in_both_languages() {
             assert_eq!((img.width(), img.height()), (390, 844));
         }
     }
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_peer = "browser", missing_peer = "dcmtk"),
+    ignore = "needs browser and dcmtk: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn a_study_queued_while_the_pacs_is_down_shows_as_saved_then_as_in_the_pacs() {
+    let Some(storescp) = dcmtk_tool("storescp") else {
+        return;
+    };
+    let port = free_port();
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
+        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
+        ("PHOTO_PACS_PACS_PORT", &port.to_string()),
+        ("PHOTO_PACS_PACS_CALLED_AET", "STORESCP"),
+        ("PHOTO_PACS_DELIVERY_WAIT_S", "1"),
+        ("PHOTO_PACS_RETRY_MAX_S", "2"),
+    ]);
+    let Some(child) = start_scenario("queued", &gw.base, None) else {
+        return;
+    };
+    // The PACS comes back once the page has the study queued.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gw.metrics().contains("photo_pacs_outbox_queued 1\n") {
+        assert!(
+            Instant::now() < deadline,
+            "no study was queued:\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scp = StoreScp::start(
+        &storescp,
+        StoreScpConfig::new("STORESCP").port(port).tcp_nodelay(true),
+    );
+    finish_scenario("queued", &gw, child);
+    assert_eq!(scp.wait_for_files(2, Duration::from_secs(10)).len(), 2);
+}
+
+/// A loopback proxy in front of the gateway that, once, relays a whole `POST
+/// /api/studies` request and then drops the connection a few bytes into the answer's body:
+/// a phone whose Wi-Fi failed just after the upload.
+struct CuttingProxy {
+    port: u16,
+    cuts: Arc<AtomicUsize>,
+}
+
+fn cutting_proxy(upstream: String) -> CuttingProxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let counter = cuts.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let armed = Arc::new(AtomicBool::new(false));
+            let (c_in, s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let up_armed = armed.clone();
+            // Phone to gateway: watch for the upload's request line.
+            std::thread::spawn(move || {
+                let (mut from, mut to) = (c_in, s_out);
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut tail: Vec<u8> = Vec::new();
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.windows(17).any(|w| w == b"POST /api/studies") {
+                        up_armed.store(true, Ordering::SeqCst);
+                    }
+                    let keep = tail.len().saturating_sub(16);
+                    tail.drain(..keep);
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Write);
+            });
+            let counter = counter.clone();
+            // Gateway to phone: the first answer to an upload is dropped with the connection.
+            std::thread::spawn(move || {
+                let (mut from, mut to) = (server, client);
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if armed.load(Ordering::SeqCst)
+                        && counter
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                    {
+                        // The answer's head and a few bytes of its body, then nothing: a
+                        // browser retries on its own only when no answer has begun, and
+                        // takes a cut head for a whole one.
+                        let head = buf[..n]
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .map_or(0, |i| i + 4);
+                        let _ = to.write_all(&buf[..(head + 5).min(n)]);
+                        let _ = to.flush();
+                        std::thread::sleep(Duration::from_millis(50));
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    CuttingProxy { port, cuts }
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_peer = "browser", missing_peer = "dcmtk"),
+    ignore = "needs browser and dcmtk: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn an_answer_lost_on_the_way_back_is_asked_for_again_and_one_study_arrives() {
+    let Some(storescp) = dcmtk_tool("storescp") else {
+        return;
+    };
+    let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
+        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
+        ("PHOTO_PACS_PACS_PORT", &scp.port().to_string()),
+        ("PHOTO_PACS_PACS_CALLED_AET", "STORESCP"),
+    ]);
+    let proxy = cutting_proxy(gw.base.trim_start_matches("http://").to_string());
+    scenario_at(
+        "dropped",
+        &gw,
+        &format!("http://127.0.0.1:{}", proxy.port),
+        None,
+    );
+    if runner().is_none() {
+        return;
+    }
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the answer was cut once"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let files = scp.received_files();
+    assert_eq!(files.len(), 2, "one study of two photos: {files:?}");
+    let metrics = gw.metrics();
+    assert!(
+        metrics.contains(r#"photo_pacs_studies_total{result="accepted"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"photo_pacs_http_requests_total{method="POST",route="/api/studies",status="200"} 2"#
+        ),
+        "the upload came twice: {metrics}"
+    );
 }

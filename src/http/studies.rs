@@ -44,7 +44,9 @@ pub async fn post(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(req.headers())?;
     // The same submission again (its answer was lost): the first one's study, not a new one.
+    // Its body is read and dropped first: a client cut off mid-send would see an error.
     if let Some(view) = key.as_deref().and_then(|k| app.outbox.find_key(k)) {
+        discard(req, app.env.max_request_bytes).await;
         return Ok(answer(&view));
     }
     let boundary = req
@@ -114,6 +116,12 @@ pub async fn post(
         .await;
     let view = app.outbox.view(&committed.id).unwrap_or(committed);
     Ok(answer(&view))
+}
+
+/// Reads a request body to its end (at most `max` bytes), keeping nothing.
+async fn discard(req: Request<Incoming>, max: u64) {
+    let mut body = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// `GET /api/studies/{id}`.

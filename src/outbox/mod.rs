@@ -637,29 +637,30 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// For the worker: the oldest study that is due, with every other study waiting for
-    /// the same PACS when they can share the delivery. Marks them sending.
+    /// For the worker: when a study is due, a delivery to its PACS, starting from the
+    /// oldest study waiting for that PACS (due or not: we are connecting anyway, and the
+    /// PACS gets them in upload order), with the ones after it when they can share the
+    /// delivery. Marks them sending.
     fn take_due(&self, now: DateTime<Utc>) -> Option<Vec<u64>> {
         let mut inner = self.lock();
-        let (first, destination) = inner.entries.iter().find_map(|(seq, e)| {
+        let destination = inner.entries.values().find_map(|e| {
             let due = e.state.next_attempt.is_none_or(|t| t <= now);
-            (!e.sending && e.has_pending() && due).then(|| (*seq, e.state.destination.clone()))
+            (!e.sending && e.has_pending() && due).then(|| e.state.destination.clone())
         })?;
-        let mut seqs = vec![first];
-        if destination.shares_deliveries() {
-            let mut instances = 0;
-            for (seq, e) in inner.entries.range(first..) {
-                if seqs.len() >= BATCH_STUDIES || instances >= BATCH_INSTANCES {
-                    break;
-                }
-                if *seq == first {
-                    instances += e.state.instances.len();
-                    continue;
-                }
-                if !e.sending && e.has_pending() && e.state.destination == destination {
-                    seqs.push(*seq);
-                    instances += e.state.instances.len();
-                }
+        let limit = if destination.shares_deliveries() {
+            BATCH_STUDIES
+        } else {
+            1
+        };
+        let mut seqs = Vec::new();
+        let mut instances = 0;
+        for (seq, e) in &inner.entries {
+            if seqs.len() >= limit || instances >= BATCH_INSTANCES {
+                break;
+            }
+            if !e.sending && e.has_pending() && e.state.destination == destination {
+                seqs.push(*seq);
+                instances += e.state.instances.len();
             }
         }
         for seq in &seqs {

@@ -370,6 +370,56 @@ const scenarios = {
     }
   },
 
+  // The PACS is down: the page says the photos are saved on the box, clears the form, and
+  // follows the study in its list until it is in the PACS (the test starts the PACS once
+  // the study is queued).
+  async queued(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await fillPatient(page);
+      await page.setInputFiles('#album', PHOTOS.slice(0, 2));
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'queued', null, { timeout: 30000 });
+      assert.match(await page.textContent('#status'), /[Ss]aved on the box/);
+      assert.equal(await page.inputValue('#patientId'), '', 'the photos are safe: the form is cleared');
+      assert.equal(await page.locator('#thumbs li').count(), 0);
+      const item = page.locator('#sends li').first();
+      assert.equal(await item.getAttribute('class'), 'queued');
+      assert.match(await item.textContent(), /2 image\(s\): saved on the box, will be sent automatically/);
+      // Nothing of the patient in the list.
+      assert.ok(!(await page.textContent('#sends-box')).includes(PATIENT.id));
+      await page.waitForFunction(() => document.querySelector('#sends li')?.className === 'stored', null, { timeout: 60000 });
+      assert.match(await item.textContent(), /in the PACS/);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The connection drops after the photos went up, before the answer came back (the test
+  // runs a proxy that cuts it once): the page sends again with the same key, and says sent.
+  async dropped(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      const seen = [];
+      await page.exposeFunction('statusSeen', (text) => seen.push(text));
+      await page.evaluate(() => {
+        const s = document.getElementById('status');
+        new MutationObserver(() => window.statusSeen(s.textContent)).observe(s, { childList: true, characterData: true, subtree: true });
+      });
+      await fillPatient(page);
+      await page.setInputFiles('#album', PHOTOS.slice(0, 2));
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 60000 });
+      assert.match(await page.textContent('#status'), /Sent 2 image/);
+      assert.ok(seen.some((t) => /Connection lost, sending again/.test(t)), `the page retried: ${seen.join(' | ')}`);
+      assert.equal(await page.locator('#sends li').count(), 1, 'one study in the list');
+    } finally {
+      await b.close();
+    }
+  },
+
   // Phone-sized screenshots of home, settings and a success, in both languages.
   async screenshots(base, out) {
     assert.ok(out, 'an output directory is needed');

@@ -111,6 +111,17 @@ impl Gateway {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// SIGKILL, as a power cut would stop it; returns its log.
+    pub fn kill9(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Let the reader thread drain the last lines.
+        std::thread::sleep(Duration::from_millis(20));
+        self.logs()
+    }
+
     /// Sends SIGTERM and waits for the exit status; logs stay readable afterwards.
     pub fn stop(&mut self) -> ExitStatus {
         sigterm(self.pid());

@@ -145,24 +145,8 @@ impl Orthanc {
             )
             .unwrap_or_else(|e| panic!("write {}: {e}", config_file.display()));
 
-            let mut cmd = Command::new(orthanc);
-            cmd.current_dir(dir.path())
-                .env("LD_PRELOAD", loopback_only_preload())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            if let Some(on) = config.tcp_nodelay {
-                cmd.env("TCP_NODELAY", if on { "1" } else { "0" });
-            }
-            if config.verbose {
-                cmd.arg("--verbose");
-            }
-            cmd.arg("--no-jobs").arg(&config_file);
             let started = Instant::now();
-            let mut child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {}: {e}", orthanc.display()));
-            let logs = Logs::capture(&mut child);
+            let (mut child, logs) = spawn(orthanc, &config, dir.path());
             match wait_listening(
                 &mut child,
                 &[http_port, dicom_port],
@@ -328,6 +312,68 @@ impl Orthanc {
     pub fn stop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(10));
     }
+
+    /// Stops Orthanc at once (a crash, a power cut, a restart for updates), keeping its
+    /// storage, ports and configuration for [`Orthanc::start_again`].
+    pub fn kill_keeping_storage(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped Orthanc again on the same ports with the same storage.
+    pub fn start_again(&mut self, orthanc: &Path, config: &OrthancConfig) {
+        let started = Instant::now();
+        loop {
+            let (mut child, logs) = spawn(orthanc, config, self.dir.path());
+            match wait_listening(
+                &mut child,
+                &[self.http_port, self.dicom_port],
+                START_TIMEOUT,
+                "Orthanc",
+            ) {
+                Ok(()) => {
+                    self.child = child;
+                    self.logs = logs;
+                    self.wait_ready(started);
+                    return;
+                }
+                // The old process's sockets may linger for a moment.
+                Err(StartError::Exited(_)) if started.elapsed() < START_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                Err(e) => panic!(
+                    "Orthanc did not start again ({}):\n{}",
+                    match e {
+                        StartError::Exited(s) => s.to_string(),
+                        StartError::Timeout => "timeout".into(),
+                    },
+                    logs.text()
+                ),
+            }
+        }
+    }
+}
+
+/// Starts the Orthanc process for the configuration written in `dir`.
+fn spawn(orthanc: &Path, config: &OrthancConfig, dir: &Path) -> (Child, Logs) {
+    let mut cmd = Command::new(orthanc);
+    cmd.current_dir(dir)
+        .env("LD_PRELOAD", loopback_only_preload())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(on) = config.tcp_nodelay {
+        cmd.env("TCP_NODELAY", if on { "1" } else { "0" });
+    }
+    if config.verbose {
+        cmd.arg("--verbose");
+    }
+    cmd.arg("--no-jobs").arg(dir.join("orthanc.json"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", orthanc.display()));
+    let logs = Logs::capture(&mut child);
+    (child, logs)
 }
 
 impl Drop for Orthanc {

@@ -381,6 +381,10 @@ pub struct StoreScpConfig {
     pub verbose: bool,
     /// More storescp options, placed before the port.
     pub extra_args: Vec<String>,
+    /// Listen on this port (a PACS that comes back where it was) instead of a free one.
+    pub port: Option<u16>,
+    /// Write into this folder (kept across restarts) instead of a fresh temp folder.
+    pub output_dir: Option<PathBuf>,
 }
 
 impl StoreScpConfig {
@@ -392,7 +396,19 @@ impl StoreScpConfig {
             behaviour: Behaviour::Store,
             verbose: true,
             extra_args: Vec::new(),
+            port: None,
+            output_dir: None,
         }
+    }
+
+    pub fn port(mut self, port: u16) -> StoreScpConfig {
+        self.port = Some(port);
+        self
+    }
+
+    pub fn output_dir(mut self, dir: &Path) -> StoreScpConfig {
+        self.output_dir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn tls(mut self, tls: ScpTls) -> StoreScpConfig {
@@ -437,12 +453,15 @@ impl StoreScp {
             .prefix("storescp-")
             .tempdir()
             .expect("create a temp dir for storescp");
-        let out_dir = dir.path().join("received");
+        let out_dir = config
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("received"));
         let mut last_error = String::new();
         for _attempt in 0..3 {
             std::fs::create_dir_all(&out_dir)
                 .unwrap_or_else(|e| panic!("create {}: {e}", out_dir.display()));
-            let port = free_port();
+            let port = config.port.unwrap_or_else(free_port);
             let mut cmd = Command::new(storescp);
             cmd.env("LD_PRELOAD", loopback_only_preload())
                 .stdin(Stdio::null())
@@ -518,6 +537,10 @@ impl StoreScp {
                     if !logs.text().contains("Address already in use") {
                         break;
                     }
+                    if config.port.is_some() {
+                        // The port is ours to reuse: a socket of the last run may linger.
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
                 }
                 Err(StartError::Timeout) => {
                     let _ = child.kill();
@@ -591,6 +614,26 @@ impl StoreScp {
     /// storescp's stdout and stderr so far.
     pub fn logs(&self) -> String {
         self.logs.text()
+    }
+
+    /// The files storescp wrote, in the order it received them (from its `-v` log).
+    pub fn arrival_order(&self) -> Vec<String> {
+        self.logs()
+            .lines()
+            .filter_map(|l| l.split("toring DICOM file: ").nth(1))
+            // Progress dots of the next object may follow on the same line.
+            .map(|f| match f.find(".dcm") {
+                Some(end) => f[..end + 4].to_string(),
+                None => f.trim().to_string(),
+            })
+            .collect()
+    }
+
+    /// Stops it at once, as a PACS that goes down.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs()
     }
 
     /// Whether the process still runs.

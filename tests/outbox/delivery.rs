@@ -1,0 +1,342 @@
+//! Delivery by C-STORE through the outbox: an outage, a permanent refusal an admin fixes,
+//! and the same submission sent twice.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, free_port, under_ci};
+
+const STUDIES: usize = 100;
+
+/// The SOP Instance UID in a file name storescp logs (`.../SC.<uid>.dcm`).
+fn uid_of_file(name: &str) -> String {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let base = base.strip_suffix(".dcm").unwrap_or(base);
+    base.split_once('.')
+        .map_or(base, |(_, uid)| uid)
+        .to_string()
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn a_pacs_outage_queues_every_study_and_the_backlog_drains_in_upload_order() {
+    let Some(storescp) = dcmtk_tool("storescp") else {
+        return;
+    };
+    let port = free_port();
+    let received = tempfile::tempdir().unwrap();
+    let wait = Duration::from_secs(3);
+    let retry_max = Duration::from_secs(5);
+    let (_dir, gw) = gateway_env(&cstore_env(
+        port,
+        &[
+            ("PHOTO_PACS_DELIVERY_WAIT_S", "3"),
+            ("PHOTO_PACS_RETRY_MAX_S", "5"),
+        ],
+    ));
+
+    // The PACS is down: every study is saved and answered 202 within the wait.
+    let mut studies = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for n in 0..STUDIES {
+        let (status, doc, took) = send_study(&gw, n, None);
+        assert_eq!(status, 202, "study {n}: {doc}");
+        assert_eq!(doc["status"], "queued");
+        assert!(
+            took <= wait + Duration::from_secs(1),
+            "study {n} answered after {took:?}"
+        );
+        slowest = slowest.max(took);
+        studies.push(doc);
+    }
+    let outbox = gw.get_json("/api/outbox");
+    assert_eq!(outbox["queued"], STUDIES, "{outbox}");
+    println!("{STUDIES} studies answered 202 while the PACS was down, slowest {slowest:?}");
+
+    // The PACS comes back where it was.
+    let scp = StoreScp::start(
+        &storescp,
+        StoreScpConfig::new("STORESCP")
+            .port(port)
+            .output_dir(received.path())
+            .tcp_nodelay(true),
+    );
+    let back = Instant::now();
+    let files = scp.wait_for_files(2 * STUDIES, retry_max + Duration::from_secs(120));
+    let drained = back.elapsed();
+    println!(
+        "the PACS came back: {} objects delivered {drained:?} later (retry cap {retry_max:?})",
+        files.len()
+    );
+    assert_eq!(files.len(), 2 * STUDIES, "nothing twice, nothing missing");
+
+    // In upload order: the study of each arriving object never goes back.
+    let study_of: HashMap<String, usize> = studies
+        .iter()
+        .enumerate()
+        .flat_map(|(n, doc)| sop_uids(doc).into_iter().map(move |u| (u, n)))
+        .collect();
+    let arrived: Vec<usize> = scp
+        .arrival_order()
+        .iter()
+        .map(|f| {
+            let uid = uid_of_file(f);
+            *study_of
+                .get(&uid)
+                .unwrap_or_else(|| panic!("{uid} was never answered to an upload"))
+        })
+        .collect();
+    assert_eq!(
+        arrived.len(),
+        2 * STUDIES,
+        "{}",
+        scp.logs().lines().take(20).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        arrived.windows(2).all(|w| w[0] <= w[1]),
+        "not in upload order: {arrived:?}"
+    );
+    for doc in &studies {
+        let id = doc["id"].as_str().unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            || study_state(&gw, id),
+            || study_state(&gw, id) == "stored",
+        );
+    }
+    assert!(
+        gw.metrics().contains("photo_pacs_outbox_queued 0\n"),
+        "{}",
+        gw.metrics()
+    );
+}
+
+/// failing_scp.py on a free port: (child, port, its output folder).
+fn failing_scp(
+    fail: &str,
+    status: &str,
+    out: &Path,
+) -> Option<(
+    std::process::Child,
+    u16,
+    std::io::BufReader<std::process::ChildStdout>,
+)> {
+    let python = peer("python3", "python3")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/failing_scp.py");
+    let port = free_port();
+    let mut scp = Command::new(python)
+        .arg(&script)
+        .args([&port.to_string(), "STORESCP", fail])
+        .arg(out)
+        .arg(status)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(scp.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    if ready.trim() != "ready" {
+        let _ = scp.kill();
+        let _ = scp.wait();
+        assert!(
+            !under_ci(),
+            "pynetdicom SCP did not start: pip install -r tests/peers/requirements.txt"
+        );
+        eprintln!("SKIPPED: pynetdicom SCP did not start");
+        return None;
+    }
+    Some((scp, port, stdout))
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "python",
+    ignore = "pydicom, numpy, Pillow or pynetdicom is missing (pip install -r tests/peers/requirements.txt)"
+)]
+fn a_refused_study_waits_for_the_admin_who_retries_it_or_deletes_it() {
+    let out = tempfile::tempdir().unwrap();
+    // Every C-STORE refused with A900 (data set does not match the SOP class): for good.
+    let Some((mut scp, port, mut scp_out)) = failing_scp("all", "A900", out.path()) else {
+        return;
+    };
+    let (dir, gw) = gateway_env(&cstore_env(port, &[("PHOTO_PACS_RETRY_MAX_S", "2")]));
+
+    let (status, first, _) = send_study(&gw, 1, None);
+    assert_eq!(status, 502, "{first}");
+    assert_eq!(first["code"], "PACS_REJECTED");
+    assert!(
+        first["message"].as_str().unwrap().contains("A900"),
+        "{first}"
+    );
+    let id = first["id"].as_str().unwrap().to_string();
+    let (_, second, _) = send_study(&gw, 2, None);
+    let doomed = second["id"].as_str().unwrap().to_string();
+
+    // Both wait as failed for an admin, the Patient ID masked in the list, never retried.
+    let list = gw.get_json("/api/outbox");
+    assert_eq!(list["needsAdmin"], 2, "{list}");
+    let entry = list["studies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["state"], "failed");
+    assert_eq!(entry["patientId"], "OUT***", "{entry}");
+    assert!(!list.to_string().contains(&patient(1)), "{list}");
+    assert_eq!(entry["lastError"]["class"], "permanent");
+    assert_eq!(entry["lastError"]["code"], "A900H");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        study_state(&gw, &id),
+        "failed",
+        "a refusal is not retried by itself"
+    );
+    assert_eq!(
+        outbox_objects(dir.path()).len(),
+        4,
+        "refused objects are kept"
+    );
+
+    // The PACS is fixed; the admin retries one study: it is delivered under its own UIDs.
+    writeln!(scp.stdin.as_mut().unwrap(), "fixed").unwrap();
+    let mut line = String::new();
+    scp_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "fixed");
+    let retried = client()
+        .post(gw.url(&format!("/api/outbox/{id}/retry")))
+        .send()
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    wait_until(
+        Duration::from_secs(15),
+        || study_state(&gw, &id),
+        || study_state(&gw, &id) == "stored",
+    );
+    let mut stored: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().replace(".dcm", ""))
+        .collect();
+    stored.sort();
+    let mut expected = sop_uids(&first);
+    expected.sort();
+    assert_eq!(stored, expected, "the same SOP Instance UIDs, once each");
+
+    // The other one is deleted: gone with its files, and said so in the log.
+    let deleted = client()
+        .delete(gw.url(&format!("/api/outbox/{doomed}")))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(
+        client()
+            .get(gw.url(&format!("/api/studies/{doomed}")))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(
+        outbox_objects(dir.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(&doomed)),
+        "its files are gone"
+    );
+    let logs = gw.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("deleted") && l.contains(&doomed)),
+        "{logs}"
+    );
+    assert!(!logs.contains(&patient(2)), "patient data in the log");
+    let _ = scp.kill();
+    let _ = scp.wait();
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "python",
+    ignore = "pydicom, numpy, Pillow or pynetdicom is missing (pip install -r tests/peers/requirements.txt)"
+)]
+fn an_out_of_resources_refusal_is_sent_again_by_itself() {
+    let out = tempfile::tempdir().unwrap();
+    // The second C-STORE is refused with A700 (out of resources): it may pass later.
+    let Some((mut scp, port, _)) = failing_scp("2", "A700", out.path()) else {
+        return;
+    };
+    let (_dir, gw) = gateway_env(&cstore_env(port, &[("PHOTO_PACS_RETRY_MAX_S", "2")]));
+    let (status, doc, _) = send_study(&gw, 1, None);
+    assert_eq!(status, 202, "{doc}");
+    let states: Vec<&str> = doc["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["success", "queued"], "{doc}");
+    let id = doc["id"].as_str().unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        || study_state(&gw, id),
+        || study_state(&gw, id) == "stored",
+    );
+    let files = std::fs::read_dir(out.path()).unwrap().count();
+    assert_eq!(files, 2, "the stored one is not sent again");
+    let _ = scp.kill();
+    let _ = scp.wait();
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn the_same_submission_sent_twice_makes_one_study_and_one_answer() {
+    let Some(storescp) = dcmtk_tool("storescp") else {
+        return;
+    };
+    let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), &[]));
+    let key = "7d4f2c0e-6a51-4b8e-9f3a-2c1d0b9e8a77";
+    let (s1, first, _) = send_study(&gw, 1, Some(key));
+    let (s2, second, _) = send_study(&gw, 1, Some(key));
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(first, second, "the second answer is the first one's");
+    // Two copies at once (a phone retrying while the first is still being converted).
+    let other = "0f0e0d0c-0b0a-4908-8706-050403020100";
+    let (a, b) = std::thread::scope(|s| {
+        let one = s.spawn(|| send_study(&gw, 2, Some(other)));
+        let two = s.spawn(|| send_study(&gw, 2, Some(other)));
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    assert_eq!(a.1["id"], b.1["id"], "{} / {}", a.1, b.1);
+    // A different key is a different study.
+    let (_, third, _) = send_study(&gw, 1, Some("11111111-2222-4333-8444-555555555555"));
+    assert_ne!(third["id"], first["id"]);
+    let files = scp.wait_for_files(6, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(scp.received_files().len(), 6, "{files:?}");
+    let metrics = gw.metrics();
+    assert!(
+        metrics.contains(r#"photo_pacs_studies_total{result="accepted"} 3"#),
+        "{metrics}"
+    );
+    // A malformed key is refused before anything is read.
+    let bad = client()
+        .post(gw.url("/api/studies"))
+        .header("Idempotency-Key", "no spaces allowed")
+        .multipart(form(&[("patientId", "X")], &[]))
+        .send()
+        .unwrap();
+    expect_error(bad, 400, "VALIDATION_ERROR", "Idempotency-Key");
+}
