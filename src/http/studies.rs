@@ -69,7 +69,11 @@ pub async fn post(
     if declared.is_some_and(|n| n > max_request) {
         return Err(upload::UploadError::RequestTooLarge { max: max_request }.into());
     }
-    app.intake.check_space().map_err(IntakeError::from)?;
+    if let Err(full) = app.intake.check_space() {
+        // Read to the end so the phone hears why, rather than a broken upload.
+        discard(req, max_request).await;
+        return Err(IntakeError::from(full).into());
+    }
 
     let settings = app.settings.current();
     let mut staging = app.intake.stage().await?;

@@ -611,15 +611,25 @@ impl Outbox {
                 }
             }
         }
-        for dir in to_sync {
-            if let Err(err) = spool::sync_state(&dir) {
-                log::warn!("outbox: cannot sync a study's state to the card: {err}");
+        // Syncing to the card and removing delivered files are slow on an SD card: off the
+        // worker, which goes on with the next delivery. A study's state file is already
+        // renamed into place, so a crash before the sync loses nothing a process crash
+        // could; a power cut may at worst resend those objects under the same UIDs.
+        let disk_work = move || {
+            for dir in to_sync {
+                if let Err(err) = spool::sync_state(&dir) {
+                    log::warn!("outbox: cannot sync a study's state to the card: {err}");
+                }
             }
-        }
-        for (dir, instances) in to_clean {
-            for i in instances {
-                let _ = std::fs::remove_file(dir.join(i.file));
+            for (dir, instances) in to_clean {
+                for i in instances {
+                    let _ = std::fs::remove_file(dir.join(i.file));
+                }
             }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(disk_work)),
+            Err(_) => disk_work(),
         }
         for (id, state, outcomes) in finished {
             self.metrics.study(match state {

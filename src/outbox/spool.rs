@@ -71,8 +71,10 @@ fn json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(io::Error::other)
 }
 
+/// The state is rewritten after every instance: compact, unlike the record.
 pub fn write_state(dir: &Path, state: &State, sync: bool) -> io::Result<()> {
-    replace_file(&dir.join(STATE), &json(state)?, sync)
+    let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+    replace_file(&dir.join(STATE), &bytes, sync)
 }
 
 /// Makes the state file last written (without sync) durable.

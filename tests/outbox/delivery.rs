@@ -340,3 +340,65 @@ fn the_same_submission_sent_twice_makes_one_study_and_one_answer() {
         .unwrap();
     expect_error(bad, 400, "VALIDATION_ERROR", "Idempotency-Key");
 }
+
+#[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn the_command_line_lists_the_outbox_and_changes_it_only_with_the_gateway_stopped() {
+    let Some(storescp) = dcmtk_tool("storescp") else {
+        return;
+    };
+    let port = free_port();
+    let env = cstore_env(port, &[("PHOTO_PACS_DELIVERY_WAIT_S", "1")]);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let work = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start_in(work.path(), &pairs);
+    let (_, kept, _) = send_study(&gw, 1, None);
+    let (_, doomed, _) = send_study(&gw, 2, None);
+    let (kept, doomed) = (kept["id"].as_str().unwrap(), doomed["id"].as_str().unwrap());
+    let cli = |args: &[&str]| {
+        let out = run(work.path(), args, &pairs);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    // While the gateway runs: the list, yes; changes, no.
+    let (ok, list) = cli(&["outbox", "list"]);
+    assert!(ok, "{list}");
+    assert!(list.contains(kept) && list.contains(doomed), "{list}");
+    assert!(list.contains("queued") && list.contains("OUT***"), "{list}");
+    assert!(
+        !list.contains(&patient(1)),
+        "patient data on the screen: {list}"
+    );
+    let (ok, refused) = cli(&["outbox", "delete", doomed]);
+    assert!(!ok && refused.contains("gateway running"), "{refused}");
+
+    gw.stop();
+    let (ok, text) = cli(&["outbox", "delete", doomed]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&["outbox", "retry", "--all"]);
+    assert!(ok && text.contains(kept), "{text}");
+    let (_, list) = cli(&["outbox", "list"]);
+    assert!(list.contains(kept) && !list.contains(doomed), "{list}");
+
+    // The PACS is up at the next start: the kept study is delivered, the deleted one not.
+    let scp = StoreScp::start(
+        &storescp,
+        StoreScpConfig::new("STORESCP").port(port).tcp_nodelay(true),
+    );
+    let gw = Gateway::start_in(work.path(), &pairs);
+    wait_until(
+        Duration::from_secs(20),
+        || study_state(&gw, kept),
+        || study_state(&gw, kept) == "stored",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(scp.received_files().len(), 2);
+}
