@@ -394,3 +394,37 @@ fn an_answer_lost_on_the_way_back_is_asked_for_again_and_one_study_arrives() {
         "the upload came twice: {metrics}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn the_outbox_card_lists_a_waiting_study_masked_and_deletes_it() {
+    // C-STORE to a port nothing listens on: the study waits in the outbox.
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
+        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
+        ("PHOTO_PACS_PACS_PORT", &free_port().to_string()),
+        ("PHOTO_PACS_DELIVERY_WAIT_S", "1"),
+    ]);
+    let resp = upload(
+        &gw,
+        &[("patientId", "CANARY-ID-4711")],
+        &[
+            ("a.jpg", "pillow_hopper.jpg"),
+            ("b.jpg", "pillow_flower.jpg"),
+        ],
+    );
+    assert_eq!(resp.status(), 202);
+    scenario("outbox", &gw, None);
+    if runner().is_none() {
+        return;
+    }
+    assert_eq!(gw.get_json("/api/outbox")["studies"], serde_json::json!([]));
+    assert!(
+        gw.logs().lines().any(|l| l.contains("deleted")),
+        "{}",
+        gw.logs()
+    );
+}

@@ -420,6 +420,36 @@ const scenarios = {
     }
   },
 
+  // The admin's outbox card: a study the PACS did not take (the test queued one) is listed
+  // with its Patient ID masked; Send again queues it, Delete (confirmed) removes it.
+  async outbox(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      page.on('dialog', (d) => d.accept());
+      await page.click('#tab-settings');
+      const item = page.locator('#outbox-list li').first();
+      await item.waitFor({ state: 'visible', timeout: 15000 });
+      const text = await item.textContent();
+      assert.match(text, /patient CAN\*\*\*/);
+      assert.ok(!text.includes(PATIENT.id), text);
+      assert.match(text, /2 image\(s\)/);
+      assert.match(await page.textContent('#outbox-summary'), /1 waiting to be sent/);
+      await item.locator('button.retry').click();
+      await page.waitForFunction(() => /attempt/.test(document.querySelector('#outbox-list li .detail')?.textContent || ''));
+      // Refresh until the retry's attempt is over (Delete is off while it is being sent).
+      for (let i = 0; i < 50 && await page.locator('#outbox-list li button.delete').first().isDisabled(); i++) {
+        await page.click('#outbox-refresh');
+        await page.waitForTimeout(200);
+      }
+      await page.locator('#outbox-list li button.delete').first().click();
+      await page.waitForFunction(() => document.querySelectorAll('#outbox-list li').length === 0, null, { timeout: 15000 });
+      assert.match(await page.textContent('#outbox-summary'), /No study is waiting/);
+    } finally {
+      await b.close();
+    }
+  },
+
   // Phone-sized screenshots of home, settings and a success, in both languages.
   async screenshots(base, out) {
     assert.ok(out, 'an output directory is needed');
