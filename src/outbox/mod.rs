@@ -255,7 +255,7 @@ impl Outbox {
                 opened.resumed += 1;
             }
             if found.state_rebuilt {
-                log::warn!(study = found.record.id.as_str(); "outbox: a study's state file was missing or unreadable; its instances will be sent again under the same UIDs");
+                log::warn!(study = found.record.id.as_str(); "outbox: a study's state file was unreadable; its instances will be sent again under the same UIDs");
             }
             let seq = found.record.seq;
             inner.next_seq = inner.next_seq.max(seq + 1);
@@ -341,7 +341,7 @@ impl Outbox {
         };
         let state = State::new(&record);
         let dir = self.root.join(&draft.id);
-        spool::commit(&draft.intake_dir, &dir, &record, &state)
+        spool::commit(&draft.intake_dir, &dir, &record)
             .map_err(|e| OutboxError::io(&draft.intake_dir, e))?;
         let entry = Entry {
             dir,
@@ -653,8 +653,14 @@ impl Outbox {
     /// delivery. Marks them sending.
     fn take_due(&self, now: DateTime<Utc>) -> Option<Vec<u64>> {
         let mut inner = self.lock();
+        let longest = chrono::Duration::from_std(self.retry_max).unwrap_or_default();
         let destination = inner.entries.values().find_map(|e| {
-            let due = e.state.next_attempt.is_none_or(|t| t <= now);
+            // Further off than any pause we set means the clock went back (a box without a
+            // battery clock corrected by NTP): due now rather than in hours.
+            let due = e
+                .state
+                .next_attempt
+                .is_none_or(|t| t <= now || t - now > longest);
             (!e.sending && e.has_pending() && due).then(|| e.state.destination.clone())
         })?;
         let limit = if destination.shares_deliveries() {
@@ -691,9 +697,9 @@ impl Outbox {
             .values()
             .filter(|e| !e.sending && e.has_pending())
             .map(|e| {
-                e.state
-                    .next_attempt
-                    .map_or(Duration::ZERO, |t| (t - now).to_std().unwrap_or_default())
+                e.state.next_attempt.map_or(Duration::ZERO, |t| {
+                    (t - now).to_std().unwrap_or_default().min(self.retry_max)
+                })
             })
             .min()
     }
@@ -882,4 +888,200 @@ fn read_only_scan(root: &Path) -> std::io::Result<spool::Recovery> {
     }
     out.found.sort_by_key(|f| f.record.seq);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dicom::uid::SECONDARY_CAPTURE;
+
+    fn cstore(port: u16) -> Destination {
+        Destination::Cstore {
+            called_aet: "PACS".into(),
+            host: "127.0.0.1".into(),
+            port,
+            calling_aet: "PHOTO_PACS".into(),
+            tls: false,
+        }
+    }
+
+    fn open(dir: &Path) -> Outbox {
+        let metrics = Arc::new(Metrics::new("cstore"));
+        Outbox::open(dir, false, Duration::from_secs(300), metrics, true)
+            .unwrap()
+            .0
+    }
+
+    /// Commits a study of `n` objects for `dest` and ends its first attempt with `result`.
+    fn study(outbox: &Outbox, dest: Destination, key: Option<&str>, n: u32) -> StudyView {
+        let id = Outbox::new_id();
+        let intake = outbox.begin(&id).unwrap();
+        let instances = (1..=n)
+            .map(|i| {
+                spool::write_new_synced(&intake.join(format!("{i:03}.dcm")), b"DICM").unwrap();
+                RecordInstance {
+                    index: i,
+                    sop_instance_uid: format!("2.25.{i}{}", id.len()),
+                    sop_class_uid: SECONDARY_CAPTURE.into(),
+                    transfer_syntax: "1.2.840.10008.1.2".into(),
+                    file: format!("{i:03}.dcm"),
+                }
+            })
+            .collect();
+        outbox
+            .commit(Draft {
+                id,
+                intake_dir: intake,
+                idempotency_key: key.map(str::to_string),
+                study_instance_uid: "2.25.1".into(),
+                series_instance_uid: "2.25.2".into(),
+                destination: dest,
+                instances,
+            })
+            .unwrap()
+    }
+
+    fn fail_all(outbox: &Outbox, v: &StudyView, e: PacsError) {
+        let (dest, batch, owners) = outbox.batch(&[v.seq]).unwrap();
+        outbox.finish_attempt(&[v.seq], &dest, &batch, &owners, Err(e));
+    }
+
+    #[test]
+    fn a_delivery_starts_from_the_oldest_study_waiting_for_that_pacs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outbox = open(tmp.path());
+        let a = study(&outbox, cstore(1), None, 2);
+        let b = study(&outbox, cstore(2), None, 1);
+        let c = study(&outbox, cstore(1), None, 1);
+        for v in [&a, &b, &c] {
+            fail_all(&outbox, v, PacsError::transient("refused"));
+        }
+        // Only the newest is due, but the PACS it waits for gets its oldest study first.
+        let mut inner = outbox.lock();
+        let later = Utc::now() + chrono::Duration::seconds(100);
+        for e in inner.entries.values_mut() {
+            e.state.next_attempt = Some(later);
+        }
+        inner.entries.get_mut(&c.seq).unwrap().state.next_attempt = Some(Utc::now());
+        drop(inner);
+        assert_eq!(outbox.take_due(Utc::now()), Some(vec![a.seq, c.seq]));
+        assert_eq!(
+            outbox.take_due(Utc::now()),
+            None,
+            "b is not due, a and c are sending"
+        );
+    }
+
+    #[test]
+    fn a_clock_that_went_back_does_not_hold_a_study_for_hours() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outbox = open(tmp.path());
+        let a = study(&outbox, cstore(1), None, 1);
+        fail_all(&outbox, &a, PacsError::transient("refused"));
+        let far = Utc::now() + chrono::Duration::hours(6);
+        outbox
+            .lock()
+            .entries
+            .get_mut(&a.seq)
+            .unwrap()
+            .state
+            .next_attempt = Some(far);
+        assert_eq!(outbox.take_due(Utc::now()), Some(vec![a.seq]));
+    }
+
+    #[test]
+    fn a_refusal_waits_for_the_admin_whose_retry_goes_to_the_pacs_set_now() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outbox = open(tmp.path());
+        let a = study(&outbox, cstore(1), Some("key-0001"), 2);
+        fail_all(
+            &outbox,
+            &a,
+            PacsError::permanent("no").with_code(crate::pacs::PacsCode::Dimse(0xA900)),
+        );
+        let v = outbox.view(&a.id).unwrap();
+        assert_eq!(v.state, StudyState::Failed);
+        assert_eq!(outbox.take_due(Utc::now()), None, "never retried by itself");
+        assert_eq!(
+            outbox.find_key("key-0001").map(|v| v.id),
+            Some(a.id.clone())
+        );
+
+        let v = outbox.retry(&a.id, cstore(9)).unwrap();
+        assert_eq!(v.state, StudyState::Queued);
+        assert_eq!(v.destination, cstore(9));
+        assert_eq!(v.made_for, cstore(1));
+        assert_eq!(outbox.take_due(Utc::now()), Some(vec![a.seq]));
+        assert!(matches!(
+            outbox.retry(&a.id, cstore(9)),
+            Err(OutboxError::Busy(_))
+        ));
+        assert!(matches!(outbox.delete(&a.id), Err(OutboxError::Busy(_))));
+        outbox.finish_without_attempt(&[a.seq]);
+        let dir = tmp.path().join(&a.id);
+        assert!(dir.is_dir());
+        outbox.delete(&a.id).unwrap();
+        assert!(!dir.exists());
+        assert!(outbox.find_key("key-0001").is_none());
+        assert!(matches!(
+            outbox.retry(&a.id, cstore(9)),
+            Err(OutboxError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_stored_study_loses_its_objects_and_keeps_its_record_and_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outbox = open(tmp.path());
+        let a = study(&outbox, cstore(1), None, 2);
+        let (dest, batch, owners) = outbox.batch(&[a.seq]).unwrap();
+        outbox.finish_attempt(
+            &[a.seq],
+            &dest,
+            &batch,
+            &owners,
+            Ok(vec![
+                InstanceStatus::Success,
+                InstanceStatus::Warning("coerced".into()),
+            ]),
+        );
+        let v = outbox.view(&a.id).unwrap();
+        assert_eq!(v.state, StudyState::Stored);
+        assert!(v.files_removed);
+        let dir = tmp.path().join(&a.id);
+        assert!(!dir.join("001.dcm").exists() && dir.join(spool::RECORD).is_file());
+        assert!(matches!(
+            outbox.retry(&a.id, cstore(1)),
+            Err(OutboxError::NothingToRetry(_))
+        ));
+        // A day later the record goes too.
+        outbox.prune(Utc::now() + chrono::Duration::hours(25));
+        assert!(outbox.view(&a.id).is_none() && !dir.exists());
+    }
+
+    #[test]
+    fn a_second_process_cannot_take_the_outbox() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _first = open(tmp.path());
+        let metrics = Arc::new(Metrics::new("cstore"));
+        assert!(matches!(
+            Outbox::open(
+                tmp.path(),
+                false,
+                Duration::from_secs(1),
+                metrics.clone(),
+                true
+            ),
+            Err(OutboxError::Locked(_))
+        ));
+        assert!(Outbox::open(tmp.path(), false, Duration::from_secs(1), metrics, false).is_ok());
+    }
+
+    #[test]
+    fn patient_ids_are_masked() {
+        assert_eq!(mask("A123456"), "A12***");
+        assert_eq!(mask("AB"), "A***");
+        assert_eq!(mask("X"), "***");
+        assert_eq!(mask("王大明醫院"), "王大明***");
+    }
 }

@@ -83,13 +83,20 @@ pub fn sync_state(dir: &Path) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// Commits a study built in `intake` (its objects already written and synced): record,
-/// state and the commit record, each synced, then the rename to its final name.
-pub fn commit(intake: &Path, final_dir: &Path, record: &Record, state: &State) -> io::Result<()> {
+/// Commits a study built in `intake` (its objects already written and synced): the record,
+/// synced, and its folder entry; then the commit record, whose folder entry is what counts;
+/// then the rename to its final name. Four syncs besides the objects': each costs
+/// milliseconds on an SD card, and the upload waits for them. No state file yet: a study
+/// without one has had no attempt.
+pub fn commit(intake: &Path, final_dir: &Path, record: &Record) -> io::Result<()> {
     write_new_synced(&intake.join(RECORD), &json(record)?)?;
-    write_new_synced(&intake.join(STATE), &json(state)?)?;
     sync_dir(intake)?;
-    write_new_synced(&intake.join(COMMITTED), record.id.as_bytes())?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(intake.join(COMMITTED))?
+        .write_all(record.id.as_bytes())?;
     sync_dir(intake)?;
     fs::rename(intake, final_dir)?;
     if let Some(parent) = final_dir.parent() {
@@ -103,7 +110,7 @@ pub struct Found {
     pub dir: PathBuf,
     pub record: Record,
     pub state: State,
-    /// Its state file was missing or unreadable and was rebuilt from the record.
+    /// Its state file was there but unreadable, and was rebuilt from the record.
     pub state_rebuilt: bool,
 }
 
@@ -156,12 +163,18 @@ pub fn recover(root: &Path) -> io::Result<Recovery> {
             continue;
         };
         let _ = fs::remove_file(dir.join(STATE).with_extension("tmp"));
-        let state = fs::read(dir.join(STATE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-            .filter(|s| s.instances.len() == record.instances.len());
-        let state_rebuilt = state.is_none();
-        let state = state.unwrap_or_else(|| State::new(&record));
+        // No state file: no attempt was ever recorded, the study starts from its record.
+        let (state, state_rebuilt) = match fs::read(dir.join(STATE)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (State::new(&record), false),
+            read => match read
+                .ok()
+                .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+                .filter(|s| s.instances.len() == record.instances.len())
+            {
+                Some(s) => (s, false),
+                None => (State::new(&record), true),
+            },
+        };
         out.found.push(Found {
             dir,
             record,
@@ -229,7 +242,7 @@ mod tests {
         write_new_synced(&intake.join("001.dcm"), b"DICM").unwrap();
         if committed {
             let r = record(id, seq);
-            commit(&intake, &root.join(id), &r, &State::new(&r)).unwrap();
+            commit(&intake, &root.join(id), &r).unwrap();
             root.join(id)
         } else {
             intake
@@ -261,9 +274,13 @@ mod tests {
         assert!(!root.join(format!("{INTAKE_PREFIX}half")).exists());
         assert!(root.join("late").join(COMMITTED).is_file());
         assert!(
-            found.found[2].state_rebuilt,
-            "its state file was never written"
+            !found.found[2].state_rebuilt,
+            "no state file yet is no attempt yet, not damage"
         );
+        // A state file that cannot be read is damage: rebuilt from the record, and said so.
+        fs::write(root.join("a").join(STATE), b"{not json").unwrap();
+        let again = recover(root).unwrap();
+        assert!(again.found[0].state_rebuilt);
         assert_eq!(found.legacy, std::slice::from_ref(&legacy));
         assert!(legacy.join("001.dcm").is_file(), "never deleted");
     }
@@ -274,7 +291,7 @@ mod tests {
         let dir = build(tmp.path(), "x", 1, true);
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
-        for f in ["001.dcm", RECORD, STATE, COMMITTED] {
+        for f in ["001.dcm", RECORD, COMMITTED] {
             assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
         }
         write_state(&dir, &State::new(&record("x", 1)), false).unwrap();
