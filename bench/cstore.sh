@@ -14,25 +14,14 @@ cd "$(dirname "$0")/.."
 runs="${RUNS:-5}"
 count="${COUNT:-100}"
 
-need=()
-[ -x /usr/bin/storescu ] || need+=(dcmtk)
-command -v hyperfine >/dev/null || need+=(hyperfine)
-command -v cc >/dev/null || need+=(gcc)
-if [ ${#need[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+apt_need "/usr/bin/storescu:dcmtk" "hyperfine:hyperfine" "cc:gcc"
 bench/make-photos.sh target/bench-photos >/dev/null
 cargo build --release --quiet
 ours="$PWD/target/release/photo-pacs"
-shim="$PWD/target/tmp/loopback_only.so"
-mkdir -p target/tmp
-cc -shared -fPIC -O2 -o "$shim" tests/peers/loopback_only.c -ldl
+shim="$(loopback_shim)"
 
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
 
 # The objects: one conversion, then copies with their own SOP Instance UIDs would need
 # rewriting; converting the photo $count times gives real distinct objects instead.
@@ -43,7 +32,6 @@ for ((i = 0; i < count; i++)); do photos+=(target/bench-photos/phone-12mp.jpg); 
 mapfile -t files < <(ls "$tmp/objects"/*.dcm)
 bytes=$(du -cb "${files[@]}" | tail -n 1 | cut -f1)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 median_ms() {
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print(" ".join("%.0f" % (x["median"]*1000) for x in r))' "$1"
 }

@@ -18,28 +18,17 @@ runs="${RUNS:-5}"
 ref_nodelay="${REF_TCP_NODELAY:-1}"
 case "$ref_nodelay" in 0 | 1) ;; *) echo "REF_TCP_NODELAY must be 0 or 1" >&2; exit 2 ;; esac
 
-need=()
-[ -x /usr/bin/storescp ] || need+=(dcmtk)
-command -v cc >/dev/null || need+=(gcc)
-if [ ${#need[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+apt_need "/usr/bin/storescp:dcmtk" "cc:gcc"
 python3 -c 'import fastapi, uvicorn, multipart, PIL, pydicom, pynetdicom' 2>/dev/null ||
     python3 -m pip install -q -r bench/requirements-reference.txt
 bench/make-photos.sh target/bench-photos >/dev/null
 cargo build --release --quiet
 ours="$PWD/target/release/photo-pacs"
 photo="$PWD/target/bench-photos/phone-12mp.jpg"
-shim="$PWD/target/tmp/loopback_only.so"
-mkdir -p target/tmp
-cc -shared -fPIC -O2 -o "$shim" tests/peers/loopback_only.c -ldl
+shim="$(loopback_shim)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
 
 pacs_port=$(free_port)
 out=$(mktemp -d -p /dev/shm)

@@ -18,26 +18,15 @@ runs="${RUNS:-3}"
 studies="${STUDIES:-100}"
 retry_max="${RETRY_MAX_S:-2}"
 
-need=()
-[ -x /usr/bin/storescu ] || need+=(dcmtk)
-command -v cc >/dev/null || need+=(gcc)
-if [ ${#need[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+apt_need "/usr/bin/storescu:dcmtk" "cc:gcc"
 bench/make-photos.sh target/bench-photos >/dev/null
 cargo build --release --quiet
 ours="$PWD/target/release/photo-pacs"
 photo="$PWD/target/bench-photos/phone-12mp.jpg"
-shim="$PWD/target/tmp/loopback_only.so"
-mkdir -p target/tmp
-cc -shared -fPIC -O2 -o "$shim" tests/peers/loopback_only.c -ldl
+shim="$(loopback_shim)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
 
 wait_port() {
     for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done

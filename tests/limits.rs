@@ -126,23 +126,6 @@ fn past_the_connection_limit_the_next_client_waits_and_is_then_served() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
-/// A photo big enough that converting it (debug build) takes tens of milliseconds, so
-/// conversions from phones uploading at once really overlap when nothing holds them back.
-fn slow_photo() -> Vec<u8> {
-    let (w, h) = (1600u16, 1200u16);
-    let pixels: Vec<u8> = (0..u32::from(w) * u32::from(h))
-        .flat_map(|i| {
-            let (x, y) = (i % u32::from(w), i / u32::from(w));
-            [(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 239) as u8]
-        })
-        .collect();
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    out
-}
-
 /// Four phones upload four photos each at once; returns the gateway's peak of conversions
 /// running at the same time.
 fn conversions_peak_with(max_conversions: &str, photo: &[u8]) -> String {
@@ -193,7 +176,9 @@ fn conversions_peak_with(max_conversions: &str, photo: &[u8]) -> String {
 
 #[test]
 fn conversions_never_exceed_the_limit_however_many_phones_upload() {
-    let photo = slow_photo();
+    // Big enough that converting it (debug build) takes tens of milliseconds, so
+    // conversions from phones uploading at once really overlap when nothing holds them back.
+    let photo = common::patterned_jpeg(1600, 1200);
     // The control: the same load with room for four shows that the uploads do overlap, so
     // the limit of one below is what holds the peak, not the load being serial anyway.
     let unlimited = conversions_peak_with("4", &photo);

@@ -285,6 +285,22 @@ pub fn orphan_folders(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A synthetic JPEG of `w` x `h` with a patterned picture (quality 90): big enough to make
+/// conversion take a while, or a study take room, where a test needs that.
+pub fn patterned_jpeg(w: u16, h: u16) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..u32::from(w) * u32::from(h))
+        .flat_map(|i| {
+            let (x, y) = (i % u32::from(w), i / u32::from(w));
+            [(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 239) as u8]
+        })
+        .collect();
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
+        .expect("encode a synthetic JPEG");
+    out
+}
+
 /// A multipart form builder for the upload route.
 pub fn form(
     fields: &[(&str, &str)],

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::*;
-use crate::common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, free_port};
+use crate::common::storescp::{dcmtk_tool, free_port};
 
 /// A small deterministic random source (xorshift), seeded per run and printed, so a
 /// failing run can be repeated with OUTBOX_CRASH_SEED.
@@ -34,23 +34,6 @@ impl Rng {
     }
 }
 
-/// A photo that takes the debug build a moment to convert, so kills land in conversion
-/// as well as in the upload and the sending.
-fn big_photo() -> Vec<u8> {
-    let (w, h) = (800u16, 600u16);
-    let pixels: Vec<u8> = (0..u32::from(w) * u32::from(h))
-        .flat_map(|i| {
-            let (x, y) = (i % u32::from(w), i / u32::from(w));
-            [(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 239) as u8]
-        })
-        .collect();
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    out
-}
-
 /// What the client was told about one study.
 struct Told {
     status: u16,
@@ -67,7 +50,9 @@ fn uploader(
     first: usize,
 ) {
     let photos = vec![
-        ("a.jpg", big_photo()),
+        // A photo the debug build takes a moment to convert, so kills land in conversion
+        // as well as in the upload and the sending.
+        ("a.jpg", patterned_jpeg(800, 600)),
         ("b.jpg", read_data("pillow_flower.jpg")),
     ];
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -132,13 +117,8 @@ fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
 
     let pacs_port = free_port();
     let received = tempfile::tempdir().unwrap();
-    let scp_config = || {
-        StoreScpConfig::new("STORESCP")
-            .port(pacs_port)
-            .output_dir(received.path())
-            .tcp_nodelay(true)
-    };
-    let mut scp = Some(StoreScp::start(&storescp, scp_config()));
+    let pacs_up = || storescp_at(&storescp, pacs_port, received.path());
+    let mut scp = Some(pacs_up());
     let work = tempfile::tempdir().unwrap();
     let gw_port = free_port();
     let mut env = cstore_env(
@@ -183,12 +163,12 @@ fn kill_9_at_random_moments_loses_nothing_and_sends_nothing_twice() {
         gw = start_gateway();
         if scp.is_none() && rng.below(2) == 0 {
             std::thread::sleep(Duration::from_millis(rng.below(800)));
-            scp = Some(StoreScp::start(&storescp, scp_config()));
+            scp = Some(pacs_up());
         }
     }
     stop.store(true, Ordering::SeqCst);
     if scp.is_none() {
-        scp = Some(StoreScp::start(&storescp, scp_config()));
+        scp = Some(pacs_up());
     }
     for c in clients {
         c.join().unwrap();

@@ -61,13 +61,7 @@ fn a_pacs_outage_queues_every_study_and_the_backlog_drains_in_upload_order() {
     println!("{STUDIES} studies answered 202 while the PACS was down, slowest {slowest:?}");
 
     // The PACS comes back where it was.
-    let scp = StoreScp::start(
-        &storescp,
-        StoreScpConfig::new("STORESCP")
-            .port(port)
-            .output_dir(received.path())
-            .tcp_nodelay(true),
-    );
+    let scp = storescp_at(&storescp, port, received.path());
     let back = Instant::now();
     let files = scp.wait_for_files(2 * STUDIES, retry_max + Duration::from_secs(120));
     let drained = back.elapsed();
@@ -105,11 +99,7 @@ fn a_pacs_outage_queues_every_study_and_the_backlog_drains_in_upload_order() {
     );
     for doc in &studies {
         let id = doc["id"].as_str().unwrap();
-        wait_until(
-            Duration::from_secs(10),
-            || study_state(&gw, id),
-            || study_state(&gw, id) == "stored",
-        );
+        wait_stored(&gw, id, Duration::from_secs(10));
     }
     assert!(
         gw.metrics().contains("photo_pacs_outbox_queued 0\n"),
@@ -218,11 +208,7 @@ fn a_refused_study_waits_for_the_admin_who_retries_it_or_deletes_it() {
         .send()
         .unwrap();
     assert_eq!(retried.status(), 200);
-    wait_until(
-        Duration::from_secs(15),
-        || study_state(&gw, &id),
-        || study_state(&gw, &id) == "stored",
-    );
+    wait_stored(&gw, &id, Duration::from_secs(15));
     let mut stored: Vec<String> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().replace(".dcm", ""))
@@ -285,11 +271,7 @@ fn an_out_of_resources_refusal_is_sent_again_by_itself() {
         .collect();
     assert_eq!(states, ["success", "queued"], "{doc}");
     let id = doc["id"].as_str().unwrap();
-    wait_until(
-        Duration::from_secs(15),
-        || study_state(&gw, id),
-        || study_state(&gw, id) == "stored",
-    );
+    wait_stored(&gw, id, Duration::from_secs(15));
     let files = std::fs::read_dir(out.path()).unwrap().count();
     assert_eq!(files, 2, "the stored one is not sent again");
     let _ = scp.kill();
@@ -394,11 +376,7 @@ fn the_command_line_lists_the_outbox_and_changes_it_only_with_the_gateway_stoppe
         StoreScpConfig::new("STORESCP").port(port).tcp_nodelay(true),
     );
     let gw = Gateway::start_in(work.path(), &pairs);
-    wait_until(
-        Duration::from_secs(20),
-        || study_state(&gw, kept),
-        || study_state(&gw, kept) == "stored",
-    );
+    wait_stored(&gw, kept, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(scp.received_files().len(), 2);
 }

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::*;
-use crate::common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, free_port, under_ci};
+use crate::common::storescp::{dcmtk_tool, free_port, under_ci};
 
 /// A tmpfs of `mib` MiB mounted on a fresh folder (needs root); unmounted when dropped.
 struct Tmpfs {
@@ -47,22 +47,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// An uncompressed 1600x1200 photo: each object of it takes 5.5 MiB of the partition.
-fn large_photo() -> Vec<u8> {
-    let (w, h) = (1600u16, 1200u16);
-    let pixels: Vec<u8> = (0..u32::from(w) * u32::from(h))
-        .flat_map(|i| {
-            let (x, y) = (i % u32::from(w), i / u32::from(w));
-            [(x % 256) as u8, (y % 256) as u8, 128]
-        })
-        .collect();
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 85)
-        .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    out
-}
-
 fn send_large(gw: &Gateway, n: usize, photo: &[u8]) -> reqwest::blocking::Response {
     let images = vec![("a.jpg", photo.to_vec()), ("b.jpg", photo.to_vec())];
     client()
@@ -100,7 +84,8 @@ fn a_full_data_partition_refuses_new_photos_and_keeps_the_queued_ones() {
     // Something else on the card leaves about 32 MiB free.
     let filler = fs.path().join("filler");
     std::fs::write(&filler, vec![7u8; 32 * 1024 * 1024]).unwrap();
-    let photo = large_photo();
+    // Each object of it, uncompressed, takes 5.5 MiB of the partition.
+    let photo = patterned_jpeg(1600, 1200);
 
     // The PACS is down: the first study is saved (11 MiB), after which less than 24 MiB
     // is left and the next is refused with 507.
@@ -131,22 +116,12 @@ fn a_full_data_partition_refuses_new_photos_and_keeps_the_queued_ones() {
     assert_eq!(again.status(), 202);
     let again: serde_json::Value = again.json().unwrap();
     let received = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(
-        &storescp,
-        StoreScpConfig::new("STORESCP")
-            .port(port)
-            .output_dir(received.path())
-            .tcp_nodelay(true),
-    );
+    let scp = storescp_at(&storescp, port, received.path());
     let files = scp.wait_for_files(4, Duration::from_secs(30));
     assert_eq!(files.len(), 4);
     for doc in [&first, &again] {
         let id = doc["id"].as_str().unwrap();
-        wait_until(
-            Duration::from_secs(10),
-            || study_state(&gw, id),
-            || study_state(&gw, id) == "stored",
-        );
+        wait_stored(&gw, id, Duration::from_secs(10));
     }
     drop(gw);
 }

@@ -12,6 +12,7 @@ mod stow;
 
 use std::time::{Duration, Instant};
 
+use common::storescp;
 use common::*;
 use serde_json::Value;
 
@@ -29,6 +30,22 @@ pub fn cstore_env(port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env.push(("PHOTO_PACS_PACS_PORT".into(), port.to_string()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
+}
+
+/// dcmtk's storescp on `port`, writing into `dir`: a PACS that is (back) where the gateway
+/// sends to, keeping what it received before.
+pub fn storescp_at(
+    storescp: &std::path::Path,
+    port: u16,
+    dir: &std::path::Path,
+) -> storescp::StoreScp {
+    storescp::StoreScp::start(
+        storescp,
+        storescp::StoreScpConfig::new("STORESCP")
+            .port(port)
+            .output_dir(dir)
+            .tcp_nodelay(true),
+    )
 }
 
 /// The patient ID of test study `n`: how received objects are matched to their upload.
@@ -75,6 +92,15 @@ pub fn study_state(gw: &Gateway, id: &str) -> String {
         .as_str()
         .unwrap_or("?")
         .to_string()
+}
+
+/// Waits until study `id` is stored, up to `limit`.
+pub fn wait_stored(gw: &Gateway, id: &str, limit: Duration) {
+    wait_until(
+        limit,
+        || study_state(gw, id),
+        || study_state(gw, id) == "stored",
+    );
 }
 
 /// Waits until `f` holds, up to `limit`; the last value of `what()` goes into the panic.
