@@ -563,6 +563,7 @@ impl Outbox {
                     self.metrics.delivery(e.class.as_str());
                 }
             }
+            self.metrics.delivery_attempts(seqs.len() as u64);
             for seq in seqs {
                 let Some(e) = inner.entries.get_mut(seq) else {
                     continue;

@@ -34,6 +34,7 @@ pub struct Metrics {
     conversions_running: Gauge,
     conversions_peak: Gauge,
     deliveries: Family<ResultLabels, Counter>,
+    delivery_attempts: Counter,
     outbox_queued: Gauge,
     outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     outbox_failed: Gauge,
@@ -97,6 +98,12 @@ impl Metrics {
             "Instance delivery attempts by result (stored, warning, transient, permanent, configuration)",
             deliveries.clone(),
         );
+        let delivery_attempts = Counter::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts of a study (first ones and retries)",
+            delivery_attempts.clone(),
+        );
         let outbox_queued = Gauge::default();
         registry.register(
             "outbox_queued",
@@ -143,6 +150,7 @@ impl Metrics {
             conversions_running,
             conversions_peak,
             deliveries,
+            delivery_attempts,
             outbox_queued,
             outbox_oldest_seconds,
             outbox_failed,
@@ -156,6 +164,11 @@ impl Metrics {
         self.deliveries
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// `studies` studies had a delivery attempt.
+    pub fn delivery_attempts(&self, studies: u64) {
+        self.delivery_attempts.inc_by(studies);
     }
 
     pub fn outbox(&self, queued: i64, oldest_seconds: f64, failed: i64) {
