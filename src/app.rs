@@ -105,11 +105,9 @@ impl App {
             limiter: Limiter::new(MAX_FAILURES, FAILURE_WINDOW),
         };
         for dir in [&env.upload_dir, &env.dicom_dir] {
-            crate::outbox::spool::create_private_dir(dir).map_err(|source| {
-                StartError::Directory {
-                    path: dir.display().to_string(),
-                    source,
-                }
+            crate::storage::create_private_dir(dir).map_err(|source| StartError::Directory {
+                path: dir.display().to_string(),
+                source,
             })?;
         }
         let sender = Arc::new(Sender::for_backend(env.backend));

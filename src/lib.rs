@@ -12,6 +12,7 @@ pub mod intake;
 pub mod outbox;
 pub mod pacs;
 pub mod provision;
+pub mod storage;
 pub mod study;
 pub mod supervisor;
 pub mod telemetry;

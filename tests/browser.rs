@@ -188,13 +188,7 @@ fn photos_sent_from_the_page_reach_storescp_by_c_store() {
         return;
     };
     let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
-    let port = scp.port().to_string();
-    let (_dir, gw) = gateway(&[
-        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
-        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
-        ("PHOTO_PACS_PACS_PORT", &port),
-        ("PHOTO_PACS_PACS_CALLED_AET", "STORESCP"),
-    ]);
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP", &[]));
     scenario("send", &gw, None);
     if runner().is_some() {
         let files = scp.wait_for_files(2, Duration::from_secs(10));
@@ -237,14 +231,14 @@ fn a_study_queued_while_the_pacs_is_down_shows_as_saved_then_as_in_the_pacs() {
         return;
     };
     let port = free_port();
-    let (_dir, gw) = gateway(&[
-        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
-        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
-        ("PHOTO_PACS_PACS_PORT", &port.to_string()),
-        ("PHOTO_PACS_PACS_CALLED_AET", "STORESCP"),
-        ("PHOTO_PACS_DELIVERY_WAIT_S", "1"),
-        ("PHOTO_PACS_RETRY_MAX_S", "2"),
-    ]);
+    let (_dir, gw) = gateway_env(&cstore_env(
+        port,
+        "STORESCP",
+        &[
+            ("PHOTO_PACS_DELIVERY_WAIT_S", "1"),
+            ("PHOTO_PACS_RETRY_MAX_S", "2"),
+        ],
+    ));
     let Some(child) = start_scenario("queued", &gw.base, None) else {
         return;
     };
@@ -358,12 +352,7 @@ fn an_answer_lost_on_the_way_back_is_asked_for_again_and_one_study_arrives() {
         return;
     };
     let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
-    let (_dir, gw) = gateway(&[
-        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
-        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
-        ("PHOTO_PACS_PACS_PORT", &scp.port().to_string()),
-        ("PHOTO_PACS_PACS_CALLED_AET", "STORESCP"),
-    ]);
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP", &[]));
     let proxy = cutting_proxy(gw.base.trim_start_matches("http://").to_string());
     scenario_at(
         "dropped",
@@ -402,12 +391,11 @@ fn an_answer_lost_on_the_way_back_is_asked_for_again_and_one_study_arrives() {
 )]
 fn the_outbox_card_lists_a_waiting_study_masked_and_deletes_it() {
     // C-STORE to a port nothing listens on: the study waits in the outbox.
-    let (_dir, gw) = gateway(&[
-        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
-        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
-        ("PHOTO_PACS_PACS_PORT", &free_port().to_string()),
-        ("PHOTO_PACS_DELIVERY_WAIT_S", "1"),
-    ]);
+    let (_dir, gw) = gateway_env(&cstore_env(
+        free_port(),
+        "PACS",
+        &[("PHOTO_PACS_DELIVERY_WAIT_S", "1")],
+    ));
     let resp = upload(
         &gw,
         &[("patientId", "CANARY-ID-4711")],

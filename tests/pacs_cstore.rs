@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::orthanc::{Orthanc, OrthancConfig, find_orthanc};
@@ -15,16 +14,6 @@ use common::storescp::{
 };
 use common::*;
 use serde_json::{Value, json};
-
-fn cstore_env(port: u16, aet: &str) -> Vec<(String, String)> {
-    vec![
-        ("PHOTO_PACS_PACS_BACKEND".into(), "cstore".into()),
-        ("PHOTO_PACS_PACS_HOST".into(), "127.0.0.1".into()),
-        ("PHOTO_PACS_PACS_PORT".into(), port.to_string()),
-        ("PHOTO_PACS_PACS_CALLED_AET".into(), aet.into()),
-        ("PHOTO_PACS_PACS_TIMEOUT_S".into(), "10".into()),
-    ]
-}
 
 const THREE: [(&str, &str); 3] = [
     ("a.jpg", "pillow_flower.jpg"),
@@ -80,7 +69,7 @@ fn a_three_photo_submission_arrives_in_storescp_as_one_study() {
         return;
     };
     let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
-    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP"));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP", &[]));
     let resp = upload(&gw, &fields(), &THREE);
     assert_eq!(resp.status(), 200);
     let doc: Value = resp.json().unwrap();
@@ -126,7 +115,7 @@ fn tls_with_the_right_ca_stores_and_a_wrong_ca_is_named() {
         &storescp,
         StoreScpConfig::new("TLSSCP").tls(ScpTls::from_material(&tls).peer_cert(PeerCert::Require)),
     );
-    let mut env = cstore_env(scp.port(), "TLSSCP");
+    let mut env = cstore_env(scp.port(), "TLSSCP", &[]);
     env.extend([
         ("PHOTO_PACS_PACS_HOST".to_string(), "localhost".to_string()),
         ("PHOTO_PACS_PACS_TLS".into(), "true".into()),
@@ -183,7 +172,7 @@ fn echo_succeeds_and_fails_as_it_should() {
         return;
     };
     let scp = StoreScp::start(&storescp, StoreScpConfig::new("ECHOSCP"));
-    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "ECHOSCP"));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "ECHOSCP", &[]));
     let (code, doc, _) = echo(&gw, json!({}));
     assert_eq!(code, 200, "{doc}");
     assert_eq!(doc["status"], "success");
@@ -242,7 +231,7 @@ fn a_refused_association_is_502_and_an_out_of_resources_pacs_gets_the_study_late
         &storescp,
         StoreScpConfig::new("NOPE").behaviour(Behaviour::RefuseAssociation),
     );
-    let (_dir, gw) = gateway_env(&cstore_env(refusing.port(), "NOPE"));
+    let (_dir, gw) = gateway_env(&cstore_env(refusing.port(), "NOPE", &[]));
     expect_error(
         upload(&gw, &fields(), &THREE[..1]),
         502,
@@ -255,7 +244,7 @@ fn a_refused_association_is_502_and_an_out_of_resources_pacs_gets_the_study_late
         &storescp,
         StoreScpConfig::new("FULL").behaviour(Behaviour::FailEveryStore),
     );
-    let (dir, gw) = gateway_env(&cstore_env(failing.port(), "FULL"));
+    let (dir, gw) = gateway_env(&cstore_env(failing.port(), "FULL", &[]));
     let resp = upload(&gw, &fields(), &THREE[..2]);
     // Out of resources (A700) may pass: the study is saved and retried, not refused.
     assert_eq!(resp.status(), 202);
@@ -275,45 +264,15 @@ fn a_refused_association_is_502_and_an_out_of_resources_pacs_gets_the_study_late
     ignore = "pydicom, numpy, Pillow or pynetdicom is missing (pip install -r tests/peers/requirements.txt)"
 )]
 fn one_refused_instance_is_reported_and_the_others_stored() {
-    let Some(python) = peer("python3", "python3") else {
+    let out = tempfile::tempdir().unwrap();
+    // The data set does not match the SOP class: refused for good.
+    let Some(mut scp) = FailingScp::start("PYSCP", "2", "A900", out.path()) else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/failing_scp.py");
-    let out = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut scp = Command::new(python)
-        .arg(&script)
-        .args([&port.to_string(), "PYSCP", "2"])
-        .arg(out.path())
-        // The data set does not match the SOP class: refused for good.
-        .arg("A900")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufReader::new(scp.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    if ready.trim() != "ready" {
-        let _ = scp.kill();
-        let _ = scp.wait();
-        assert!(
-            !storescp::under_ci(),
-            "pynetdicom SCP did not start: pip install -r tests/peers/requirements.txt"
-        );
-        eprintln!("SKIPPED: pynetdicom SCP did not start");
-        return;
-    }
-    let (dir, gw) = gateway_env(&cstore_env(port, "PYSCP"));
+    let port = scp.port;
+    let (dir, gw) = gateway_env(&cstore_env(port, "PYSCP", &[]));
     let resp = upload(&gw, &fields(), &THREE);
-    let _ = scp.kill();
-    let _ = scp.wait();
+    scp.kill();
     assert_eq!(resp.status(), 200);
     let doc: Value = resp.json().unwrap();
     assert_eq!(doc["status"], "partial", "{doc}");
@@ -352,7 +311,7 @@ fn orthanc_receives_the_study_with_its_utf8_name() {
         &orthanc_bin,
         OrthancConfig::new("ORTHANC").tcp_nodelay(true),
     );
-    let (_dir, gw) = gateway_env(&cstore_env(orthanc.dicom_port(), "ORTHANC"));
+    let (_dir, gw) = gateway_env(&cstore_env(orthanc.dicom_port(), "ORTHANC", &[]));
     let (code, doc, _) = echo(&gw, json!({}));
     assert_eq!(code, 200, "{doc}");
     let resp = upload(&gw, &fields(), &THREE);
@@ -393,7 +352,7 @@ fn a_pacs_without_jpeg_says_which_syntax_it_refused() {
         &orthanc_bin,
         OrthancConfig::new("NOJPEG").set("JpegTransferSyntaxAccepted", json!(false)),
     );
-    let mut env = cstore_env(orthanc.dicom_port(), "NOJPEG");
+    let mut env = cstore_env(orthanc.dicom_port(), "NOJPEG", &[]);
     env.push((
         "PHOTO_PACS_LOCAL_TRANSFER_SYNTAX".into(),
         "1.2.840.10008.1.2.4.50".into(),

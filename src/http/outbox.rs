@@ -13,17 +13,12 @@ use crate::outbox::{OutboxError, StudyState};
 
 /// Every study the box still holds, oldest first, with the Patient ID masked.
 pub async fn list(app: &App) -> Result<Response, ApiError> {
-    let views = app.outbox.list();
     let current = app.sender.destination(&app.settings.current());
     // Reading each study's first object header is file I/O: off the async threads.
-    let masked = tokio::task::spawn_blocking({
-        let views = views.clone();
-        move || {
-            views
-                .iter()
-                .map(|v| v.masked_patient_id())
-                .collect::<Vec<_>>()
-        }
+    let views = app.outbox.list();
+    let (views, masked) = tokio::task::spawn_blocking(move || {
+        let masked: Vec<_> = views.iter().map(|v| v.masked_patient_id()).collect();
+        (views, masked)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;

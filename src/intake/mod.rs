@@ -18,8 +18,9 @@ use crate::config::{EnvConfig, Settings};
 use crate::convert::{self, ConvertError, InstanceIds, Options, Probe};
 use crate::dicom::UidRoot;
 use crate::dicom::uid::SECONDARY_CAPTURE;
-use crate::outbox::{Draft, Outbox, OutboxError, RecordInstance, StudyView, space, spool};
+use crate::outbox::{Draft, Outbox, OutboxError, RecordInstance, StudyView, space};
 use crate::pacs::Sender;
+use crate::storage;
 use crate::study::Study;
 use crate::telemetry::Metrics;
 
@@ -160,6 +161,31 @@ impl Drop for Staging {
     }
 }
 
+/// Staging folders of uploads a crash interrupted (the photos as received): nothing of
+/// them was accepted, so they are removed. Photos kept by KEEP_FILES_ON_SUCCESS, and
+/// anything else in UPLOAD_DIR, stay. Returns how many were removed.
+fn sweep_staging(upload_dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(upload_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir()
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+        {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 impl Intake {
     pub fn new(
         env: &EnvConfig,
@@ -183,24 +209,7 @@ impl Intake {
 
     /// Removes staging folders a crash left behind (at start-up, before serving).
     pub fn sweep(&self) -> std::io::Result<usize> {
-        let mut removed = 0;
-        let entries = match std::fs::read_dir(&self.upload_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_type()?.is_dir()
-                && entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(STAGING_PREFIX)
-            {
-                std::fs::remove_dir_all(entry.path())?;
-                removed += 1;
-            }
-        }
+        let removed = sweep_staging(&self.upload_dir)?;
         self.metrics.staging_swept(removed as u64);
         Ok(removed)
     }
@@ -219,7 +228,7 @@ impl Intake {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.upload_dir.join(format!("{STAGING_PREFIX}{id}"));
         let make = dir.clone();
-        tokio::task::spawn_blocking(move || spool::create_private_dir(&make))
+        tokio::task::spawn_blocking(move || storage::create_private_dir(&make))
             .await
             .map_err(|e| IntakeError::Internal(e.to_string()))??;
         Ok(Staging {
@@ -418,7 +427,7 @@ impl Intake {
             let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
                 .map_err(|source| IntakeError::Image { index, source })?;
             // Written once and synced: the outbox's promise starts with the files.
-            spool::write_new_synced(&dst, &converted.dicom)?;
+            storage::write_new_synced(&dst, &converted.dicom)?;
             Ok::<_, IntakeError>(())
         })
         .await
@@ -431,5 +440,23 @@ impl Intake {
             transfer_syntax,
             file,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_uploads_are_swept_and_kept_photos_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = tmp.path().join(format!("{STAGING_PREFIX}u1"));
+        storage::create_private_dir(&staging).unwrap();
+        std::fs::write(staging.join("001.img"), b"x").unwrap();
+        storage::create_private_dir(&tmp.path().join(format!("{STAGING_PREFIX}u2"))).unwrap();
+        storage::create_private_dir(&tmp.path().join("kept-study")).unwrap();
+        assert_eq!(sweep_staging(tmp.path()).unwrap(), 2);
+        assert!(tmp.path().join("kept-study").is_dir());
+        assert_eq!(sweep_staging(&tmp.path().join("missing")).unwrap(), 0);
     }
 }

@@ -26,6 +26,7 @@ pub use record::RecordInstance;
 
 use crate::config::Settings;
 use crate::pacs::{Destination, InstanceStatus, Outgoing, PacsError, Sender};
+use crate::storage;
 use crate::telemetry::Metrics;
 
 /// How long an `Idempotency-Key` answers for its study.
@@ -201,6 +202,21 @@ struct Inner {
     next_seq: u64,
 }
 
+impl Inner {
+    /// The study an admin acts on, with its sequence number: not while it is being sent.
+    fn idle_entry(&mut self, id: &str) -> Result<(u64, &mut Entry), OutboxError> {
+        let seq = *self
+            .by_id
+            .get(id)
+            .ok_or_else(|| OutboxError::NotFound(id.to_string()))?;
+        match self.entries.get_mut(&seq) {
+            None => Err(OutboxError::NotFound(id.to_string())),
+            Some(e) if e.sending => Err(OutboxError::Busy(id.to_string())),
+            Some(e) => Ok((seq, e)),
+        }
+    }
+}
+
 pub struct Outbox {
     root: PathBuf,
     keep_files: bool,
@@ -229,7 +245,7 @@ impl Outbox {
         metrics: Arc<Metrics>,
         exclusive: bool,
     ) -> Result<(Self, Opened), OutboxError> {
-        spool::create_private_dir(root).map_err(|e| OutboxError::io(root, e))?;
+        storage::create_private_dir(root).map_err(|e| OutboxError::io(root, e))?;
         let lock = if exclusive {
             Some(take_lock(root)?)
         } else {
@@ -238,11 +254,7 @@ impl Outbox {
         let mut opened = Opened::default();
         let mut inner = Inner::default();
         // Read-only callers (the command line's list) must not change anything.
-        let recovery = if exclusive {
-            spool::recover(root).map_err(|e| OutboxError::io(root, e))?
-        } else {
-            read_only_scan(root).map_err(|e| OutboxError::io(root, e))?
-        };
+        let recovery = spool::scan(root, exclusive).map_err(|e| OutboxError::io(root, e))?;
         opened.incomplete_removed = recovery.incomplete_removed;
         opened.legacy_folders = recovery.legacy.len();
         opened.unreadable = recovery.unreadable.len();
@@ -289,7 +301,6 @@ impl Outbox {
         outbox
             .metrics
             .outbox_incomplete_removed(opened.incomplete_removed as u64);
-        outbox.update_gauges();
         Ok((outbox, opened))
     }
 
@@ -299,7 +310,6 @@ impl Outbox {
 
     fn touch(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
-        self.update_gauges();
     }
 
     pub fn root(&self) -> &Path {
@@ -314,7 +324,7 @@ impl Outbox {
     /// Makes the folder a study is built in.
     pub fn begin(&self, id: &str) -> Result<PathBuf, OutboxError> {
         let dir = self.root.join(format!("{}{id}", spool::INTAKE_PREFIX));
-        spool::create_private_dir(&dir).map_err(|e| OutboxError::io(&dir, e))?;
+        storage::create_private_dir(&dir).map_err(|e| OutboxError::io(&dir, e))?;
         Ok(dir)
     }
 
@@ -439,7 +449,7 @@ impl Outbox {
         let result = sender
             .deliver(&destination, current, &batch, &mut progress)
             .await;
-        self.finish_attempt(seqs, &destination, &batch, &owners, result);
+        self.finish_attempt(seqs, &destination, &owners, result);
     }
 
     /// The objects still to send of `seqs`, with (study, instance) for each.
@@ -517,7 +527,6 @@ impl Outbox {
         &self,
         seqs: &[u64],
         destination: &Destination,
-        batch: &[Outgoing],
         owners: &[(u64, usize)],
         result: Result<Vec<InstanceStatus>, PacsError>,
     ) {
@@ -528,19 +537,12 @@ impl Outbox {
         let mut finished = Vec::new();
         {
             let mut inner = self.lock();
-            // Apply the answer again in full: `note` may have missed nothing, or everything
-            // when the association could not be set up at all.
+            // Each answered object was recorded by `note` as it came; a delivery that could
+            // not start at all answered none of them.
             let mut first_failure: HashMap<u64, PacsError> = HashMap::new();
             match &result {
                 Ok(statuses) => {
-                    for ((seq, idx), status) in owners.iter().zip(statuses) {
-                        if let Some(i) = inner
-                            .entries
-                            .get_mut(seq)
-                            .and_then(|e| e.state.instances.get_mut(*idx))
-                        {
-                            i.apply(status);
-                        }
+                    for ((seq, _), status) in owners.iter().zip(statuses) {
                         match status {
                             InstanceStatus::Failed(f) => {
                                 first_failure.entry(*seq).or_insert_with(|| f.clone());
@@ -643,7 +645,7 @@ impl Outbox {
             }
             log::info!(study = id.as_str(), images = outcomes.len(), state = state.as_str(); "study delivery finished");
         }
-        log::debug!(instances = batch.len(); "delivery attempt to {} ended", destination.describe());
+        log::debug!(instances = owners.len(); "delivery attempt to {} ended", destination.describe());
         self.touch();
         self.wake.notify_one();
     }
@@ -710,17 +712,7 @@ impl Outbox {
     pub fn retry(&self, id: &str, current: Destination) -> Result<StudyView, OutboxError> {
         let view = {
             let mut inner = self.lock();
-            let seq = *inner
-                .by_id
-                .get(id)
-                .ok_or_else(|| OutboxError::NotFound(id.to_string()))?;
-            let e = inner
-                .entries
-                .get_mut(&seq)
-                .ok_or_else(|| OutboxError::NotFound(id.to_string()))?;
-            if e.sending {
-                return Err(OutboxError::Busy(id.to_string()));
-            }
+            let (_, e) = inner.idle_entry(id)?;
             let mut any = false;
             for i in &mut e.state.instances {
                 if matches!(i.delivery, Delivery::Failed | Delivery::Pending) {
@@ -750,13 +742,7 @@ impl Outbox {
     pub fn delete(&self, id: &str) -> Result<StudyView, OutboxError> {
         let entry = {
             let mut inner = self.lock();
-            let seq = *inner
-                .by_id
-                .get(id)
-                .ok_or_else(|| OutboxError::NotFound(id.to_string()))?;
-            if inner.entries.get(&seq).is_some_and(|e| e.sending) {
-                return Err(OutboxError::Busy(id.to_string()));
-            }
+            let (seq, _) = inner.idle_entry(id)?;
             inner.by_id.remove(id);
             let entry = inner
                 .entries
@@ -769,7 +755,7 @@ impl Outbox {
         };
         let view = entry.view();
         std::fs::remove_dir_all(&entry.dir).map_err(|e| OutboxError::io(&entry.dir, e))?;
-        let _ = spool::sync_dir(&self.root);
+        let _ = storage::sync_dir(&self.root);
         self.touch();
         Ok(view)
     }
@@ -857,40 +843,6 @@ fn take_lock(root: &Path) -> Result<File, OutboxError> {
     }
 }
 
-/// The committed studies, without changing anything on disk (for the command line's
-/// list while a gateway runs).
-fn read_only_scan(root: &Path) -> std::io::Result<spool::Recovery> {
-    let mut out = spool::Recovery::default();
-    for entry in std::fs::read_dir(root)? {
-        let dir = entry?.path();
-        if !dir.join(spool::COMMITTED).is_file()
-            || dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        let read = |name: &str| std::fs::read(dir.join(name)).ok();
-        let Some(record) =
-            read(spool::RECORD).and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-        else {
-            out.unreadable.push(dir);
-            continue;
-        };
-        let state = read(spool::STATE)
-            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-            .unwrap_or_else(|| State::new(&record));
-        out.found.push(spool::Found {
-            dir,
-            record,
-            state,
-            state_rebuilt: false,
-        });
-    }
-    out.found.sort_by_key(|f| f.record.seq);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -919,7 +871,7 @@ mod tests {
         let intake = outbox.begin(&id).unwrap();
         let instances = (1..=n)
             .map(|i| {
-                spool::write_new_synced(&intake.join(format!("{i:03}.dcm")), b"DICM").unwrap();
+                storage::write_new_synced(&intake.join(format!("{i:03}.dcm")), b"DICM").unwrap();
                 RecordInstance {
                     index: i,
                     sop_instance_uid: format!("2.25.{i}{}", id.len()),
@@ -943,8 +895,8 @@ mod tests {
     }
 
     fn fail_all(outbox: &Outbox, v: &StudyView, e: PacsError) {
-        let (dest, batch, owners) = outbox.batch(&[v.seq]).unwrap();
-        outbox.finish_attempt(&[v.seq], &dest, &batch, &owners, Err(e));
+        let (dest, _, owners) = outbox.batch(&[v.seq]).unwrap();
+        outbox.finish_attempt(&[v.seq], &dest, &owners, Err(e));
     }
 
     #[test]
@@ -1035,17 +987,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outbox = open(tmp.path());
         let a = study(&outbox, cstore(1), None, 2);
-        let (dest, batch, owners) = outbox.batch(&[a.seq]).unwrap();
-        outbox.finish_attempt(
-            &[a.seq],
-            &dest,
-            &batch,
-            &owners,
-            Ok(vec![
-                InstanceStatus::Success,
-                InstanceStatus::Warning("coerced".into()),
-            ]),
-        );
+        let (dest, _, owners) = outbox.batch(&[a.seq]).unwrap();
+        // As a delivery does: each answer recorded as it comes, then the attempt's end.
+        let statuses = vec![
+            InstanceStatus::Success,
+            InstanceStatus::Warning("coerced".into()),
+        ];
+        for ((seq, idx), status) in owners.iter().zip(&statuses) {
+            outbox.note(*seq, *idx, status);
+        }
+        outbox.finish_attempt(&[a.seq], &dest, &owners, Ok(statuses));
         let v = outbox.view(&a.id).unwrap();
         assert_eq!(v.state, StudyState::Stored);
         assert!(v.files_removed);

@@ -3,12 +3,13 @@
 //! record written last, then the directory renamed to `<id>/`. Whatever start-up finds
 //! half-built is removed; whatever it finds committed is delivered.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{Record, State};
+use crate::storage::{self, sync_dir, write_new_synced};
 
 /// Written last: a study directory without it was never accepted.
 pub const COMMITTED: &str = "committed";
@@ -20,53 +21,6 @@ pub const INTAKE_PREFIX: &str = ".intake-";
 /// outbox under it.
 pub const LOCK: &str = ".lock";
 
-/// A directory only this user can read (photos and objects are patient data), whatever
-/// the umask; missing parents are made the same way.
-pub fn create_private_dir(path: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(path)
-}
-
-/// Creates `path` (it must not exist) readable by this user only, writes `bytes`, and
-/// syncs it to the card.
-pub fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-/// Replaces `path` atomically (a temporary file renamed over it). With `sync`, the data
-/// and the directory entry are on the card when this returns; without, a crash of the
-/// process cannot tear the file, a power cut may undo the change.
-pub fn replace_file(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if sync {
-            f.sync_all()?;
-        }
-    }
-    fs::rename(&tmp, path)?;
-    if sync && let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Makes a directory's entries (new files, renames) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(io::Error::other)
 }
@@ -74,7 +28,7 @@ fn json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
 /// The state is rewritten after every instance: compact, unlike the record.
 pub fn write_state(dir: &Path, state: &State, sync: bool) -> io::Result<()> {
     let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-    replace_file(&dir.join(STATE), &bytes, sync)
+    storage::replace(&dir.join(STATE), &bytes, 0o600, sync)
 }
 
 /// Makes the state file last written (without sync) durable.
@@ -127,8 +81,11 @@ pub struct Recovery {
     pub unreadable: Vec<PathBuf>,
 }
 
-/// Scans `root` once at start-up.
-pub fn recover(root: &Path) -> io::Result<Recovery> {
+/// Scans `root`. With `repair` (the gateway's start-up), half-built studies are removed, a
+/// commit the crash left before its rename is finished, and stale temporary files go;
+/// without (the command line's list while a gateway runs), nothing is changed and only
+/// committed studies are read.
+pub fn scan(root: &Path, repair: bool) -> io::Result<Recovery> {
     let mut out = Recovery::default();
     for entry in fs::read_dir(root)? {
         let entry = entry?;
@@ -137,72 +94,76 @@ pub fn recover(root: &Path) -> io::Result<Recovery> {
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let mut dir = entry.path();
-        if let Some(id) = name.strip_prefix(INTAKE_PREFIX) {
-            if !dir.join(COMMITTED).is_file() {
+        match name.strip_prefix(INTAKE_PREFIX) {
+            Some(_) if !repair => continue,
+            Some(_) if !dir.join(COMMITTED).is_file() => {
                 fs::remove_dir_all(&dir)?;
                 out.incomplete_removed += 1;
                 continue;
             }
-            // Committed, but the crash came before the rename: finish it.
-            let final_dir = root.join(id);
-            fs::rename(&dir, &final_dir)?;
-            sync_dir(root)?;
-            dir = final_dir;
-        } else if name.starts_with('.') {
-            continue;
+            Some(id) => {
+                // Committed, but the crash came before the rename: finish it.
+                let final_dir = root.join(id);
+                fs::rename(&dir, &final_dir)?;
+                sync_dir(root)?;
+                dir = final_dir;
+            }
+            None if name.starts_with('.') => continue,
+            None => {}
         }
         if !dir.join(COMMITTED).is_file() {
             out.legacy.push(dir);
             continue;
         }
-        let Some(record) = fs::read(dir.join(RECORD))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-        else {
-            out.unreadable.push(dir);
-            continue;
-        };
-        let _ = fs::remove_file(dir.join(STATE).with_extension("tmp"));
-        // No state file: no attempt was ever recorded, the study starts from its record.
-        let (state, state_rebuilt) = match fs::read(dir.join(STATE)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (State::new(&record), false),
-            read => match read
-                .ok()
-                .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-                .filter(|s| s.instances.len() == record.instances.len())
-            {
-                Some(s) => (s, false),
-                None => (State::new(&record), true),
-            },
-        };
-        out.found.push(Found {
-            dir,
-            record,
-            state,
-            state_rebuilt,
-        });
+        if repair {
+            remove_stale_temp_files(&dir)?;
+        }
+        match read_study(dir) {
+            Ok(found) => out.found.push(found),
+            Err(dir) => out.unreadable.push(dir),
+        }
     }
     out.found.sort_by_key(|f| f.record.seq);
     Ok(out)
 }
 
-/// Staging folders of uploads a crash interrupted (the photos as received): nothing of
-/// them was accepted, so they are removed. Returns how many.
-pub fn sweep_staging(upload_dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
-    let entries = match fs::read_dir(upload_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+/// A committed study's record and state; its folder back when the record is unreadable.
+fn read_study(dir: PathBuf) -> Result<Found, PathBuf> {
+    let Some(record) = fs::read(dir.join(RECORD))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+    else {
+        return Err(dir);
     };
-    for entry in entries {
+    // No state file: no attempt was ever recorded, the study starts from its record.
+    let (state, state_rebuilt) = match fs::read(dir.join(STATE)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (State::new(&record), false),
+        read => match read
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.instances.len() == record.instances.len())
+        {
+            Some(s) => (s, false),
+            None => (State::new(&record), true),
+        },
+    };
+    Ok(Found {
+        dir,
+        record,
+        state,
+        state_rebuilt,
+    })
+}
+
+/// State files half-written by a process that was killed.
+fn remove_stale_temp_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(entry.path())?;
-            removed += 1;
+        if storage::is_temp_of(&entry.file_name().to_string_lossy(), STATE) {
+            fs::remove_file(entry.path())?;
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,6 +171,7 @@ mod tests {
     use super::*;
     use crate::outbox::record::{RECORD_VERSION, RecordInstance};
     use crate::pacs::Destination;
+    use crate::storage::create_private_dir;
     use std::os::unix::fs::PermissionsExt;
 
     fn record(id: &str, seq: u64) -> Record {
@@ -267,7 +229,7 @@ mod tests {
         fs::create_dir(&legacy).unwrap();
         fs::write(legacy.join("001.dcm"), b"DICM").unwrap();
 
-        let found = recover(root).unwrap();
+        let found = scan(root, true).unwrap();
         let ids: Vec<_> = found.found.iter().map(|f| f.record.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "late"], "in upload order");
         assert_eq!(found.incomplete_removed, 1);
@@ -279,7 +241,7 @@ mod tests {
         );
         // A state file that cannot be read is damage: rebuilt from the record, and said so.
         fs::write(root.join("a").join(STATE), b"{not json").unwrap();
-        let again = recover(root).unwrap();
+        let again = scan(root, true).unwrap();
         assert!(again.found[0].state_rebuilt);
         assert_eq!(found.legacy, std::slice::from_ref(&legacy));
         assert!(legacy.join("001.dcm").is_file(), "never deleted");
@@ -296,15 +258,5 @@ mod tests {
         }
         write_state(&dir, &State::new(&record("x", 1)), false).unwrap();
         assert_eq!(mode(&dir.join(STATE)), 0o600);
-    }
-
-    #[test]
-    fn interrupted_uploads_are_swept() {
-        let tmp = tempfile::tempdir().unwrap();
-        create_private_dir(&tmp.path().join("u1")).unwrap();
-        fs::write(tmp.path().join("u1/001.img"), b"x").unwrap();
-        create_private_dir(&tmp.path().join("u2")).unwrap();
-        assert_eq!(sweep_staging(tmp.path()).unwrap(), 2);
-        assert_eq!(sweep_staging(&tmp.path().join("missing")).unwrap(), 0);
     }
 }

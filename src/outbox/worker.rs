@@ -10,7 +10,7 @@ use super::Outbox;
 use crate::config::Settings;
 use crate::pacs::Sender;
 
-/// The longest sleep: prunes old records and refreshes the queue's age gauge this often.
+/// The longest sleep: prunes old records this often.
 const IDLE: Duration = Duration::from_secs(60);
 
 /// Runs until the gateway stops. `settings` gives the settings in force at each attempt
@@ -29,7 +29,6 @@ pub async fn run(
                 outbox.attempt(&sender, &current, &seqs).await;
             }
             None => {
-                outbox.update_gauges();
                 let wait = outbox.next_due_in(now).unwrap_or(IDLE).min(IDLE);
                 tokio::select! {
                     () = outbox.wake.notified() => {}

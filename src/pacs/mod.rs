@@ -50,10 +50,6 @@ impl InstanceStatus {
             InstanceStatus::Failed(_) => "failed",
         }
     }
-
-    pub fn is_stored(&self) -> bool {
-        !matches!(self, InstanceStatus::Failed(_))
-    }
 }
 
 /// Where a submission goes: which backend, and the PACS's identity (never a secret). Each
@@ -290,10 +286,6 @@ impl Sender {
     /// Where a submission made now goes.
     pub fn destination(&self, settings: &Settings) -> Destination {
         Destination::current(self.backend, settings)
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     pub fn mock(&self) -> Option<&MockPacs> {

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -42,6 +42,17 @@ pub struct Metrics {
     staging_swept: Counter,
 }
 
+/// Registers `metric` under `name` and hands back the handle the gateway updates.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// [`register`] for a metric that starts at its default.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    register(registry, name, help, M::default())
+}
+
 /// Marks one conversion as running until dropped.
 pub struct ConversionGuard(std::sync::Arc<Metrics>);
 
@@ -54,85 +65,73 @@ impl Drop for ConversionGuard {
 impl Metrics {
     pub fn new(backend: &'static str) -> Self {
         let mut registry = Registry::with_prefix("photo_pacs");
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
+        let http_requests: Family<HttpLabels, Counter> = registered(
+            &mut registry,
             "http_requests",
             "HTTP requests by route and status",
-            http_requests.clone(),
         );
-        let studies = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let studies: Family<ResultLabels, Counter> = registered(
+            &mut registry,
             "studies",
             "Studies: accepted into the outbox, then sent, partial or failed when delivery ends",
-            studies.clone(),
         );
-        let instances = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let instances: Family<ResultLabels, Counter> = registered(
+            &mut registry,
             "instances",
             "DICOM objects by final delivery outcome (success, warning, failed)",
-            instances.clone(),
         );
         // 5 ms to about 20 s: a thumbnail on a fast box to a 48 MP photo on a Pi Zero.
-        let conversion_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 13));
-        registry.register(
+        let conversion_seconds = register(
+            &mut registry,
             "conversion_seconds",
             "Time to turn one photo into a DICOM object",
-            conversion_seconds.clone(),
+            Histogram::new(exponential_buckets(0.005, 2.0, 13)),
         );
-        let conversions_running = Gauge::default();
-        registry.register(
+        let conversions_running: Gauge = registered(
+            &mut registry,
             "conversions_running",
             "Photos being converted right now",
-            conversions_running.clone(),
         );
         // The high-water mark shows whether MAX_CONVERSIONS (the memory budget) ever filled.
-        let conversions_peak = Gauge::default();
-        registry.register(
+        let conversions_peak: Gauge = registered(
+            &mut registry,
             "conversions_peak",
             "Most photos converted at the same time since start-up",
-            conversions_peak.clone(),
         );
-        let deliveries = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let deliveries: Family<ResultLabels, Counter> = registered(
+            &mut registry,
             "deliveries",
             "Instance delivery attempts by result (stored, warning, transient, permanent, configuration)",
-            deliveries.clone(),
         );
-        let delivery_attempts = Counter::default();
-        registry.register(
+        let delivery_attempts: Counter = registered(
+            &mut registry,
             "delivery_attempts",
             "Delivery attempts of a study (first ones and retries)",
-            delivery_attempts.clone(),
         );
-        let outbox_queued = Gauge::default();
-        registry.register(
+        let outbox_queued: Gauge = registered(
+            &mut registry,
             "outbox_queued",
             "Studies waiting in the outbox for (another) delivery attempt",
-            outbox_queued.clone(),
         );
-        let outbox_oldest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
+        let outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64> = registered(
+            &mut registry,
             "outbox_oldest_seconds",
             "Age of the oldest study still waiting in the outbox",
-            outbox_oldest_seconds.clone(),
         );
-        let outbox_failed = Gauge::default();
-        registry.register(
+        let outbox_failed: Gauge = registered(
+            &mut registry,
             "outbox_failed",
             "Studies the PACS refused (all or part), waiting for an admin",
-            outbox_failed.clone(),
         );
-        let outbox_incomplete_removed = Counter::default();
-        registry.register(
+        let outbox_incomplete_removed: Counter = registered(
+            &mut registry,
             "outbox_incomplete_removed",
             "Half-built studies (a crash during intake) removed at start-up",
-            outbox_incomplete_removed.clone(),
         );
-        let staging_swept = Counter::default();
-        registry.register(
+        let staging_swept: Counter = registered(
+            &mut registry,
             "staging_swept",
             "Upload staging folders a crash left, removed at start-up",
-            staging_swept.clone(),
         );
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {

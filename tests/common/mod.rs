@@ -301,6 +301,88 @@ pub fn patterned_jpeg(w: u16, h: u16) -> Vec<u8> {
     out
 }
 
+/// Environment for a gateway sending by C-STORE to `aet` on `port` on loopback, with
+/// `extra` on top.
+pub fn cstore_env(port: u16, aet: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PHOTO_PACS_PACS_BACKEND".into(), "cstore".into()),
+        ("PHOTO_PACS_PACS_HOST".into(), "127.0.0.1".into()),
+        ("PHOTO_PACS_PACS_PORT".into(), port.to_string()),
+        ("PHOTO_PACS_PACS_CALLED_AET".into(), aet.into()),
+        ("PHOTO_PACS_PACS_TIMEOUT_S".into(), "10".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// tests/peers/failing_scp.py: a pynetdicom storage SCP on a free loopback port that
+/// answers `status` (hex) for the C-STOREs `fail` names ("2", "1,3" or "all") and stores
+/// the rest in its output folder. Killed when dropped.
+pub struct FailingScp {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub port: u16,
+}
+
+impl FailingScp {
+    /// `None` (with the reason printed) when pynetdicom cannot start and we are not under CI.
+    pub fn start(aet: &str, fail: &str, status: &str, out: &Path) -> Option<FailingScp> {
+        let python = peer("python3", "python3")?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/failing_scp.py");
+        let port = storescp::free_port();
+        let mut child = Command::new(python)
+            .arg(&script)
+            .args([&port.to_string(), aet, fail])
+            .arg(out)
+            .arg(status)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start failing_scp.py");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut ready = String::new();
+        let _ = stdout.read_line(&mut ready);
+        if ready.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                !storescp::under_ci(),
+                "pynetdicom SCP did not start: pip install -r tests/peers/requirements.txt"
+            );
+            eprintln!("SKIPPED: pynetdicom SCP did not start");
+            return None;
+        }
+        Some(FailingScp {
+            child,
+            stdout,
+            port,
+        })
+    }
+
+    /// The PACS is repaired: from now on every C-STORE is stored.
+    pub fn fix(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        writeln!(stdin, "fixed").expect("tell failing_scp.py it is fixed");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("its answer");
+        assert_eq!(line.trim(), "fixed");
+    }
+
+    /// Stops it at once.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FailingScp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A multipart form builder for the upload route.
 pub fn form(
     fields: &[(&str, &str)],

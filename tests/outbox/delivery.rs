@@ -2,13 +2,10 @@
 //! and the same submission sent twice.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, free_port, under_ci};
+use crate::common::storescp::{StoreScp, StoreScpConfig, dcmtk_tool, free_port};
 
 const STUDIES: usize = 100;
 
@@ -108,45 +105,6 @@ fn a_pacs_outage_queues_every_study_and_the_backlog_drains_in_upload_order() {
     );
 }
 
-/// failing_scp.py on a free port: (child, port, its output folder).
-fn failing_scp(
-    fail: &str,
-    status: &str,
-    out: &Path,
-) -> Option<(
-    std::process::Child,
-    u16,
-    std::io::BufReader<std::process::ChildStdout>,
-)> {
-    let python = peer("python3", "python3")?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/failing_scp.py");
-    let port = free_port();
-    let mut scp = Command::new(python)
-        .arg(&script)
-        .args([&port.to_string(), "STORESCP", fail])
-        .arg(out)
-        .arg(status)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(scp.stdout.take().unwrap());
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    if ready.trim() != "ready" {
-        let _ = scp.kill();
-        let _ = scp.wait();
-        assert!(
-            !under_ci(),
-            "pynetdicom SCP did not start: pip install -r tests/peers/requirements.txt"
-        );
-        eprintln!("SKIPPED: pynetdicom SCP did not start");
-        return None;
-    }
-    Some((scp, port, stdout))
-}
-
 #[test]
 #[cfg_attr(
     missing_peer = "python",
@@ -155,9 +113,10 @@ fn failing_scp(
 fn a_refused_study_waits_for_the_admin_who_retries_it_or_deletes_it() {
     let out = tempfile::tempdir().unwrap();
     // Every C-STORE refused with A900 (data set does not match the SOP class): for good.
-    let Some((mut scp, port, mut scp_out)) = failing_scp("all", "A900", out.path()) else {
+    let Some(mut scp) = FailingScp::start("STORESCP", "all", "A900", out.path()) else {
         return;
     };
+    let port = scp.port;
     let (dir, gw) = gateway_env(&cstore_env(port, &[("PHOTO_PACS_RETRY_MAX_S", "2")]));
 
     let (status, first, _) = send_study(&gw, 1, None);
@@ -199,10 +158,7 @@ fn a_refused_study_waits_for_the_admin_who_retries_it_or_deletes_it() {
     );
 
     // The PACS is fixed; the admin retries one study: it is delivered under its own UIDs.
-    writeln!(scp.stdin.as_mut().unwrap(), "fixed").unwrap();
-    let mut line = String::new();
-    scp_out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "fixed");
+    scp.fix();
     let retried = client()
         .post(gw.url(&format!("/api/outbox/{id}/retry")))
         .send()
@@ -245,8 +201,6 @@ fn a_refused_study_waits_for_the_admin_who_retries_it_or_deletes_it() {
         "{logs}"
     );
     assert!(!logs.contains(&patient(2)), "patient data in the log");
-    let _ = scp.kill();
-    let _ = scp.wait();
 }
 
 #[test]
@@ -257,9 +211,10 @@ fn a_refused_study_waits_for_the_admin_who_retries_it_or_deletes_it() {
 fn an_out_of_resources_refusal_is_sent_again_by_itself() {
     let out = tempfile::tempdir().unwrap();
     // The second C-STORE is refused with A700 (out of resources): it may pass later.
-    let Some((mut scp, port, _)) = failing_scp("2", "A700", out.path()) else {
+    let Some(scp) = FailingScp::start("STORESCP", "2", "A700", out.path()) else {
         return;
     };
+    let port = scp.port;
     let (_dir, gw) = gateway_env(&cstore_env(port, &[("PHOTO_PACS_RETRY_MAX_S", "2")]));
     let (status, doc, _) = send_study(&gw, 1, None);
     assert_eq!(status, 202, "{doc}");
@@ -274,8 +229,6 @@ fn an_out_of_resources_refusal_is_sent_again_by_itself() {
     wait_stored(&gw, id, Duration::from_secs(15));
     let files = std::fs::read_dir(out.path()).unwrap().count();
     assert_eq!(files, 2, "the stored one is not sent again");
-    let _ = scp.kill();
-    let _ = scp.wait();
 }
 
 #[test]

@@ -16,20 +16,9 @@ use common::storescp;
 use common::*;
 use serde_json::Value;
 
-/// Environment for a gateway sending by C-STORE to `port` on loopback.
+/// Environment for a gateway sending by C-STORE to storescp (AE title STORESCP) on `port`.
 pub fn cstore_env(port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("PHOTO_PACS_PACS_BACKEND", "cstore"),
-        ("PHOTO_PACS_PACS_HOST", "127.0.0.1"),
-        ("PHOTO_PACS_PACS_CALLED_AET", "STORESCP"),
-        ("PHOTO_PACS_PACS_TIMEOUT_S", "10"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.push(("PHOTO_PACS_PACS_PORT".into(), port.to_string()));
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    env
+    common::cstore_env(port, "STORESCP", extra)
 }
 
 /// dcmtk's storescp on `port`, writing into `dir`: a PACS that is (back) where the gateway
