@@ -11,22 +11,31 @@ use super::studies::status_document;
 use crate::app::App;
 use crate::outbox::{OutboxError, StudyState};
 
-/// Every study the box still holds, oldest first, with the Patient ID masked.
+/// The most studies one list shows: it reads a file header for each, and a box whose PACS
+/// refused for weeks may hold thousands.
+const LIST_MAX: usize = 500;
+
+/// The studies the box holds, oldest first, those still waiting or refused before those
+/// stored, at most [`LIST_MAX`] of them, with the Patient ID masked.
 pub async fn list(app: &App) -> Result<Response, ApiError> {
     let current = app.sender.destination(&app.settings.current());
-    // Reading each study's first object header is file I/O: off the async threads.
-    let views = app.outbox.list();
-    let (views, masked) = tokio::task::spawn_blocking(move || {
-        let masked: Vec<_> = views.iter().map(|v| v.masked_patient_id()).collect();
-        (views, masked)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    let queued = views.iter().filter(|v| v.state.in_progress()).count();
-    let needs_admin = views
+    let all = app.outbox.list();
+    let total = all.len();
+    let queued = all.iter().filter(|v| v.state.in_progress()).count();
+    let needs_admin = all
         .iter()
         .filter(|v| matches!(v.state, StudyState::Partial | StudyState::Failed))
         .count();
+    let (stored, open): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|v| v.state == StudyState::Stored);
+    let shown: Vec<_> = open.into_iter().chain(stored).take(LIST_MAX).collect();
+    // Reading each study's first object header is file I/O: off the async threads.
+    let (views, masked) = tokio::task::spawn_blocking(move || {
+        let masked: Vec<_> = shown.iter().map(|v| v.masked_patient_id()).collect();
+        (shown, masked)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     let studies: Vec<Value> = views
         .iter()
         .zip(masked)
@@ -40,7 +49,12 @@ pub async fn list(app: &App) -> Result<Response, ApiError> {
         .collect();
     Ok(body::json(
         StatusCode::OK,
-        &json!({ "studies": studies, "queued": queued, "needsAdmin": needs_admin }),
+        &json!({
+            "studies": studies,
+            "total": total,
+            "queued": queued,
+            "needsAdmin": needs_admin,
+        }),
     ))
 }
 

@@ -40,9 +40,8 @@ fn an_orthanc_outage_through_stow_rs_loses_no_study() {
     orthanc.kill_keeping_storage();
     let mut studies = vec![doc];
     for n in 1..=STUDIES {
-        let (status, doc, took) = send_study(&gw, n, None);
+        let (status, doc, _) = send_study(&gw, n, None);
         assert_eq!(status, 202, "study {n}: {doc}");
-        assert!(took <= Duration::from_secs(4), "study {n}: {took:?}");
         studies.push(doc);
     }
     orthanc.start_again(&bin, &config);
