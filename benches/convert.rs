@@ -54,7 +54,7 @@ fn main() {
                 local_transfer_syntax: ts,
                 ..Settings::default()
             };
-            let opts = Options::from_settings(&settings, 100_000_000);
+            let opts = Options::from_settings(&settings, 100_000_000, 128 << 20);
             let mut probe_times = Vec::new();
             let mut total_times = Vec::new();
             let mut size = (0, 0);

@@ -70,7 +70,7 @@ pub fn convert_files(
             field: e.field,
             message: e.message,
         })?;
-    let opts = Options::from_settings(settings, env.max_pixels);
+    let opts = Options::from_settings(settings, env.max_pixels, env.convert_memory_bytes);
     let file_err = |path: &Path, message: String| CliError::File {
         path: path.to_path_buf(),
         message,

@@ -37,5 +37,5 @@ fuzz_target!(|data: &[u8]| {
         number: 1,
         created: chrono::Local::now().fixed_offset(),
     };
-    let _ = convert(photo, &p, &study, &ids, &Options::from_settings(&settings, MAX_PIXELS));
+    let _ = convert(photo, &p, &study, &ids, &Options::from_settings(&settings, MAX_PIXELS, 64 << 20));
 });

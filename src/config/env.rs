@@ -71,6 +71,12 @@ pub struct EnvConfig {
     pub max_connections: usize,
     /// Photos decoded at the same time at most, across all uploads.
     pub max_conversions: usize,
+    /// Memory all conversions together may hold, in bytes; one photo that would need more
+    /// is refused before it is decoded.
+    pub convert_memory_bytes: u64,
+    /// Connections one client address may hold at once before its further connections are
+    /// only answered "busy" (loopback, where the tunnel and health checks come from, is exempt).
+    pub max_connections_per_client: usize,
     /// An admin session ends after this long without use.
     pub session_idle: std::time::Duration,
     /// How long an upload waits for its first delivery attempt before answering 202.
@@ -216,6 +222,22 @@ impl EnvConfig {
             number("MAX_CONNECTIONS", 256, 4, 65536, "a number of connections")? as usize;
         let max_conversions =
             number("MAX_CONVERSIONS", cores.min(4), 1, 64, "a number of photos")? as usize;
+        let convert_memory_bytes = 1024
+            * 1024
+            * number(
+                "CONVERT_MEMORY_MB",
+                128,
+                16,
+                16 * 1024,
+                "a number of megabytes",
+            )?;
+        let max_connections_per_client = number(
+            "MAX_CONNECTIONS_PER_CLIENT",
+            (max_connections as u64 / 2).clamp(2, 16),
+            1,
+            65536,
+            "a number of connections",
+        )? as usize;
         let session_idle = std::time::Duration::from_secs(
             60 * number("SESSION_IDLE_MIN", 30, 1, 24 * 60, "a number of minutes")?,
         );
@@ -266,6 +288,8 @@ impl EnvConfig {
             header_timeout,
             max_connections,
             max_conversions,
+            convert_memory_bytes,
+            max_connections_per_client,
             session_idle,
             delivery_wait,
             retry_max,
@@ -294,6 +318,8 @@ const OWN_VARS: &[&str] = &[
     "HEADER_TIMEOUT_S",
     "MAX_CONNECTIONS",
     "MAX_CONVERSIONS",
+    "CONVERT_MEMORY_MB",
+    "MAX_CONNECTIONS_PER_CLIENT",
     "SESSION_IDLE_MIN",
     "DELIVERY_WAIT_S",
     "RETRY_MAX_S",

@@ -31,6 +31,15 @@ pub enum ConvertError {
         height: u32,
         max_pixels: u64,
     },
+    #[error(
+        "the image is {width}x{height} pixels and needs about {needed_mb} MB to convert, more than this gateway's {budget_mb} MB; send a smaller photo or JPEG"
+    )]
+    TooLargeToDecode {
+        width: u32,
+        height: u32,
+        needed_mb: u64,
+        budget_mb: u64,
+    },
     #[error("the image could not be decoded: {0}")]
     Decode(String),
     #[error("the DICOM object could not be written: {0}")]
@@ -49,14 +58,17 @@ impl ConvertError {
 pub struct Options {
     pub resize_max: u32,
     pub max_pixels: u64,
+    /// The most memory one conversion may hold, in bytes ([`Probe::memory_needed`]).
+    pub memory_budget: u64,
     pub dicom: DicomOptions,
 }
 
 impl Options {
-    pub fn from_settings(s: &Settings, max_pixels: u64) -> Self {
+    pub fn from_settings(s: &Settings, max_pixels: u64, memory_budget: u64) -> Self {
         Options {
             resize_max: s.local_resize_max,
             max_pixels,
+            memory_budget,
             dicom: DicomOptions {
                 transfer_syntax: s.local_transfer_syntax,
                 charset: s.local_charset,
@@ -76,6 +88,22 @@ pub struct Converted {
     pub columns: u32,
 }
 
+/// The memory converting a probed photo of `file_len` bytes needs, or its refusal when that
+/// is more than one conversion may hold.
+pub fn memory_needed(probe: &Probe, file_len: u64, opts: &Options) -> Result<u64, ConvertError> {
+    let needed = probe.memory_needed(file_len, opts.resize_max);
+    if needed > opts.memory_budget {
+        const MB: u64 = 1024 * 1024;
+        return Err(ConvertError::TooLargeToDecode {
+            width: probe.width,
+            height: probe.height,
+            needed_mb: needed.div_ceil(MB),
+            budget_mb: opts.memory_budget / MB,
+        });
+    }
+    Ok(needed)
+}
+
 /// Converts one photo. `probe` must come from [`probe`] on the same bytes.
 pub fn convert(
     bytes: &[u8],
@@ -84,6 +112,7 @@ pub fn convert(
     ids: &InstanceIds,
     opts: &Options,
 ) -> Result<Converted, ConvertError> {
+    memory_needed(probe, bytes.len() as u64, opts)?;
     let pixels = photo::decode(bytes, probe, opts.resize_max)?;
     let dicom =
         secondary_capture::write(study, ids, &pixels, probe.source_lossy_ratio, &opts.dicom)?;
@@ -148,7 +177,7 @@ mod tests {
             local_resize_max: 64,
             ..Default::default()
         };
-        Options::from_settings(&s, 1 << 30)
+        Options::from_settings(&s, 1 << 30, 1 << 30)
     }
 
     #[test]

@@ -20,9 +20,51 @@ pub struct Probe {
     /// For a JPEG source, about how much its compression already discarded: decoded size
     /// over file size (the DICOM object reports it as a lossy compression step).
     pub source_lossy_ratio: Option<f64>,
+    /// What the decoder hands back per pixel: samples times bytes per sample.
+    pub decoded_bytes_per_pixel: u8,
+    /// Samples per pixel in the file (a JPEG's components).
+    pub samples: u8,
+    /// A progressive JPEG: its decoder keeps every DCT coefficient of the full-size
+    /// picture, whatever the output scale.
+    pub progressive: bool,
+    /// The decoded pixels are not yet 8-bit gray or RGB, so they are copied once more.
+    pub converts_to_8bit: bool,
 }
 
 impl Probe {
+    /// About the most memory converting this photo holds at once, in bytes: the file, what
+    /// the decoder allocates, the 8-bit copy, the resized copy and the DICOM object. An
+    /// upper bound rather than a measurement, so a hostile header cannot buy more than its
+    /// share of the gateway's budget.
+    pub fn memory_needed(&self, file_len: u64, resize_max: u32) -> u64 {
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        let (dw, dh) = if self.format == ImageFormat::Jpeg {
+            jpeg_output_size(self.width, self.height, resize_max)
+        } else {
+            (w, h)
+        };
+        let decoded = dw * dh * u64::from(self.decoded_bytes_per_pixel);
+        let mut peak = file_len + decoded;
+        if self.format == ImageFormat::Jpeg {
+            // Component planes beside the interleaved output.
+            peak += decoded;
+            if self.progressive {
+                // 64 coefficients of 2 bytes per 8x8 block, every component at full size
+                // (no chroma subsampling assumed).
+                peak += w.div_ceil(8) * h.div_ceil(8) * 128 * u64::from(self.samples);
+            }
+        } else if self.format != ImageFormat::Png {
+            // WebP, GIF, TIFF and BMP decoders may hold a full RGBA frame of their own.
+            peak += w * h * 4;
+        }
+        if self.converts_to_8bit {
+            peak += dw * dh * 3;
+        }
+        let (ow, oh) = fit_within(dw as u32, dh as u32, resize_max);
+        // The resized copy and the DICOM object's pixel data.
+        peak + 2 * u64::from(ow) * u64::from(oh) * 3
+    }
+
     /// JPEG sources have already lost information to compression; the DICOM object must say so.
     pub fn is_lossy(&self) -> bool {
         self.source_lossy_ratio.is_some()
@@ -53,7 +95,7 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
             hint: "send it as JPEG or PNG",
         });
     }
-    let (width, height, source_lossy_ratio) = if format == ImageFormat::Jpeg {
+    let (width, height, source_lossy_ratio, layout) = if format == ImageFormat::Jpeg {
         if !jpeg_is_complete(bytes) {
             return Err(ConvertError::Truncated);
         }
@@ -63,16 +105,41 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
             .info()
             .ok_or_else(|| ConvertError::Decode("no JPEG frame header".into()))?;
         let (w, h) = (u32::from(info.width), u32::from(info.height));
-        let decoded = u64::from(w) * u64::from(h) * info.pixel_format.pixel_bytes() as u64;
-        (w, h, Some(decoded as f64 / bytes.len() as f64))
+        let pixel_bytes = info.pixel_format.pixel_bytes();
+        let decoded = u64::from(w) * u64::from(h) * pixel_bytes as u64;
+        let samples = match info.pixel_format {
+            jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::L16 => 1,
+            jpeg_decoder::PixelFormat::RGB24 => 3,
+            jpeg_decoder::PixelFormat::CMYK32 => 4,
+        };
+        let layout = Layout {
+            decoded_bytes_per_pixel: pixel_bytes as u8,
+            samples,
+            progressive: info.coding_process == jpeg_decoder::CodingProcess::DctProgressive,
+            converts_to_8bit: !matches!(
+                info.pixel_format,
+                jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24
+            ),
+        };
+        (w, h, Some(decoded as f64 / bytes.len() as f64), layout)
     } else {
         if format == ImageFormat::WebP && !riff_is_complete(bytes) {
             return Err(ConvertError::Truncated);
         }
-        let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
-            .into_dimensions()
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        reader.limits(header_limits());
+        let decoder = reader
+            .into_decoder()
             .map_err(|e| ConvertError::Decode(e.to_string()))?;
-        (w, h, None)
+        let (w, h) = decoder.dimensions();
+        let color = decoder.color_type();
+        let layout = Layout {
+            decoded_bytes_per_pixel: color.bytes_per_pixel(),
+            samples: color.channel_count(),
+            progressive: false,
+            converts_to_8bit: !matches!(color, image::ColorType::L8 | image::ColorType::Rgb8),
+        };
+        (w, h, None, layout)
     };
     if width == 0 || height == 0 {
         return Err(ConvertError::Decode("the image has no pixels".into()));
@@ -89,17 +156,58 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
         width,
         height,
         source_lossy_ratio,
+        decoded_bytes_per_pixel: layout.decoded_bytes_per_pixel,
+        samples: layout.samples,
+        progressive: layout.progressive,
+        converts_to_8bit: layout.converts_to_8bit,
     })
+}
+
+/// How a photo's pixels come out of its decoder, for [`Probe::memory_needed`].
+struct Layout {
+    decoded_bytes_per_pixel: u8,
+    samples: u8,
+    progressive: bool,
+    converts_to_8bit: bool,
+}
+
+/// Reading a header allocates little; a file that makes a decoder ask for more is refused.
+fn header_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(16 * 1024 * 1024);
+    limits
+}
+
+/// The size jpeg-decoder's DCT scaling gives for `resize_max` (its `choose_idct_size`):
+/// the smallest of 1/8, 1/4, 1/2 and 1 whose width or height reaches 95% of the limit.
+fn jpeg_output_size(width: u32, height: u32, resize_max: u32) -> (u64, u64) {
+    let (w, h) = (u64::from(width), u64::from(height));
+    if resize_max == 0 {
+        return (w, h);
+    }
+    let want = u64::from(resize_max)
+        .saturating_mul(95)
+        .div_ceil(100)
+        .min(u64::from(u16::MAX));
+    let scaled = |len: u64, eighths: u64| (len * eighths).saturating_sub(1) / 8 + 1;
+    let eighths = [1, 2, 4]
+        .into_iter()
+        .find(|&s| scaled(w, s) >= want || scaled(h, s) >= want)
+        .unwrap_or(8);
+    (scaled(w, eighths), scaled(h, eighths))
 }
 
 /// Decodes a probed photo into upright pixels, `Luma8` for grayscale sources and `Rgb8` for
 /// the rest, whose long edge is at most `resize_max` (0 keeps the size). Transparent areas
 /// become white, as on paper.
 pub fn decode(bytes: &[u8], probe: &Probe, resize_max: u32) -> Result<DynamicImage, ConvertError> {
+    // The decoders' own bounds, a second line behind the budget checked before decoding: a
+    // file whose later headers disagree with what the probe read is refused, not obeyed.
+    let budget = probe.memory_needed(bytes.len() as u64, resize_max);
     let (img, orientation) = if probe.format == ImageFormat::Jpeg {
-        decode_jpeg(bytes, resize_max)?
+        decode_jpeg(bytes, resize_max, budget)?
     } else {
-        decode_other(bytes, probe)?
+        decode_other(bytes, probe, budget)?
     };
     // Resize before turning: the same pixels either way, and turning the small image is cheaper.
     let mut img = resize_to_fit(to_8bit_opaque(img), resize_max)?;
@@ -110,8 +218,13 @@ pub fn decode(bytes: &[u8], probe: &Probe, resize_max: u32) -> Result<DynamicIma
 /// JPEG through DCT scaling: a 12-megapixel phone photo bound for 1024 pixels is decoded
 /// straight to half (or quarter) size, which skips most of the inverse-DCT work and never
 /// holds the full-size picture in memory.
-fn decode_jpeg(bytes: &[u8], resize_max: u32) -> Result<(DynamicImage, Orientation), ConvertError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    resize_max: u32,
+    budget: u64,
+) -> Result<(DynamicImage, Orientation), ConvertError> {
     let mut d = jpeg_decoder::Decoder::new(bytes);
+    d.set_max_decoding_buffer_size(usize::try_from(budget).unwrap_or(usize::MAX));
     d.read_info().map_err(jpeg_err)?;
     // A broken orientation tag is not worth refusing a photo over: show it as stored.
     let orientation = d
@@ -160,12 +273,17 @@ fn decode_jpeg(bytes: &[u8], resize_max: u32) -> Result<(DynamicImage, Orientati
     Ok((img, orientation))
 }
 
-fn decode_other(bytes: &[u8], probe: &Probe) -> Result<(DynamicImage, Orientation), ConvertError> {
+fn decode_other(
+    bytes: &[u8],
+    probe: &Probe,
+    budget: u64,
+) -> Result<(DynamicImage, Orientation), ConvertError> {
     let decode_err = |e: image::ImageError| ConvertError::Decode(e.to_string());
     let mut reader = ImageReader::with_format(Cursor::new(bytes), probe.format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(probe.width);
     limits.max_image_height = Some(probe.height);
+    limits.max_alloc = Some(budget);
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
@@ -400,5 +518,43 @@ mod tests {
             probe(&data, 64 * 48 - 1),
             Err(ConvertError::TooManyPixels { .. })
         ));
+    }
+
+    #[test]
+    fn memory_needed_counts_decoded_bytes_not_only_pixels() {
+        let png16 = Probe {
+            format: ImageFormat::Png,
+            width: 10_000,
+            height: 10_000,
+            source_lossy_ratio: None,
+            decoded_bytes_per_pixel: 8,
+            samples: 4,
+            progressive: false,
+            converts_to_8bit: true,
+        };
+        assert!(png16.memory_needed(800_000, 1024) > 1_000_000_000);
+        let phone = Probe {
+            format: ImageFormat::Jpeg,
+            width: 4032,
+            height: 3024,
+            source_lossy_ratio: Some(10.0),
+            decoded_bytes_per_pixel: 3,
+            samples: 3,
+            progressive: false,
+            converts_to_8bit: false,
+        };
+        let baseline = phone.memory_needed(4_000_000, 1024);
+        assert!(baseline < 20 << 20, "{baseline}");
+        let full = phone.memory_needed(4_000_000, 0);
+        assert!(full > 3 * 4032 * 3024, "{full}");
+        let progressive = Probe {
+            progressive: true,
+            ..phone
+        }
+        .memory_needed(4_000_000, 1024);
+        assert!(progressive > 4032 * 3024 * 6, "{progressive}");
+        assert_eq!(jpeg_output_size(4032, 3024, 1024), (1008, 756));
+        assert_eq!(jpeg_output_size(8064, 6048, 1024), (1008, 756));
+        assert_eq!(jpeg_output_size(100, 80, 1024), (100, 80));
     }
 }

@@ -90,6 +90,17 @@ pub struct Intake {
     /// the memory goes, and a Pi has little of it.
     conversions: Arc<Semaphore>,
     conversions_max: usize,
+    /// The memory conversions may hold together, one permit per MiB: each photo takes what
+    /// its probe says it needs, so big photos wait for each other instead of adding up.
+    memory: Arc<Semaphore>,
+    memory_budget: u64,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Permits of [`Intake::memory`] for `bytes`.
+fn mib_permits(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(MIB).max(1)).unwrap_or(u32::MAX)
 }
 
 /// The photos of one submission as received, one file each under UPLOAD_DIR. Removed when
@@ -204,6 +215,10 @@ impl Intake {
             metrics,
             conversions: Arc::new(Semaphore::new(env.max_conversions)),
             conversions_max: env.max_conversions,
+            memory: Arc::new(Semaphore::new(
+                mib_permits(env.convert_memory_bytes) as usize
+            )),
+            memory_budget: env.convert_memory_bytes,
         }
     }
 
@@ -262,11 +277,15 @@ impl Intake {
         } = sub;
         let started = Instant::now();
         let study = Arc::new(study);
-        let opts = Arc::new(Options::from_settings(&settings, self.max_pixels));
+        let opts = Arc::new(Options::from_settings(
+            &settings,
+            self.max_pixels,
+            self.memory_budget,
+        ));
 
         // Every photo is checked before any is converted: one bad file refuses the whole
         // submission before anything reaches the PACS.
-        let probes = self.probe_all(&staging).await?;
+        let probes = self.probe_all(&staging, &opts).await?;
         self.check_space()?;
 
         let id = Outbox::new_id();
@@ -340,24 +359,45 @@ impl Intake {
         Ok(view)
     }
 
-    async fn probe_all(&self, staging: &Staging) -> Result<Vec<Probe>, IntakeError> {
-        let paths = staging.images.clone();
-        let max_pixels = self.max_pixels;
-        tokio::task::spawn_blocking(move || {
-            paths
-                .iter()
-                .enumerate()
-                .map(|(i, path)| {
-                    let bytes = std::fs::read(path)?;
-                    convert::probe(&bytes, max_pixels).map_err(|source| IntakeError::Image {
-                        index: i as u32 + 1,
-                        source,
-                    })
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| IntakeError::Internal(e.to_string()))?
+    /// Probes every photo, one at a time under a conversion permit and the memory its file
+    /// takes, and checks that each fits the conversion memory budget.
+    async fn probe_all(
+        &self,
+        staging: &Staging,
+        opts: &Arc<Options>,
+    ) -> Result<Vec<(Probe, u64)>, IntakeError> {
+        let mut probes = Vec::with_capacity(staging.images.len());
+        for (i, path) in staging.images.iter().enumerate() {
+            let index = i as u32 + 1;
+            let size = tokio::fs::metadata(path).await?.len();
+            let _slot = self.permits(&self.conversions, 1).await?;
+            let _memory = self.permits(&self.memory, mib_permits(size)).await?;
+            let (path, max_pixels, opts) = (path.clone(), self.max_pixels, opts.clone());
+            let probed = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&path)?;
+                let image_err = |source| IntakeError::Image { index, source };
+                let probe = convert::probe(&bytes, max_pixels).map_err(image_err)?;
+                let needed =
+                    convert::memory_needed(&probe, bytes.len() as u64, &opts).map_err(image_err)?;
+                Ok::<_, IntakeError>((probe, needed))
+            })
+            .await
+            .map_err(|e| IntakeError::Internal(e.to_string()))??;
+            probes.push(probed);
+        }
+        Ok(probes)
+    }
+
+    async fn permits(
+        &self,
+        semaphore: &Arc<Semaphore>,
+        n: u32,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, IntakeError> {
+        semaphore
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|e| IntakeError::Internal(e.to_string()))
     }
 
     /// Converts every photo, several at a time (up to the conversion permits free), and
@@ -366,7 +406,7 @@ impl Intake {
     async fn convert_all(
         &self,
         staging: &Staging,
-        probes: Vec<Probe>,
+        probes: Vec<(Probe, u64)>,
         study: &Arc<Study>,
         opts: &Arc<Options>,
         study_uid: &str,
@@ -398,17 +438,16 @@ impl Intake {
         &self,
         src: PathBuf,
         dst: PathBuf,
-        probe: Probe,
+        probe: (Probe, u64),
         study: Arc<Study>,
         opts: Arc<Options>,
         ids: InstanceIds,
     ) -> Result<RecordInstance, IntakeError> {
-        let permit = self
-            .conversions
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| IntakeError::Internal(e.to_string()))?;
+        let (probe, needed) = probe;
+        // Always in this order (slot, then memory), here and in probing: no two waiters can
+        // each hold what the other waits for.
+        let permit = self.permits(&self.conversions, 1).await?;
+        let memory = self.permits(&self.memory, mib_permits(needed)).await?;
         let (index, sop_uid) = (ids.number, ids.sop_uid.clone());
         let file = dst
             .file_name()
@@ -422,6 +461,7 @@ impl Intake {
         tokio::task::spawn_blocking(move || {
             // Dropped in reverse order: the gauge falls before the next photo may start.
             let _permit = permit;
+            let _memory = memory;
             let _running = running;
             let bytes = std::fs::read(&src)?;
             let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)

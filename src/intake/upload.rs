@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use multer::{Constraints, Multipart, SizeLimit};
 
 use super::MAX_IMAGES;
@@ -17,6 +17,10 @@ pub const IMAGE_FIELDS: [&str; 2] = ["images[]", "images"];
 
 /// Text fields are short; this bounds what an unknown or abusive field can make us buffer.
 pub const TEXT_FIELD_LIMIT: u64 = 16 * 1024;
+
+/// A part's headers (and any preamble before the first part) at most: the multipart parser
+/// buffers them whole while it looks for their end, bounded only by the request size.
+pub const PART_HEADER_LIMIT: usize = 8 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub struct UploadLimits {
@@ -44,6 +48,8 @@ pub enum UploadError {
     Interrupted,
     #[error("the upload is not a well-formed multipart/form-data body")]
     Malformed,
+    #[error("a part of the upload has headers longer than {} KB", PART_HEADER_LIMIT / 1024)]
+    PartHeaderTooLong,
     #[error("the gateway could not store the images: {0}")]
     Storage(io::Error),
 }
@@ -107,6 +113,12 @@ where
     for name in IMAGE_FIELDS {
         sizes = sizes.for_field(name, limits.max_image);
     }
+    let mut guard = PartHeaderGuard::new(&boundary);
+    let body = body.map(move |chunk| {
+        let chunk: Bytes = chunk.map_err(Into::into)?.into();
+        guard.feed(&chunk)?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(chunk)
+    });
     let mut multipart =
         Multipart::with_constraints(body, boundary, Constraints::new().size_limit(sizes));
     let fail = |e, image| multipart_error(e, limits, image);
@@ -159,9 +171,142 @@ fn multipart_error(e: multer::Error, limits: UploadLimits, image: Option<u32>) -
                 max: limits.max_request,
             }
         }
+        multer::Error::StreamReadFailed(inner)
+            if inner.downcast_ref::<HeaderTooLong>().is_some() =>
+        {
+            UploadError::PartHeaderTooLong
+        }
         multer::Error::StreamReadFailed(_) => UploadError::Interrupted,
         _ => UploadError::Malformed,
     }
+}
+
+/// The stream error [`PartHeaderGuard`] ends a body with.
+#[derive(Debug, thiserror::Error)]
+#[error("multipart part headers too long")]
+struct HeaderTooLong;
+
+/// Watches the body on its way to the parser and stops it when a part's headers run past
+/// [`PART_HEADER_LIMIT`]: the parser itself would buffer them until the request limit. It
+/// follows the parser's steps (multer 3: first `--boundary` anywhere, then two bytes that
+/// are `--` or padding up to a line break, then headers up to a blank line, then data up to
+/// `\r\n--boundary`) and judges nothing else.
+struct PartHeaderGuard {
+    /// `\r\n--boundary`: what ends a part's data.
+    delimiter: Vec<u8>,
+    mode: Mode,
+    /// Bytes kept from earlier chunks: a pattern split across chunks, or the two bytes
+    /// after a delimiter.
+    carry: Vec<u8>,
+    /// Bytes of the preamble or of the current part's headers so far.
+    header_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// Before the first `--boundary`.
+    Preamble,
+    /// Just after a delimiter: `--` ends the body, anything else is padding and a line break.
+    AfterDelimiter,
+    /// Up to the line break that ends the delimiter line.
+    Padding,
+    Headers,
+    /// A part's data: looking for the next delimiter.
+    Data,
+    /// After the closing delimiter: the parser reads no further.
+    Epilogue,
+}
+
+const HEADER_END: &[u8] = b"\r\n\r\n";
+
+impl PartHeaderGuard {
+    fn new(boundary: &str) -> Self {
+        let mut delimiter = b"\r\n--".to_vec();
+        delimiter.extend_from_slice(boundary.as_bytes());
+        PartHeaderGuard {
+            delimiter,
+            mode: Mode::Preamble,
+            carry: Vec::new(),
+            header_bytes: 0,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), HeaderTooLong> {
+        while !data.is_empty() {
+            let (pattern, counted): (&[u8], bool) = match self.mode {
+                Mode::Epilogue => return Ok(()),
+                Mode::AfterDelimiter => {
+                    self.carry.push(data[0]);
+                    data = &data[1..];
+                    self.header_bytes += 1;
+                    if self.carry.len() == 2 {
+                        self.mode = if self.carry == b"--" {
+                            Mode::Epilogue
+                        } else {
+                            Mode::Padding
+                        };
+                    }
+                    continue;
+                }
+                Mode::Preamble => (&self.delimiter[2..], true),
+                Mode::Padding => (b"\r\n", true),
+                Mode::Headers => (HEADER_END, true),
+                Mode::Data => (&self.delimiter, false),
+            };
+            let pattern = pattern.to_vec();
+            let found = find_across(&mut self.carry, data, &pattern);
+            if counted {
+                self.header_bytes = self
+                    .header_bytes
+                    .saturating_add(found.unwrap_or(data.len()));
+                if self.header_bytes > PART_HEADER_LIMIT {
+                    return Err(HeaderTooLong);
+                }
+            }
+            let Some(end) = found else {
+                return Ok(());
+            };
+            data = &data[end..];
+            self.mode = match self.mode {
+                Mode::Preamble | Mode::Data => {
+                    self.header_bytes = 0;
+                    Mode::AfterDelimiter
+                }
+                Mode::Padding => Mode::Headers,
+                _ => Mode::Data,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Where the first match of `pattern` in `carry` followed by `data` ends, as an offset into
+/// `data`; `carry` is then empty. With no match, `carry` keeps the last bytes that could
+/// still begin one.
+fn find_across(carry: &mut Vec<u8>, data: &[u8], pattern: &[u8]) -> Option<usize> {
+    let keep = pattern.len().saturating_sub(1);
+    if !carry.is_empty() {
+        let head = &data[..data.len().min(keep)];
+        let mut joined = carry.clone();
+        joined.extend_from_slice(head);
+        if let Some(at) = memchr::memmem::find(&joined, pattern)
+            && at < carry.len()
+        {
+            let end = at + pattern.len() - carry.len();
+            carry.clear();
+            return Some(end);
+        }
+    }
+    if let Some(at) = memchr::memmem::find(data, pattern) {
+        carry.clear();
+        return Some(at + pattern.len());
+    }
+    let mut tail = std::mem::take(carry);
+    tail.extend_from_slice(&data[data.len().saturating_sub(keep)..]);
+    let cut = tail.len().saturating_sub(keep);
+    tail.drain(..cut);
+    *carry = tail;
+    None
 }
 
 #[cfg(test)]
@@ -211,5 +356,71 @@ mod tests {
             parse(twice, LIMITS).await.0,
             Err(UploadError::Form(_))
         ));
+    }
+
+    /// Feeds `body` to the guard in chunks of `size`.
+    fn guard_chunked(body: &[u8], size: usize) -> Result<(), HeaderTooLong> {
+        let mut g = PartHeaderGuard::new("B");
+        body.chunks(size).try_for_each(|c| g.feed(c))
+    }
+
+    #[test]
+    fn the_header_guard_passes_real_bodies_however_they_are_split() {
+        let long_field = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"images[]\"; filename=\"a\"\r\n\r\n{}\r\n--B\r\nContent-Disposition: form-data; name=\"sex\"\r\n\r\nM\r\n--B--\r\n{}",
+            "x\r\n\r\n".repeat(5000),
+            "epilogue ".repeat(2000)
+        );
+        for size in [1, 2, 3, 7, 64, 4096, usize::MAX] {
+            assert!(
+                guard_chunked(long_field.as_bytes(), size.min(long_field.len())).is_ok(),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_header_guard_stops_endless_part_headers_and_preambles() {
+        let endless = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"a\"\r\nX-Pad: {}",
+            "p".repeat(PART_HEADER_LIMIT)
+        );
+        let preamble = "q".repeat(PART_HEADER_LIMIT + 1);
+        let second = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n--B\r\nX: {}",
+            "p".repeat(PART_HEADER_LIMIT)
+        );
+        for body in [endless, preamble, second] {
+            for size in [1, 5, 1000, body.len()] {
+                assert!(guard_chunked(body.as_bytes(), size).is_err(), "{size}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_part_header_is_refused_before_the_request_limit() {
+        let mut body = b"--B\r\nContent-Disposition: form-data; name=\"patientId\"\r\nX: ".to_vec();
+        body.extend(std::iter::repeat_n(b'h', 64 * 1024));
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(1000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut sink = MemorySink::default();
+        let limits = UploadLimits {
+            max_image: 1 << 20,
+            max_request: 1 << 30,
+        };
+        let got = receive(
+            futures_util::stream::iter(chunks),
+            "B".into(),
+            limits,
+            &mut sink,
+        )
+        .await;
+        assert!(
+            matches!(got, Err(UploadError::PartHeaderTooLong)),
+            "{:?}",
+            got.as_ref().err()
+        );
     }
 }

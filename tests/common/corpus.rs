@@ -53,7 +53,7 @@ pub fn options(ts: TransferSyntax, resize_max: u32) -> Options {
         local_resize_max: resize_max,
         ..Settings::default()
     };
-    Options::from_settings(&s, 100_000_000)
+    Options::from_settings(&s, 100_000_000, 128 << 20)
 }
 
 pub fn convert_bytes(
