@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::access::{FAILURE_WINDOW, Limiter, MAX_FAILURES, Sessions, hash_password};
+use crate::access::{
+    FAILURE_WINDOW, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions,
+    hash_password,
+};
 use crate::config::{EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
 use crate::outbox::{Opened, Outbox, OutboxError};
@@ -27,7 +30,12 @@ pub struct Access {
     /// The hash of PHOTO_PACS_ADMIN_PASSWORD; the plain value is not kept.
     env_hash: Option<String>,
     pub sessions: Sessions,
-    pub limiter: Limiter,
+    /// Admin password guesses.
+    pub password_limiter: Limiter,
+    /// Upload PIN guesses: counted apart, so a right PIN never buys password guesses.
+    pub pin_limiter: Limiter,
+    /// Password checks running at once (argon2's memory, times this, is the bound).
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 pub struct App {
@@ -102,7 +110,9 @@ impl App {
         let access = Access {
             env_hash,
             sessions: Sessions::new(env.session_idle),
-            limiter: Limiter::new(MAX_FAILURES, FAILURE_WINDOW),
+            password_limiter: Limiter::new(PASSWORD_FAILURES.0, PASSWORD_FAILURES.1, FAILURE_WINDOW),
+            pin_limiter: Limiter::new(PIN_FAILURES.0, PIN_FAILURES.1, FAILURE_WINDOW),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         };
         for dir in [&env.upload_dir, &env.dicom_dir] {
             crate::storage::create_private_dir(dir).map_err(|source| StartError::Directory {

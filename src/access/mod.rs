@@ -5,16 +5,21 @@ mod limiter;
 mod password;
 mod sessions;
 
-pub use limiter::Limiter;
+pub use limiter::{Attempt, Limiter, client_key};
 pub use password::{PasswordError, hash_password, is_valid_hash, verify_password};
 pub use sessions::Sessions;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Failed guesses a client may make per window before it must wait.
-pub const MAX_FAILURES: usize = 5;
+/// Failed admin-password guesses a client may make per window before it must wait, and
+/// all clients together (a guesser with many addresses).
+pub const PASSWORD_FAILURES: (usize, usize) = (5, 20);
+/// The same for the upload PIN: a nurse mistyping it is more common, and a PIN guards less.
+pub const PIN_FAILURES: (usize, usize) = (10, 60);
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Password checks (argon2, 19 MiB each) running at once at most; more wait their turn.
+pub const PASSWORD_CHECKS: usize = 2;
 
 /// The cookie that carries an admin session.
 pub const SESSION_COOKIE: &str = "photo_pacs_session";
@@ -37,6 +42,8 @@ pub enum Denied {
 /// The client a request speaks for. Behind the tunnel every request arrives from loopback,
 /// so there (and only there) the forwarding proxy's header names the real client.
 pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+    let peer = peer.to_canonical();
     if peer.is_loopback()
         && let Some(first) = forwarded_for.and_then(|v| v.split(',').next())
         && let Ok(ip) = first.trim().parse::<IpAddr>()
@@ -65,5 +72,11 @@ mod tests {
         );
         assert_eq!(client_address(local, Some("not an ip")), local);
         assert_eq!(client_address(local, None), local);
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_address(mapped, Some("203.0.113.7")),
+            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            "IPv4-mapped loopback is loopback"
+        );
     }
 }

@@ -26,7 +26,7 @@ impl Caller {
     /// Forwarding headers are believed only from loopback, where the tunnel's cloudflared runs.
     pub fn of(peer: SocketAddr, headers: &HeaderMap) -> Self {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let from_proxy = peer.ip().is_loopback();
+        let from_proxy = peer.ip().to_canonical().is_loopback();
         let forwarded = text("cf-connecting-ip").or_else(|| text("x-forwarded-for"));
         Caller {
             client: client_address(peer.ip(), forwarded),
@@ -94,18 +94,25 @@ async fn check_password(
     password: String,
     hash: String,
 ) -> Result<(), ApiError> {
-    if let Err(wait) = app.access.limiter.check(caller.client) {
-        return Err(ApiError::too_many_attempts(wait));
-    }
+    let attempt = app
+        .access
+        .password_limiter
+        .reserve(caller.client)
+        .map_err(ApiError::too_many_attempts)?;
+    let _turn = app
+        .access
+        .password_checks
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     if ok {
-        app.access.limiter.succeed(caller.client);
+        attempt.succeed();
         Ok(())
     } else {
-        app.access.limiter.fail(caller.client);
         Err(ApiError::unauthorized("UNAUTHORIZED", "wrong password"))
     }
 }
@@ -136,22 +143,22 @@ pub fn require_pin(app: &App, headers: &HeaderMap, caller: Caller) -> Result<(),
     if pin.is_empty() || session_token(headers).is_some_and(|t| app.access.sessions.touch(t)) {
         return Ok(());
     }
-    if let Err(wait) = app.access.limiter.check(caller.client) {
-        return Err(ApiError::too_many_attempts(wait));
-    }
-    match headers.get("x-upload-pin").and_then(|v| v.to_str().ok()) {
-        Some(given) if constant_time_eq(given.as_bytes(), pin.as_bytes()) => {
-            app.access.limiter.succeed(caller.client);
-            Ok(())
-        }
-        Some(_) => {
-            app.access.limiter.fail(caller.client);
-            Err(ApiError::unauthorized("PIN_REQUIRED", "wrong upload PIN"))
-        }
-        None => Err(ApiError::unauthorized(
+    let Some(given) = headers.get("x-upload-pin").and_then(|v| v.to_str().ok()) else {
+        return Err(ApiError::unauthorized(
             "PIN_REQUIRED",
             "this gateway needs the upload PIN",
-        )),
+        ));
+    };
+    let attempt = app
+        .access
+        .pin_limiter
+        .reserve(caller.client)
+        .map_err(ApiError::too_many_attempts)?;
+    if constant_time_eq(given.as_bytes(), pin.as_bytes()) {
+        attempt.succeed();
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("PIN_REQUIRED", "wrong upload PIN"))
     }
 }
 
