@@ -31,11 +31,24 @@ pub struct SettingsStore {
     write_lock: tokio::sync::Mutex<()>,
 }
 
+/// What guards the settings, as found on disk.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AdminGuard {
+    /// No admin password was ever set here.
+    Open,
+    /// The argon2 hash of the admin password.
+    Hash(String),
+    /// The password file (or, before there was one, the settings file) could not be read:
+    /// whether a password was set is unknown, so the settings stay shut. The reason says
+    /// what to fix; it never holds the file's contents.
+    Locked(String),
+}
+
 #[derive(Clone)]
 struct State {
     overrides: BTreeMap<Key, String>,
-    /// The admin password's argon2 hash, when set from the settings page.
-    admin_hash: Option<String>,
+    /// Who may change settings, from the admin password file.
+    admin: AdminGuard,
     current: Arc<Settings>,
     /// What went wrong with the file at start-up, for the log and the settings API.
     problem: Option<String>,
@@ -50,19 +63,22 @@ impl SettingsStore {
     pub fn load(path: PathBuf, defaults: Settings) -> Self {
         let mut state = State {
             overrides: BTreeMap::new(),
-            admin_hash: None,
+            admin: AdminGuard::Open,
             current: Arc::new(defaults.clone()),
             problem: None,
             blocked: false,
         };
-        match read_overrides(&path, &defaults) {
-            Ok(None) => {}
+        // The hash the settings file holds (older versions kept it only there), or what is
+        // known of it when the file is broken.
+        let from_ini = match read_overrides(&path, &defaults) {
+            Ok(None) => Ok(None),
             Ok(Some(file)) => {
                 state.overrides = file.overrides;
                 state.current = Arc::new(file.settings);
-                state.admin_hash = file.admin_hash;
+                Ok(file.admin_hash)
             }
             Err(reason) => {
+                let salvaged = salvage_admin_hash(&path);
                 let shown = path.display();
                 let problem = match set_aside(&path) {
                     Ok(aside) => format!(
@@ -77,8 +93,10 @@ impl SettingsStore {
                     }
                 };
                 state.problem = Some(problem);
+                salvaged
             }
-        }
+        };
+        state.admin = load_admin_guard(&admin_hash_path(&path), from_ini);
         SettingsStore {
             path,
             defaults,
@@ -143,8 +161,11 @@ impl SettingsStore {
                 overrides.insert(key, raw);
             }
         }
-        self.save(render_ini(&overrides, state.admin_hash.as_deref()))
-            .await?;
+        let hash = match state.admin {
+            AdminGuard::Hash(ref h) => Some(h.as_str()),
+            _ => None,
+        };
+        self.save(render_ini(&overrides, hash)).await?;
         let next = Arc::new(next);
         let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
         w.overrides = overrides;
@@ -153,22 +174,46 @@ impl SettingsStore {
         Ok(next)
     }
 
-    /// The admin password hash saved from the settings page, if any.
-    pub fn admin_hash(&self) -> Option<String> {
-        self.read_state().admin_hash.clone()
+    /// Who may change settings, as the admin password file says.
+    pub fn admin_guard(&self) -> AdminGuard {
+        self.read_state().admin.clone()
     }
 
-    /// Saves a new admin password hash (already checked by the caller).
+    /// The admin password hash saved from the settings page, if any.
+    pub fn admin_hash(&self) -> Option<String> {
+        match self.read_state().admin {
+            AdminGuard::Hash(ref h) => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    /// Saves a new admin password hash (already checked by the caller): in its own file
+    /// first, which a bad settings edit cannot lose, then in the settings file too, so an
+    /// older version still finds it.
     pub async fn set_admin_hash(&self, hash: String) -> Result<(), UpdateError> {
         let _guard = self.write_lock.lock().await;
         let state = self.read_state().clone();
-        if state.blocked {
-            return Err(UpdateError::Blocked(state.problem.unwrap_or_default()));
+        let file = admin_hash_path(&self.path);
+        let text = format!("{hash}\n");
+        tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || write_atomically(&file, text.as_bytes())
+        })
+        .await
+        .map_err(|e| UpdateError::Write {
+            path: file.clone(),
+            source: io::Error::other(e),
+        })?
+        .map_err(|source| UpdateError::Write { path: file, source })?;
+        {
+            let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
+            w.admin = AdminGuard::Hash(hash.clone());
         }
-        self.save(render_ini(&state.overrides, Some(&hash))).await?;
-        let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
-        w.admin_hash = Some(hash);
-        w.problem = None;
+        if !state.blocked {
+            self.save(render_ini(&state.overrides, Some(&hash))).await?;
+            let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
+            w.problem = None;
+        }
         Ok(())
     }
 
@@ -196,6 +241,58 @@ impl SettingsStore {
 /// through the password route, which checks the current password).
 const ADMIN_HASH: (&str, &str) = ("security", "admin_password_hash");
 
+/// The admin password's own file, beside the settings file.
+pub fn admin_hash_path(settings: &Path) -> PathBuf {
+    settings.with_file_name("admin-password.hash")
+}
+
+/// Reads the admin password file. Without one, the settings file's hash (`from_ini`) is
+/// moved into it; a settings file that cannot be read at all (`Err`) leaves the guard
+/// unknown, so locked.
+fn load_admin_guard(file: &Path, from_ini: Result<Option<String>, String>) -> AdminGuard {
+    let shown = file.display();
+    match crate::storage::read_small(file, 4096) {
+        Ok(bytes) => match std::str::from_utf8(&bytes).map(str::trim) {
+            Ok(hash) if crate::access::is_valid_hash(hash) => AdminGuard::Hash(hash.to_string()),
+            _ => AdminGuard::Locked(format!(
+                "the admin password file {shown} does not hold a password hash; settings stay locked until it is removed (then set a password again) or PHOTO_PACS_ADMIN_PASSWORD is set"
+            )),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match from_ini {
+            Ok(None) => AdminGuard::Open,
+            Ok(Some(hash)) => {
+                if let Err(e) = write_atomically(file, format!("{hash}\n").as_bytes()) {
+                    log::warn!("cannot write the admin password file {shown}: {e}");
+                }
+                AdminGuard::Hash(hash)
+            }
+            Err(reason) => AdminGuard::Locked(reason),
+        },
+        Err(e) => AdminGuard::Locked(format!(
+            "the admin password file {shown} cannot be read ({e}); settings stay locked until it is fixed or PHOTO_PACS_ADMIN_PASSWORD is set"
+        )),
+    }
+}
+
+/// The admin hash in a settings file that does not parse as a whole, when its line is
+/// intact: the password it set must keep guarding the settings. `Err` when the file cannot
+/// be read at all, so nobody knows whether it held one.
+fn salvage_admin_hash(path: &Path) -> Result<Option<String>, String> {
+    let bytes = crate::storage::read_small(path, 1 << 20).map_err(|e| {
+        format!(
+            "the settings file {} cannot be read ({e}) and no admin password file exists; settings stay locked until it is fixed or PHOTO_PACS_ADMIN_PASSWORD is set",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        let value = value.trim();
+        (name.trim() == ADMIN_HASH.1 && crate::access::is_valid_hash(value))
+            .then(|| value.to_string())
+    }))
+}
+
 /// What the settings file holds.
 struct FileContents {
     overrides: BTreeMap<Key, String>,
@@ -205,7 +302,8 @@ struct FileContents {
 
 /// `Ok(None)` when there is no file; `Err(reason)` names the line and key that is wrong.
 fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<FileContents>, String> {
-    let text = match std::fs::read(path) {
+    // The file is the gateway's own, a few KB: a link or anything huge is not.
+    let text = match crate::storage::read_small(path, 1 << 20) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot be read: {e}")),
