@@ -20,6 +20,7 @@ const PEERS: &[&str] = &[
     "systemd",
     "schemathesis",
     "namespaces",
+    "prometheus",
 ];
 
 fn main() {
@@ -68,6 +69,7 @@ fn main() {
     missing("systemd", program("systemd-analyze").is_some());
     missing("schemathesis", program("schemathesis").is_some());
     missing("namespaces", can_unshare());
+    missing("prometheus", program("prometheus").is_some());
 }
 
 /// Whether `path` exists; asks cargo to run this script again when it (or, while it is

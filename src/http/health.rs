@@ -6,6 +6,11 @@ use serde_json::json;
 use super::body::{self, Response};
 use crate::app::App;
 
+/// What `Metrics::render` writes: prometheus-client 0.26 encodes OpenMetrics 1.0 (`# EOF`,
+/// counters typed without their `_total`). Labelled as the Prometheus 0.0.4 text format,
+/// a scraper would parse it with the wrong grammar.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub fn healthz() -> Response {
     body::json(StatusCode::OK, &json!({ "status": "ok" }))
 }
@@ -13,9 +18,5 @@ pub fn healthz() -> Response {
 pub fn metrics(app: &App) -> Response {
     // The oldest study's age grows by itself: refresh the outbox's gauges at each scrape.
     app.outbox.update_gauges();
-    body::bytes(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        app.metrics.render(),
-    )
+    body::bytes(StatusCode::OK, METRICS_CONTENT_TYPE, app.metrics.render())
 }

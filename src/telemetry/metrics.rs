@@ -215,7 +215,7 @@ impl Metrics {
         ConversionGuard(self.clone())
     }
 
-    /// The text exposition format.
+    /// OpenMetrics 1.0 text (served as such by `GET /metrics`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

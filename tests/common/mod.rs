@@ -94,7 +94,7 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// The OpenMetrics text of `/metrics`.
     pub fn metrics(&self) -> String {
         client()
             .get(self.url("/metrics"))
