@@ -6,7 +6,7 @@ use crate::access::{
     FAILURE_WINDOW, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions,
     hash_password,
 };
-use crate::config::{EnvConfig, Key, Settings, SettingsStore};
+use crate::config::{AdminGuard, EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
 use crate::outbox::{Opened, Outbox, OutboxError};
 use crate::pacs::Sender;
@@ -86,20 +86,25 @@ impl App {
                 if elsewhere == 1 { "y is" } else { "ies are" }
             ));
         }
-        if self.admin_hash().is_none() {
-            warnings.push(
+        match self.admin() {
+            AdminGuard::Open => warnings.push(
                 "no admin password is set: anyone on this network can change these settings (set one below, or PHOTO_PACS_ADMIN_PASSWORD)".into(),
-            );
+            ),
+            AdminGuard::Locked(reason) => warnings.push(reason),
+            AdminGuard::Hash(_) => {}
         }
         warnings
     }
 
-    /// The admin password hash in force: the one set from the settings page, else the
-    /// environment's. `None`: no password, the settings are open.
-    pub fn admin_hash(&self) -> Option<String> {
-        self.settings
-            .admin_hash()
-            .or_else(|| self.access.env_hash.clone())
+    /// What guards the settings: the password set from the settings page, else the
+    /// environment's; a password file that cannot be read keeps them locked unless the
+    /// environment gives a password.
+    pub fn admin(&self) -> AdminGuard {
+        match (self.settings.admin_guard(), &self.access.env_hash) {
+            (AdminGuard::Hash(h), _) => AdminGuard::Hash(h),
+            (_, Some(env)) => AdminGuard::Hash(env.clone()),
+            (guard, None) => guard,
+        }
     }
 
     pub fn new(mut env: EnvConfig) -> Result<Self, StartError> {
@@ -110,7 +115,11 @@ impl App {
         let access = Access {
             env_hash,
             sessions: Sessions::new(env.session_idle),
-            password_limiter: Limiter::new(PASSWORD_FAILURES.0, PASSWORD_FAILURES.1, FAILURE_WINDOW),
+            password_limiter: Limiter::new(
+                PASSWORD_FAILURES.0,
+                PASSWORD_FAILURES.1,
+                FAILURE_WINDOW,
+            ),
             pin_limiter: Limiter::new(PIN_FAILURES.0, PIN_FAILURES.1, FAILURE_WINDOW),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         };

@@ -576,6 +576,7 @@ async fn admin_password(password: &str, settings: &Path) -> Result<(), String> {
         .set_admin_hash(hash)
         .await
         .map_err(|e| e.to_string())?;
+    follow_owner(&crate::config::admin_hash_path(settings)).map_err(|e| e.to_string())?;
     follow_owner(settings).map_err(|e| e.to_string())
 }
 

@@ -75,7 +75,10 @@ impl Limiter {
         let mut state = self.lock();
         let window = self.window;
         let expire = |list: &mut VecDeque<Instant>| {
-            while list.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            while list
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
                 list.pop_front();
             }
         };

@@ -10,5 +10,6 @@ pub use settings::{
     parse_update,
 };
 pub use store::{
-    SettingsStore, UpdateError, parse_settings_file, write_atomically, write_atomically_with_mode,
+    AdminGuard, SettingsStore, UpdateError, admin_hash_path, parse_settings_file, write_atomically,
+    write_atomically_with_mode,
 };

@@ -588,4 +588,58 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("settings.ini")).unwrap();
         assert!(!text.contains("port"), "{text}");
     }
+
+    #[tokio::test]
+    async fn a_broken_settings_file_never_loses_the_admin_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        let hash = crate::access::hash_password("correct horse").unwrap();
+        store.set_admin_hash(hash.clone()).await.unwrap();
+        let ini = dir.path().join("settings.ini");
+        let text = std::fs::read_to_string(&ini).unwrap();
+        assert!(
+            text.contains("admin_password_hash"),
+            "kept in the INI too, for older versions"
+        );
+        std::fs::write(&ini, format!("{text}\n[pacs]\nunknown_after_downgrade=1\n")).unwrap();
+        let again = store_in(dir.path());
+        assert!(again.problem().is_some());
+        assert_eq!(again.admin_guard(), AdminGuard::Hash(hash.clone()));
+
+        // Without its own file (an older version wrote only the INI), the hash is salvaged
+        // from the broken INI and moved into one.
+        std::fs::remove_file(admin_hash_path(&ini)).unwrap();
+        std::fs::write(
+            &ini,
+            format!("[pacs\n[security]\nadmin_password_hash={hash}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            store_in(dir.path()).admin_guard(),
+            AdminGuard::Hash(hash.clone())
+        );
+        assert!(admin_hash_path(&ini).exists());
+    }
+
+    #[test]
+    fn an_unreadable_security_state_locks_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("settings.ini");
+        std::fs::write(admin_hash_path(&ini), "not a hash\n").unwrap();
+        assert!(matches!(
+            store_in(dir.path()).admin_guard(),
+            AdminGuard::Locked(_)
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        // A settings "file" that cannot be read, and no password file: unknown, so locked.
+        std::fs::create_dir(dir.path().join("settings.ini")).unwrap();
+        assert!(matches!(
+            store_in(dir.path()).admin_guard(),
+            AdminGuard::Locked(_)
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(store_in(dir.path()).admin_guard(), AdminGuard::Open);
+    }
 }

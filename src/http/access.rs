@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::json::read_object;
 use crate::access::{SESSION_COOKIE, client_address, hash_password, verify_password};
 use crate::app::App;
+use crate::config::AdminGuard;
 
 /// Who is asking: the client address that counts for rate limits, and whether the
 /// request reached the box over HTTPS (through the tunnel).
@@ -58,6 +59,19 @@ pub fn is_cross_site(method: &Method, headers: &HeaderMap) -> bool {
                 .or_else(|| origin.strip_prefix("https://"))
                 .unwrap_or("");
             origin == "null" || !origin_host.eq_ignore_ascii_case(host)
+        }
+    }
+}
+
+/// The admin password hash in force (`None`: no password, the settings are open), or the
+/// refusal while the settings are locked.
+fn admin_hash(app: &App) -> Result<Option<String>, ApiError> {
+    match app.admin() {
+        AdminGuard::Open => Ok(None),
+        AdminGuard::Hash(hash) => Ok(Some(hash)),
+        AdminGuard::Locked(reason) => {
+            log::warn!("settings refused while locked: {reason}");
+            Err(ApiError::settings_locked())
         }
     }
 }
@@ -120,7 +134,8 @@ async fn check_password(
 /// The admin gate: open when no admin password is set; otherwise a live session cookie or
 /// HTTP Basic with the password (for scripts).
 pub async fn require_admin(app: &App, headers: &HeaderMap, caller: Caller) -> Result<(), ApiError> {
-    let Some(hash) = app.admin_hash() else {
+    let hash = admin_hash(app)?;
+    let Some(hash) = hash else {
         return Ok(());
     };
     if session_token(headers).is_some_and(|t| app.access.sessions.touch(t)) {
@@ -186,7 +201,7 @@ pub async fn login(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::validation(Some("password"), "password must be a string"))?
         .to_string();
-    let Some(hash) = app.admin_hash() else {
+    let Some(hash) = admin_hash(app)? else {
         return Ok(body::json(
             StatusCode::OK,
             &json!({ "status": "ok", "adminPasswordSet": false }),
@@ -221,16 +236,32 @@ pub fn logout(app: &App, headers: &HeaderMap, caller: Caller) -> Response {
 
 /// `GET /api/session`: what the app needs to know to ask for a password or a PIN.
 pub fn session(app: &App, headers: &HeaderMap) -> Response {
-    let admin_set = app.admin_hash().is_some();
+    let guard = app.admin();
+    let admin_set = !matches!(guard, AdminGuard::Open);
+    let locked = matches!(guard, AdminGuard::Locked(_));
     let authenticated = session_token(headers).is_some_and(|t| app.access.sessions.touch(t));
-    body::json(
-        StatusCode::OK,
-        &json!({
-            "adminPasswordSet": admin_set,
-            "authenticated": authenticated || !admin_set,
-            "uploadPinRequired": app.settings.current().upload_pin.is_set(),
-        }),
-    )
+    let mut answer = json!({
+        "adminPasswordSet": admin_set,
+        "authenticated": !locked && (authenticated || !admin_set),
+        "uploadPinRequired": app.settings.current().upload_pin.is_set(),
+    });
+    // Shown before signing in, so it names what happened but no path or file contents.
+    let notice = if locked {
+        Some(
+            "Settings are locked: the admin password file could not be read. The log and the settings file's folder say more; setting PHOTO_PACS_ADMIN_PASSWORD unlocks them.",
+        )
+    } else if app.settings.problem().is_some() {
+        Some(
+            "The settings file could not be read and was set aside: the box runs on its default settings. Sign in to see what was wrong and set the settings again.",
+        )
+    } else {
+        None
+    };
+    if let Some(notice) = notice {
+        answer["notice"] = json!(notice);
+        answer["settingsLocked"] = json!(locked);
+    }
+    body::json(StatusCode::OK, &answer)
 }
 
 /// `POST /api/admin/password` `{"current": "...", "new": "..."}`: sets or changes the
@@ -255,7 +286,7 @@ pub async fn change_password(
             .unwrap_or_default()
             .to_string()
     };
-    if let Some(hash) = app.admin_hash() {
+    if let Some(hash) = admin_hash(app)? {
         check_password(app, caller, text("current"), hash)
             .await
             .map_err(|e| e.for_field("current"))?;

@@ -47,6 +47,15 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
+    /// The admin password file cannot be read, so nobody can prove they may change settings.
+    pub fn settings_locked() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SETTINGS_LOCKED",
+            "settings are locked: the admin password file could not be read; see the gateway's log",
+        )
+    }
+
     pub fn too_many_attempts(retry_after: u64) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
