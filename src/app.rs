@@ -86,6 +86,13 @@ impl App {
                 if elsewhere == 1 { "y is" } else { "ies are" }
             ));
         }
+        let pin = current.upload_pin.expose().chars().count();
+        if (1..crate::config::MIN_NEW_PIN).contains(&pin) {
+            warnings.push(format!(
+                "the upload PIN has {pin} characters: it still works, but a new one needs at least {} (uploadPin)",
+                crate::config::MIN_NEW_PIN
+            ));
+        }
         match self.admin() {
             AdminGuard::Open => warnings.push(
                 "no admin password is set: anyone on this network can change these settings (set one below, or PHOTO_PACS_ADMIN_PASSWORD)".into(),
@@ -124,10 +131,16 @@ impl App {
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         };
         for dir in [&env.upload_dir, &env.dicom_dir] {
-            crate::storage::create_private_dir(dir).map_err(|source| StartError::Directory {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            crate::storage::create_private_dir(dir)
+                .and_then(|()| {
+                    // An older version or a hand-made folder may be open to others.
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|source| StartError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
         }
         let sender = Arc::new(Sender::for_backend(env.backend));
         let metrics = Arc::new(Metrics::new(env.backend.as_str()));

@@ -112,7 +112,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Read per command: `provision` runs before the gateway's environment exists (the file
     // it applies may be what makes it).
     let env = EnvConfig::from_process;
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Provision { .. }) {
+        // Everything the gateway writes can hold patient data: this user's alone, whatever
+        // umask it was started with. (`provision` writes files for others with set modes.)
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
+    match command {
         Command::Provision {
             boot,
             data,

@@ -39,6 +39,24 @@ pub enum Denied {
     TooManyAttempts { retry_after: u64 },
 }
 
+/// The box's own loopback addresses: the tunnel (cloudflared) and the gateway's own health
+/// checks arrive from there, for many clients at once. Other 127/8 addresses are not the
+/// box's own services.
+pub fn is_own_loopback(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
+    }
+}
+
+/// This machine's host name, lowercased (`""` when it cannot be read). Read each time:
+/// provisioning may rename the box while the gateway runs.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|n| n.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// The client a request speaks for. Behind the tunnel every request arrives from loopback,
 /// so there (and only there) the forwarding proxy's header names the real client.
 pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {

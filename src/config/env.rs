@@ -77,6 +77,9 @@ pub struct EnvConfig {
     /// Connections one client address may hold at once before its further connections are
     /// only answered "busy" (loopback, where the tunnel and health checks come from, is exempt).
     pub max_connections_per_client: usize,
+    /// Host names besides the box's own (host name, `.local`, its addresses) that
+    /// settings changes may arrive under, lowercased: a DNS alias the clinic uses.
+    pub allowed_hosts: Vec<String>,
     /// An admin session ends after this long without use.
     pub session_idle: std::time::Duration,
     /// How long an upload waits for its first delivery attempt before answering 202.
@@ -238,6 +241,14 @@ impl EnvConfig {
             65536,
             "a number of connections",
         )? as usize;
+        let allowed_hosts = get("ALLOWED_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let session_idle = std::time::Duration::from_secs(
             60 * number("SESSION_IDLE_MIN", 30, 1, 24 * 60, "a number of minutes")?,
         );
@@ -290,6 +301,7 @@ impl EnvConfig {
             max_conversions,
             convert_memory_bytes,
             max_connections_per_client,
+            allowed_hosts,
             session_idle,
             delivery_wait,
             retry_max,
@@ -320,6 +332,7 @@ const OWN_VARS: &[&str] = &[
     "MAX_CONVERSIONS",
     "CONVERT_MEMORY_MB",
     "MAX_CONNECTIONS_PER_CLIENT",
+    "ALLOWED_HOSTS",
     "SESSION_IDLE_MIN",
     "DELIVERY_WAIT_S",
     "RETRY_MAX_S",

@@ -6,8 +6,8 @@ mod store;
 
 pub use env::{Backend, EnvConfig, EnvError, Environment, PREFIX};
 pub use settings::{
-    AuthMethod, Charset, FieldError, InvalidValue, Key, Secret, Settings, TransferSyntax,
-    parse_update,
+    AuthMethod, Charset, FieldError, InvalidValue, Key, MIN_NEW_PIN, Secret, Settings,
+    TransferSyntax, parse_update,
 };
 pub use store::{
     AdminGuard, SettingsStore, UpdateError, admin_hash_path, parse_settings_file, write_atomically,

@@ -521,6 +521,15 @@ pub fn parse_update(
                 continue;
             }
         };
+        if key == Key::UploadPin && (1..MIN_NEW_PIN).contains(&text.trim().chars().count()) {
+            // Older boxes took 4; a PIN already set keeps working (with a warning), but a
+            // new one must be harder to guess.
+            errors.push(FieldError {
+                field: name.clone(),
+                message: format!("must be empty (no PIN) or at least {MIN_NEW_PIN} characters"),
+            });
+            continue;
+        }
         match next.apply(key, &text) {
             Ok(()) => changes.push((key, next.raw(key))),
             Err(e) => errors.push(FieldError {
@@ -529,12 +538,26 @@ pub fn parse_update(
             }),
         }
     }
+    // Stored DICOMweb credentials belong to the server they were set for: a new address
+    // without new credentials must not receive them (a connection test would send them).
+    if next.dicomweb_base_url != base.dicomweb_base_url {
+        for key in [Key::DicomwebPassword, Key::DicomwebToken] {
+            let given = update.get(key.names().json).is_some_and(|v| !v.is_null());
+            if !given && !next.raw(key).is_empty() {
+                next.apply(key, "").ok();
+                changes.push((key, String::new()));
+            }
+        }
+    }
     if errors.is_empty() {
         Ok((next, changes))
     } else {
         Err(errors)
     }
 }
+
+/// The shortest upload PIN the settings page sets now.
+pub const MIN_NEW_PIN: usize = 6;
 
 /// An upload PIN: empty (none), or 4 to 32 characters a phone keyboard can type.
 fn parse_pin(s: &str) -> Result<String, String> {
@@ -759,5 +782,40 @@ mod tests {
         let (next, _) =
             parse_update(&base, json!({"dicomwebToken": ""}).as_object().unwrap()).unwrap();
         assert!(!next.dicomweb_token.is_set());
+    }
+
+    #[test]
+    fn a_new_dicomweb_address_drops_the_old_credentials_unless_new_ones_come() {
+        let mut base = Settings::default();
+        base.apply(Key::DicomwebBaseUrl, "https://pacs.example/dicom-web")
+            .unwrap();
+        base.apply(Key::DicomwebPassword, "s3cret").unwrap();
+        base.apply(Key::DicomwebToken, "tok").unwrap();
+        let update = |v: serde_json::Value| parse_update(&base, v.as_object().unwrap()).unwrap();
+        let (next, _) = update(serde_json::json!({"dicomwebBaseUrl": "https://evil.example/"}));
+        assert_eq!(next.dicomweb_password.expose(), "");
+        assert_eq!(next.dicomweb_token.expose(), "");
+        let (next, _) = update(
+            serde_json::json!({"dicomwebBaseUrl": "https://new.example/", "dicomwebPassword": "n3w"}),
+        );
+        assert_eq!(next.dicomweb_password.expose(), "n3w");
+        assert_eq!(next.dicomweb_token.expose(), "");
+        let (next, _) = update(serde_json::json!({"dicomwebTimeoutS": 30}));
+        assert_eq!(
+            next.dicomweb_password.expose(),
+            "s3cret",
+            "same address, kept"
+        );
+    }
+
+    #[test]
+    fn new_pins_need_six_characters_but_an_old_short_one_still_loads() {
+        let base = Settings::default();
+        let short = serde_json::json!({"uploadPin": "1234"});
+        assert!(parse_update(&base, short.as_object().unwrap()).is_err());
+        let ok = serde_json::json!({"uploadPin": "123456"});
+        assert!(parse_update(&base, ok.as_object().unwrap()).is_ok());
+        let mut loaded = Settings::default();
+        assert!(loaded.apply(Key::UploadPin, "1234").is_ok());
     }
 }

@@ -3,9 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::pace::RequestBody;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::body::{self, Response};
@@ -74,6 +74,44 @@ fn admin_hash(app: &App) -> Result<Option<String>, ApiError> {
             Err(ApiError::settings_locked())
         }
     }
+}
+
+/// Whether the Host header names this box: its host name or `<name>.local`, `localhost`,
+/// the address the connection arrived on, or a name in PHOTO_PACS_ALLOWED_HOSTS. Requests
+/// from the box's own loopback (the tunnel's cloudflared) carry the public name and pass.
+pub fn is_own_host(app: &App, headers: &HeaderMap, peer: SocketAddr, local: SocketAddr) -> bool {
+    if crate::access::is_own_loopback(peer.ip()) {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        // HTTP/1.1 requires it; only HTTP/1.0 tools omit it, and no browser does.
+        return true;
+    };
+    let name = host_name(host).to_ascii_lowercase();
+    if let Ok(ip) = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return ip.to_canonical() == local.ip().to_canonical();
+    }
+    let name = name.trim_end_matches('.');
+    if name == "localhost" || app.env.allowed_hosts.iter().any(|h| h == name) {
+        return true;
+    }
+    let own = crate::access::host_name();
+    !own.is_empty() && (name == own || name.strip_suffix(".local") == Some(own.as_str()))
+}
+
+/// `host` without its port.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host
+            .split_once(']')
+            .map_or(host, |(a, _)| &host[..a.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 fn session_token(headers: &HeaderMap) -> Option<&str> {
@@ -192,7 +230,7 @@ fn session_cookie(token: &str, caller: Caller, max_age: u64) -> HeaderValue {
 /// `POST /api/login` `{"password": "..."}`: a session cookie on success.
 pub async fn login(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let body = read_object(req, false).await?;
@@ -268,7 +306,7 @@ pub fn session(app: &App, headers: &HeaderMap) -> Response {
 /// admin password. Changing needs the current one; every other session ends.
 pub async fn change_password(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let body = read_object(req, false).await?;

@@ -48,6 +48,36 @@ impl ApiError {
     }
 
     /// The admin password file cannot be read, so nobody can prove they may change settings.
+    /// The body stopped arriving, or arrived too slowly to be a client of ours.
+    pub fn too_slow() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "the request body arrived too slowly (under {} KB/s)",
+                super::pace::MIN_RATE / 1024
+            ),
+        )
+    }
+
+    /// A request for another host name than the box's own (DNS rebinding).
+    pub fn misdirected() -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "WRONG_HOST",
+            "this request names a host that is not this gateway; open the app by the box's own name or address (or add the name to PHOTO_PACS_ALLOWED_HOSTS)",
+        )
+    }
+
+    /// Every connection slot (or this client's share of them) is taken.
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "BUSY",
+            "the gateway has too many open connections right now; try again in a moment",
+        )
+    }
+
     pub fn settings_locked() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -172,6 +202,7 @@ impl From<UploadError> for ApiError {
             UploadError::TextTooLong { field } => ApiError::validation(field, message),
             UploadError::NotUtf8 { field } => ApiError::validation(Some(field), message),
             UploadError::Form(f) => f.into(),
+            UploadError::TooSlow => ApiError::too_slow(),
             UploadError::Interrupted | UploadError::Malformed | UploadError::PartHeaderTooLong => {
                 ApiError::validation(None, message)
             }

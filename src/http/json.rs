@@ -1,8 +1,8 @@
 //! Reading bounded JSON request bodies.
 
+use super::pace::RequestBody;
 use http::{Request, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -12,7 +12,7 @@ const JSON_LIMIT: usize = 64 * 1024;
 
 /// Reads a JSON object body. An empty body reads as `{}` when `allow_empty` is set.
 pub async fn read_object(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     allow_empty: bool,
 ) -> Result<Map<String, Value>, ApiError> {
     let is_json = req
@@ -25,7 +25,10 @@ pub async fn read_object(
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
+            if super::pace::is_too_slow(e.as_ref()) {
+                ApiError::too_slow()
+            } else if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
                 ApiError::too_large(format!(

@@ -1,7 +1,7 @@
 //! `POST /api/pacs/echo`: tests the connection to the PACS.
 
+use super::pace::RequestBody;
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{Map, json};
 
 use super::body::{self, Response};
@@ -18,7 +18,7 @@ const OVERRIDES: [(&str, &str); 4] = [
     ("callingAET", "localCallingAET"),
 ];
 
-pub async fn echo(app: &App, req: Request<Incoming>) -> Result<Response, ApiError> {
+pub async fn echo(app: &App, req: Request<RequestBody>) -> Result<Response, ApiError> {
     // The body may name another target for this test only: validated like a settings
     // update, never saved.
     let body = read_object(req, true).await?;

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
+use super::pace::{Paced, RequestBody};
 use super::{assets, health, openapi, outbox, pacs, settings, studies};
 use crate::app::App;
 
@@ -48,12 +49,19 @@ pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     ("/metrics", &[Method::GET], Guard::Public),
 ];
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response {
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let method = req.method().clone();
     let caller = Caller::of(peer, req.headers());
-    let (route, result) = dispatch(&app, req, &request_id, caller).await;
+    let own_host = access::is_own_host(&app, req.headers(), peer, local);
+    let req = req.map(Paced::new);
+    let (route, result) = dispatch(&app, req, &request_id, caller, own_host).await;
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -115,11 +123,30 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     resp
 }
 
+/// A connection past the limits: `/healthz` is answered, anything else is told to come
+/// back (its body is not read; the connection closes after the answer).
+pub async fn handle_reserved(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Response {
+    if req.method() == Method::GET && req.uri().path() == "/healthz" {
+        return handle(app, req, peer, local).await;
+    }
+    app.metrics.http_request("OTHER", "busy", 503);
+    let mut resp = ApiError::busy().into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    resp
+}
+
 async fn dispatch(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     request_id: &str,
     caller: Caller,
+    own_host: bool,
 ) -> (&'static str, Result<Response, ApiError>) {
     let path = req.uri().path().to_string();
     let mut id = None;
@@ -146,6 +173,12 @@ async fn dispatch(
     }
     if access::is_cross_site(req.method(), req.headers()) {
         return (route, Err(ApiError::cross_site()));
+    }
+    // DNS rebinding: a page on another site that made its name point at the box passes the
+    // Origin check; its Host is still its own name.
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if (changes || guard == Guard::Admin) && !own_host {
+        return (route, Err(ApiError::misdirected()));
     }
     let allowed = match guard {
         Guard::Public => Ok(()),

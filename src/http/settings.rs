@@ -1,7 +1,7 @@
 //! `GET`/`PUT /api/settings` and `GET /api/settings/info`.
 
+use super::pace::RequestBody;
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::body::{self, Response};
@@ -22,7 +22,7 @@ pub fn get(app: &App) -> Response {
 
 /// Takes the `settings` object GET returns, all keys or a subset, bare or still wrapped as
 /// GET answers it (`{"settings": {...}, "warnings": [...]}`), and answers like GET.
-pub async fn put(app: &App, req: Request<Incoming>) -> Result<Response, ApiError> {
+pub async fn put(app: &App, req: Request<RequestBody>) -> Result<Response, ApiError> {
     let mut update = read_object(req, false).await?;
     let wrapped = update.keys().all(|k| k == "settings" || k == "warnings");
     if wrapped && let Some(Value::Object(inner)) = update.remove("settings") {

@@ -2,9 +2,9 @@
 //! answered once the first delivery attempt ends or the wait is over; `GET
 //! /api/studies/{id}`: where that study is now.
 
+use super::pace::RequestBody;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::body::{self, Response};
@@ -39,7 +39,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 pub async fn post(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     request_id: &str,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(req.headers())?;
@@ -123,7 +123,7 @@ pub async fn post(
 }
 
 /// Reads a request body to its end (at most `max` bytes), keeping nothing.
-async fn discard(req: Request<Incoming>, max: u64) {
+async fn discard(req: Request<RequestBody>, max: u64) {
     let mut body = Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX));
     while let Some(Ok(_)) = body.frame().await {}
 }

@@ -46,6 +46,8 @@ pub enum UploadError {
     Form(#[from] FormError),
     #[error("the upload was interrupted")]
     Interrupted,
+    #[error("the upload arrived too slowly")]
+    TooSlow,
     #[error("the upload is not a well-formed multipart/form-data body")]
     Malformed,
     #[error("a part of the upload has headers longer than {} KB", PART_HEADER_LIMIT / 1024)]
@@ -176,9 +178,30 @@ fn multipart_error(e: multer::Error, limits: UploadLimits, image: Option<u32>) -
         {
             UploadError::PartHeaderTooLong
         }
+        multer::Error::StreamReadFailed(inner) if is_too_slow(inner.as_ref()) => {
+            UploadError::TooSlow
+        }
         multer::Error::StreamReadFailed(_) => UploadError::Interrupted,
         _ => UploadError::Malformed,
     }
+}
+
+/// The error a request body ends with when it arrives too slowly (the HTTP layer's
+/// pacing decides when; it is named here so the upload can tell it from a dropped link).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived too slowly")]
+pub struct TooSlow;
+
+/// Whether a body error, however wrapped, is [`TooSlow`].
+pub fn is_too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<TooSlow>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The stream error [`PartHeaderGuard`] ends a body with.

@@ -1,6 +1,7 @@
 //! TLS for DICOM associations: a rustls client configuration (ring provider) from the
 //! PEM files the settings name.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -77,10 +78,14 @@ pub fn client_config(s: &Settings) -> Result<Arc<ClientConfig>, TlsFileError> {
         }
         (false, false) => {
             let chain = read_certs(Key::PacsTlsCertFile, &s.pacs_tls_cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(&s.pacs_tls_key_file).map_err(|e| {
+            let path = &s.pacs_tls_key_file;
+            let pem = crate::storage::read_small(Path::new(path), TLS_FILE_LIMIT).map_err(|e| {
+                refuse(Key::PacsTlsKeyFile, format!("{path}: cannot be read ({e})"))
+            })?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
                 refuse(
                     Key::PacsTlsKeyFile,
-                    format!("{}: no usable private key ({e})", s.pacs_tls_key_file),
+                    format!("{path}: no usable private key ({e})"),
                 )
             })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
@@ -94,9 +99,14 @@ pub fn client_config(s: &Settings) -> Result<Arc<ClientConfig>, TlsFileError> {
     Ok(Arc::new(config))
 }
 
+/// The largest certificate or key file read (Debian's whole CA bundle is about 220 KB).
+const TLS_FILE_LIMIT: u64 = 1024 * 1024;
+
 fn read_certs(key: Key, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let bytes =
-        std::fs::read(path).map_err(|e| refuse(key, format!("{path}: cannot be read ({e})")))?;
+        // A certificate bundle is tens of KB; a setting may name any path (/dev/zero).
+        crate::storage::read_small(Path::new(path), TLS_FILE_LIMIT)
+            .map_err(|e| refuse(key, format!("{path}: cannot be read ({e})")))?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| refuse(key, format!("{path}: not a PEM certificate file ({e})")))?;
