@@ -60,6 +60,10 @@
     $('pin-box').hidden = !session.uploadPinRequired;
     $('password-current-box').hidden = !session.adminPasswordSet;
     $('logout').hidden = !(session.adminPasswordSet && session.authenticated);
+    // Shown before sign-in too: why the settings look reset, or why nobody can sign in.
+    const notice = $('settings-notice');
+    notice.hidden = !session.notice;
+    notice.textContent = session.notice ? t(session.settingsLocked ? 'noticeLocked' : 'noticeSetAside') : '';
   }
 
   function showLogin(show) {

@@ -18,8 +18,9 @@ interval="${SLOW_INTERVAL:-10}"
 header_timeout="${PHOTO_PACS_HEADER_TIMEOUT_S:-30}"
 
 bench/make-photos.sh target/bench-photos >/dev/null
-cargo build --release --quiet
-bin="$PWD/target/release/photo-pacs"
+# BIN: another build to measure (an older release, for a before-and-after figure).
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+bin="${BIN:-$PWD/target/release/photo-pacs}"
 photo="$PWD/target/bench-photos/phone-12mp.jpg"
 
 # The client side holds 200+ sockets; the gateway's default connection limit is 256.

@@ -88,8 +88,18 @@ fn a_silent_connection_is_dropped_by_the_header_timeout() {
     );
 }
 
+/// One request on a fresh connection, answered with `Connection: close`.
+fn ask(gw: &common::Gateway, request: &str) -> String {
+    let mut s = TcpStream::connect(addr(gw)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 #[test]
-fn past_the_connection_limit_the_next_client_waits_and_is_then_served() {
+fn past_the_connection_limit_health_is_answered_and_others_are_told_busy() {
     let (_dir, gw) = gateway(&[
         ("PHOTO_PACS_MAX_CONNECTIONS", "4"),
         ("PHOTO_PACS_HEADER_TIMEOUT_S", "60"),
@@ -103,27 +113,33 @@ fn past_the_connection_limit_the_next_client_waits_and_is_then_served() {
         .collect();
     // Give the gateway time to accept all four before the fifth arrives.
     std::thread::sleep(Duration::from_millis(300));
-    let mut fifth = TcpStream::connect(addr(&gw)).unwrap();
-    fifth
-        .set_read_timeout(Some(Duration::from_millis(800)))
-        .unwrap();
-    fifth
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut buf = Vec::new();
-    let early = fifth.read_to_end(&mut buf);
+    let health = ask(
+        &gw,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(
-        early.is_err() && buf.is_empty(),
-        "the fifth client was served while four connections were open: {:?}",
-        String::from_utf8_lossy(&buf)
+        health.starts_with("HTTP/1.1 200"),
+        "a reserved slot answers health: {health}"
+    );
+    let busy = ask(
+        &gw,
+        "GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(
+        busy.contains("BUSY") && busy.to_ascii_lowercase().contains("retry-after"),
+        "{busy}"
     );
     held.pop();
-    fifth
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    fifth.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    std::thread::sleep(Duration::from_millis(200));
+    let served = ask(
+        &gw,
+        "GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        served.starts_with("HTTP/1.1 200"),
+        "a freed slot serves again: {served}"
+    );
 }
 
 /// Four phones upload four photos each at once; returns the gateway's peak of conversions

@@ -70,12 +70,20 @@ impl ApiError {
     }
 
     /// Every connection slot (or this client's share of them) is taken.
-    pub fn busy() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "BUSY",
-            "the gateway has too many open connections right now; try again in a moment",
-        )
+    pub fn busy(over_share: bool) -> Self {
+        if over_share {
+            Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_CONNECTIONS",
+                "this device has too many connections open to the gateway; try again in a moment",
+            )
+        } else {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BUSY",
+                "the gateway has too many open connections right now; try again in a moment",
+            )
+        }
     }
 
     pub fn settings_locked() -> Self {

@@ -115,6 +115,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 } else {
                     per_client.take(peer.ip().to_canonical(), share).map(Some)
                 };
+                let over_share = counted.is_none();
                 let full = counted.and_then(|client| {
                     general.clone().try_acquire_owned().ok().map(|g| (g, client))
                 });
@@ -124,7 +125,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     let app = app.clone();
                     async move {
                         Ok::<_, Infallible>(if reserved {
-                            router::handle_reserved(app, req, peer, local).await
+                            router::handle_reserved(app, req, peer, local, over_share).await
                         } else {
                             router::handle(app, req, peer, local).await
                         })

@@ -130,12 +130,15 @@ pub async fn handle_reserved(
     req: Request<Incoming>,
     peer: SocketAddr,
     local: SocketAddr,
+    over_share: bool,
 ) -> Response {
     if req.method() == Method::GET && req.uri().path() == "/healthz" {
         return handle(app, req, peer, local).await;
     }
-    app.metrics.http_request("OTHER", "busy", 503);
-    let mut resp = ApiError::busy().into_response();
+    // The client's own share used up is its doing (429); every slot taken is the box's (503).
+    let e = ApiError::busy(over_share);
+    app.metrics.http_request("OTHER", "busy", e.status.as_u16());
+    let mut resp = e.into_response();
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     resp
