@@ -110,6 +110,88 @@ fn stow_rs_stores_the_submission_in_orthanc() {
     assert_eq!(stored, ours);
 }
 
+/// tests/peers/tls_front.py: HTTPS with `tls`'s server certificate (signed by its private
+/// CA) in front of Orthanc's plain HTTP port; killed on drop.
+struct TlsFront(std::process::Child, u16);
+
+impl TlsFront {
+    fn start(tls: &common::storescp::TlsMaterial, target: u16) -> TlsFront {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/tls_front.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&tls.server_cert)
+            .arg(&tls.server_key)
+            .arg(target.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start tls_front.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("read its port");
+        let port = line.trim().parse().expect("a port number");
+        TlsFront(child, port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(
+        missing_peer = "orthanc",
+        missing_peer = "openssl",
+        missing_peer = "python"
+    ),
+    ignore = "needs Orthanc with its DICOMweb plugin, openssl and python3"
+)]
+fn a_private_ca_file_verifies_the_server_without_turning_verification_off() {
+    let (Some(orthanc), Some(openssl)) = (
+        orthanc(OrthancConfig::new("ORTHANC")),
+        peer("openssl", "openssl"),
+    ) else {
+        return;
+    };
+    let tls = common::storescp::TlsMaterial::generate(&openssl);
+    let front = TlsFront::start(&tls, orthanc.http_port());
+    let base = format!("https://127.0.0.1:{}/dicom-web", front.1);
+    let ca = tls.ca_cert.display().to_string();
+    let (_dir, gw) = gateway_env(&dicomweb_env(
+        &base,
+        &[("PHOTO_PACS_DICOMWEB_TLS_CA_FILE", ca.as_str())],
+    ));
+    let (code, doc, _) = echo(&gw);
+    assert_eq!(code, 200, "{doc}");
+    let resp = upload(&gw, &fields(), &PHOTOS[..1]);
+    assert_eq!(resp.status(), 200, "{}", gw.logs());
+    assert_eq!(orthanc.get_json("/instances").as_array().unwrap().len(), 1);
+    assert!(
+        !gw.logs().contains("VERIFY_TLS is off"),
+        "verification stays on"
+    );
+
+    // Another CA's file: the server is not trusted, and the answer says why.
+    let other = tls.other_ca_cert.display().to_string();
+    let (_dir2, gw2) = gateway_env(&dicomweb_env(
+        &base,
+        &[("PHOTO_PACS_DICOMWEB_TLS_CA_FILE", other.as_str())],
+    ));
+    let (code, doc, _) = echo(&gw2);
+    assert_eq!(code, 502, "{doc}");
+    let message = doc["message"].as_str().unwrap_or_default().to_lowercase();
+    assert!(message.contains("certificate"), "{doc}");
+
+    // Without a CA file the system's trust store does not know the private CA either.
+    let (_dir3, gw3) = gateway_env(&dicomweb_env(&base, &[]));
+    assert_eq!(echo(&gw3).0, 502);
+}
+
 #[test]
 #[cfg_attr(
     missing_peer = "orthanc",

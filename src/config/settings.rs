@@ -24,6 +24,7 @@ pub enum Key {
     PacsTlsKeyFile,
     DicomwebBaseUrl,
     DicomwebVerifyTls,
+    DicomwebTlsCaFile,
     DicomwebTimeoutS,
     DicomwebAuthMethod,
     DicomwebUsername,
@@ -52,7 +53,7 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 24] = [
+    pub const ALL: [Key; 25] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
@@ -64,6 +65,7 @@ impl Key {
         Key::PacsTlsKeyFile,
         Key::DicomwebBaseUrl,
         Key::DicomwebVerifyTls,
+        Key::DicomwebTlsCaFile,
         Key::DicomwebTimeoutS,
         Key::DicomwebAuthMethod,
         Key::DicomwebUsername,
@@ -116,6 +118,12 @@ impl Key {
                 "DICOMWEB_VERIFY_TLS",
                 "dicomweb",
                 "verify_tls",
+            ),
+            Key::DicomwebTlsCaFile => (
+                "dicomwebTlsCaFile",
+                "DICOMWEB_TLS_CA_FILE",
+                "dicomweb",
+                "tls_ca_file",
             ),
             Key::DicomwebTimeoutS => (
                 "dicomwebTimeoutS",
@@ -262,6 +270,9 @@ pub struct Settings {
     pub pacs_tls_key_file: String,
     pub dicomweb_base_url: String,
     pub dicomweb_verify_tls: bool,
+    /// A PEM file of the CA(s) that signed the DICOMweb server's certificate (a hospital's
+    /// private CA); empty: the system's trusted CAs.
+    pub dicomweb_tls_ca_file: String,
     pub dicomweb_timeout_s: u32,
     pub dicomweb_auth_method: AuthMethod,
     pub dicomweb_username: String,
@@ -293,6 +304,7 @@ impl Default for Settings {
             pacs_tls_key_file: String::new(),
             dicomweb_base_url: String::new(),
             dicomweb_verify_tls: true,
+            dicomweb_tls_ca_file: String::new(),
             dicomweb_timeout_s: 30,
             dicomweb_auth_method: AuthMethod::None,
             dicomweb_username: String::new(),
@@ -343,6 +355,9 @@ impl Settings {
             }
             Key::DicomwebVerifyTls => {
                 self.dicomweb_verify_tls = parse_bool(trimmed).map_err(invalid)?
+            }
+            Key::DicomwebTlsCaFile => {
+                self.dicomweb_tls_ca_file = parse_path(trimmed).map_err(invalid)?
             }
             Key::DicomwebTimeoutS => {
                 self.dicomweb_timeout_s =
@@ -418,6 +433,7 @@ impl Settings {
             Key::PacsTlsKeyFile => self.pacs_tls_key_file.clone(),
             Key::DicomwebBaseUrl => self.dicomweb_base_url.clone(),
             Key::DicomwebVerifyTls => self.dicomweb_verify_tls.to_string(),
+            Key::DicomwebTlsCaFile => self.dicomweb_tls_ca_file.clone(),
             Key::DicomwebTimeoutS => self.dicomweb_timeout_s.to_string(),
             Key::DicomwebAuthMethod => self.dicomweb_auth_method.as_str().into(),
             Key::DicomwebUsername => self.dicomweb_username.clone(),

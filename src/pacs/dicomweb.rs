@@ -15,10 +15,11 @@ use super::{InstanceStatus, Outgoing, PacsError};
 use crate::config::{AuthMethod, Settings};
 
 /// The settings a client is built from; a change makes a new one.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct ClientKey {
     timeout_s: u32,
     verify_tls: bool,
+    ca_file: String,
 }
 
 /// One HTTP client (and its connection pool) reused across deliveries: a backlog of studies
@@ -33,6 +34,7 @@ impl Clients {
         let key = ClientKey {
             timeout_s: s.dicomweb_timeout_s,
             verify_tls: s.dicomweb_verify_tls,
+            ca_file: s.dicomweb_tls_ca_file.clone(),
         };
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((k, c)) = cached.as_ref()
@@ -64,7 +66,20 @@ fn client(s: &Settings) -> Result<reqwest::Client, PacsError> {
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if s.dicomweb_verify_tls
+        && let Some(roots) =
+            super::tls::dicomweb_roots(s).map_err(|e| PacsError::configuration(e.message))?
+    {
+        // The hospital's private CA instead of VERIFY_TLS=false: checked, not skipped.
+        let config = rustls::ClientConfig::builder_with_provider(super::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PacsError::configuration(format!("TLS set-up failed: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        builder = builder.tls_backend_preconfigured(config);
+    }
+    builder
         .timeout(Duration::from_secs(u64::from(s.dicomweb_timeout_s)))
         .connect_timeout(Duration::from_secs(u64::from(s.dicomweb_timeout_s)))
         // A redirect could carry our credentials somewhere else: never follow one.

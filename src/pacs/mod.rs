@@ -251,6 +251,9 @@ impl Sender {
                 }
             }
             Backend::Dicomweb => {
+                if let Err(e) = tls::dicomweb_roots(s) {
+                    problems.push(problem(e.key, e.message));
+                }
                 if s.dicomweb_base_url.is_empty() {
                     problems.push(problem(
                         Key::DicomwebBaseUrl,

@@ -30,6 +30,26 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The roots for the DICOMweb client when a CA file is set: only that file's CAs.
+pub fn dicomweb_roots(s: &Settings) -> Result<Option<RootCertStore>, TlsFileError> {
+    if s.dicomweb_tls_ca_file.is_empty() {
+        return Ok(None);
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(Key::DicomwebTlsCaFile, &s.dicomweb_tls_ca_file)? {
+        roots.add(cert).map_err(|e| {
+            refuse(
+                Key::DicomwebTlsCaFile,
+                format!(
+                    "{}: not a usable CA certificate: {e}",
+                    s.dicomweb_tls_ca_file
+                ),
+            )
+        })?;
+    }
+    Ok(Some(roots))
+}
+
 /// Builds the client configuration: trust the CA file if one is set (else the system's
 /// trust store), and present a client certificate when both certificate and key are set.
 pub fn client_config(s: &Settings) -> Result<Arc<ClientConfig>, TlsFileError> {
@@ -102,7 +122,10 @@ pub fn client_config(s: &Settings) -> Result<Arc<ClientConfig>, TlsFileError> {
 /// The largest certificate or key file read (Debian's whole CA bundle is about 220 KB).
 const TLS_FILE_LIMIT: u64 = 1024 * 1024;
 
-fn read_certs(key: Key, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+pub(crate) fn read_certs(
+    key: Key,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let bytes =
         // A certificate bundle is tens of KB; a setting may name any path (/dev/zero).
         crate::storage::read_small(Path::new(path), TLS_FILE_LIMIT)
