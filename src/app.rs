@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::access::{
-    FAILURE_WINDOW, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions,
+    FAILURE_WINDOW, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions, Verifier,
     hash_password,
 };
 use crate::config::{AdminGuard, EnvConfig, Key, Settings, SettingsStore};
@@ -34,8 +34,9 @@ pub struct Access {
     pub password_limiter: Limiter,
     /// Upload PIN guesses: counted apart, so a right PIN never buys password guesses.
     pub pin_limiter: Limiter,
-    /// Password checks running at once (argon2's memory, times this, is the bound).
-    pub password_checks: tokio::sync::Semaphore,
+    /// Password checks, on PASSWORD_CHECKS threads of their own (argon2's memory, times
+    /// this, is the bound).
+    pub verifier: Verifier,
 }
 
 pub struct App {
@@ -128,7 +129,7 @@ impl App {
                 FAILURE_WINDOW,
             ),
             pin_limiter: Limiter::new(PIN_FAILURES.0, PIN_FAILURES.1, FAILURE_WINDOW),
-            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            verifier: Verifier::new(PASSWORD_CHECKS),
         };
         for dir in [&env.upload_dir, &env.dicom_dir] {
             crate::storage::create_private_dir(dir)

@@ -6,7 +6,7 @@ mod password;
 mod sessions;
 
 pub use limiter::{Attempt, Limiter, client_key};
-pub use password::{PasswordError, hash_password, is_valid_hash, verify_password};
+pub use password::{PasswordError, Verifier, hash_password, is_valid_hash, verify_password};
 pub use sessions::Sessions;
 
 use std::net::IpAddr;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::body::{self, Response};
 use super::error::ApiError;
 use super::json::read_object;
-use crate::access::{SESSION_COOKIE, client_address, hash_password, verify_password};
+use crate::access::{SESSION_COOKIE, client_address, hash_password};
 use crate::app::App;
 use crate::config::AdminGuard;
 
@@ -151,15 +151,11 @@ async fn check_password(
         .password_limiter
         .reserve(caller.client)
         .map_err(ApiError::too_many_attempts)?;
-    let _turn = app
+    let ok = app
         .access
-        .password_checks
-        .acquire()
+        .verifier
+        .verify(password, hash)
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     if ok {
         attempt.succeed();
