@@ -155,10 +155,9 @@ mod tests {
             verify_in("pw", small, &mut blocks).is_ok(),
             verify_password("pw", small).is_ok()
         );
-        for (pw, h) in [("correct horse", hash_password("correct horse").unwrap())] {
-            assert!(verify_in(pw, &h, &mut blocks).unwrap());
-            assert!(!verify_in("nope", &h, &mut blocks).unwrap());
-        }
+        let ours = hash_password("correct horse").unwrap();
+        assert!(verify_in("correct horse", &ours, &mut blocks).unwrap());
+        assert!(!verify_in("nope", &ours, &mut blocks).unwrap());
         let huge = "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$7bJ5RmDAzQOM7AyhV4HnYVxK1R2zZ3VJ1z1Hh9B7j7g";
         assert!(matches!(
             verify_in("pw", huge, &mut blocks),
