@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -443,6 +444,10 @@ def main():
               f"{'OK' if not bad else 'FAIL ' + ','.join(bad)}  {detail}", flush=True)
         if bad:
             failed.append(name)
+            print(f"  the gateway's folder is kept: {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
     if failed and not args.report:
         print(f"hostile: {len(failed)} attack(s) not withstood: {' '.join(failed)}", file=sys.stderr)
         return 1
