@@ -172,9 +172,10 @@ impl From<UploadError> for ApiError {
             UploadError::TextTooLong { field } => ApiError::validation(field, message),
             UploadError::NotUtf8 { field } => ApiError::validation(Some(field), message),
             UploadError::Form(f) => f.into(),
-            UploadError::Interrupted | UploadError::Malformed | UploadError::PartHeaderTooLong => {
-                ApiError::validation(None, message)
-            }
+            UploadError::Interrupted
+            | UploadError::Malformed
+            | UploadError::PartHeaderTooLong
+            | UploadError::TooManyParts => ApiError::validation(None, message),
             UploadError::Storage(e) => IntakeError::from(e).into(),
         }
     }
