@@ -211,9 +211,10 @@ impl From<UploadError> for ApiError {
             UploadError::NotUtf8 { field } => ApiError::validation(Some(field), message),
             UploadError::Form(f) => f.into(),
             UploadError::TooSlow => ApiError::too_slow(),
-            UploadError::Interrupted | UploadError::Malformed | UploadError::PartHeaderTooLong => {
-                ApiError::validation(None, message)
-            }
+            UploadError::Interrupted
+            | UploadError::Malformed
+            | UploadError::PartHeaderTooLong
+            | UploadError::TooManyParts => ApiError::validation(None, message),
             UploadError::Storage(e) => IntakeError::from(e).into(),
         }
     }
