@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use rustix::fs::OFlags;
 
 use crate::access::hash_password;
 use crate::config::{EnvConfig, Key, PREFIX, SettingsStore, write_atomically_with_mode};
+use crate::storage::{self, Opened};
 
 /// The name of the file a user drops on the boot partition.
 pub const BOOT_FILE: &str = "photo-pacs.env";
@@ -31,13 +31,8 @@ pub const MAX_READ: u64 = 256 * 1024;
 // This runs as root and reads files in directories the service user can write to: a name
 // there must never lead it into another file (a symlink or a hard link), a FIFO must not
 // stall the boot, and a device node must not be opened as a terminal. Files it opens for
-// writing get the same flags, so a planted name is refused instead of written through.
-// (`as`: the flags are small positive constants; `custom_flags` takes a C int.)
-const SAFE_OPEN: i32 = OFlags::NOFOLLOW
-    .union(OFlags::NONBLOCK)
-    .union(OFlags::NOCTTY)
-    .union(OFlags::CLOEXEC)
-    .bits() as i32;
+// writing are opened the same way, so a planted name is refused instead of written through
+// (`storage::open_regular`).
 
 /// Errors name the file and what is wrong with it, never anything read from it: the message
 /// goes into a problems file the service user reads and onto the card.
@@ -66,30 +61,23 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ProvisionError + '_ {
     }
 }
 
-/// Opens `path` with [`SAFE_OPEN`] and checks the handle (not the name, which can change
+/// Opens `path` with [`storage::SAFE_OPEN`] and checks the handle (not the name, which can change
 /// under us) is a regular file with one link. `Ok(None)` when there is no such file.
 fn open_checked(
     path: &Path,
     options: &mut fs::OpenOptions,
 ) -> Result<Option<fs::File>, ProvisionError> {
-    let file = match options.custom_flags(SAFE_OPEN).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Err(ProvisionError::Symlink {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(io_err(path)(e)),
+    let path_buf = || path.to_path_buf();
+    let (file, meta) = match storage::open_regular(path, options) {
+        Ok(opened) => opened,
+        Err(Opened::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(Opened::Io(e)) => return Err(io_err(path)(e)),
+        Err(Opened::Symlink) => return Err(ProvisionError::Symlink { path: path_buf() }),
+        Err(Opened::NotRegular) => return Err(ProvisionError::NotRegular { path: path_buf() }),
     };
-    let meta = file.metadata().map_err(io_err(path))?;
-    let path = path.to_path_buf();
-    if !meta.file_type().is_file() {
-        return Err(ProvisionError::NotRegular { path });
-    }
     // Without fs.protected_hardlinks, the service user could link a root-only file here.
     if meta.nlink() != 1 {
-        return Err(ProvisionError::HardLinked { path });
+        return Err(ProvisionError::HardLinked { path: path_buf() });
     }
     Ok(Some(file))
 }
@@ -99,22 +87,13 @@ fn read_checked(path: &Path) -> Result<Option<Vec<u8>>, ProvisionError> {
     let Some(file) = open_checked(path, fs::OpenOptions::new().read(true))? else {
         return Ok(None);
     };
-    let too_large = || ProvisionError::TooLarge {
-        path: path.to_path_buf(),
-        limit: MAX_READ,
-    };
-    if file.metadata().map_err(io_err(path))?.len() > MAX_READ {
-        return Err(too_large());
+    match storage::read_at_most(file, MAX_READ).map_err(io_err(path))? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Err(ProvisionError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_READ,
+        }),
     }
-    let mut bytes = Vec::new();
-    // One byte over the limit tells a file that grew since the fstat from one that fits.
-    file.take(MAX_READ + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
-    if bytes.len() as u64 > MAX_READ {
-        return Err(too_large());
-    }
-    Ok(Some(bytes))
 }
 
 /// [`read_checked`], as UTF-8 text.
@@ -657,7 +636,7 @@ fn wipe_free_space(dir: &Path, limit: u64) -> io::Result<u64> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .custom_flags(SAFE_OPEN)
+        .custom_flags(storage::SAFE_OPEN)
         .mode(0o600)
         .open(&filler)?;
     let zeros = vec![0u8; 1024 * 1024];

@@ -1,7 +1,7 @@
 //! Files on the data partition that must survive a crash or a power cut: private folders,
 //! files written once and synced, and whole files replaced atomically.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -28,41 +28,59 @@ pub fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// FIFO or a file over `max` is an error (`InvalidInput`) rather than followed, waited on
 /// or read whole: settings may name any path, and `/dev/zero` never ends.
 pub fn read_small(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                io::Error::new(io::ErrorKind::InvalidInput, "it is a symbolic link")
-            } else {
-                e
-            }
-        })?;
-    let meta = file.metadata()?;
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+    let (file, _) = open_regular(path, OpenOptions::new().read(true)).map_err(|e| match e {
+        Opened::Io(e) => e,
+        Opened::Symlink => invalid("it is a symbolic link"),
+        Opened::NotRegular => invalid("it is not a regular file"),
+    })?;
+    read_at_most(file, max)?.ok_or_else(|| invalid(&format!("it is larger than {} KB", max / 1024)))
+}
+
+/// Flags for opening a name that someone else may have planted: no link is followed, a
+/// FIFO does not block, a device never becomes a controlling terminal. (`as`: the flags are
+/// small positive constants; `custom_flags` takes a C int.)
+pub const SAFE_OPEN: i32 = rustix::fs::OFlags::NOFOLLOW
+    .union(rustix::fs::OFlags::NONBLOCK)
+    .union(rustix::fs::OFlags::NOCTTY)
+    .union(rustix::fs::OFlags::CLOEXEC)
+    .bits() as i32;
+
+/// Why [`open_regular`] did not hand back a file.
+#[derive(Debug)]
+pub enum Opened {
+    Io(io::Error),
+    Symlink,
+    NotRegular,
+}
+
+/// Opens `path` with [`SAFE_OPEN`] and checks the handle (not the name, which can change
+/// under us) is a regular file; its metadata comes with it.
+pub fn open_regular(path: &Path, options: &mut OpenOptions) -> Result<(File, Metadata), Opened> {
+    let file = options.custom_flags(SAFE_OPEN).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            Opened::Symlink
+        } else {
+            Opened::Io(e)
+        }
+    })?;
+    let meta = file.metadata().map_err(Opened::Io)?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "it is not a regular file",
-        ));
+        return Err(Opened::NotRegular);
     }
-    let too_large = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("it is larger than {} KB", max / 1024),
-        )
-    };
-    if meta.len() > max {
-        return Err(too_large());
+    Ok((file, meta))
+}
+
+/// All of `file`, or `None` when it holds more than `max` bytes. One byte over the limit
+/// is read to tell a file that grew since it was opened from one that fits.
+pub fn read_at_most(file: File, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    if file.metadata()?.len() > max {
+        return Ok(None);
     }
     let mut bytes = Vec::new();
     file.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 /// Makes a directory's entries (new files, renames) durable.

@@ -69,33 +69,41 @@ impl SettingsStore {
             blocked: false,
         };
         // The hash the settings file holds (older versions kept it only there), or what is
-        // known of it when the file is broken.
-        let from_ini = match read_overrides(&path, &defaults) {
-            Ok(None) => Ok(None),
-            Ok(Some(file)) => {
-                state.overrides = file.overrides;
-                state.current = Arc::new(file.settings);
-                Ok(file.admin_hash)
-            }
-            Err(reason) => {
-                let salvaged = salvage_admin_hash(&path);
-                let shown = path.display();
-                let problem = match set_aside(&path) {
-                    Ok(aside) => format!(
-                        "settings file {shown} {reason}; it was renamed to {} and the gateway runs on the environment defaults",
-                        aside.display()
-                    ),
-                    Err(e) => {
-                        state.blocked = true;
-                        format!(
-                            "settings file {shown} {reason}; it could not be renamed aside ({e}), so settings cannot be saved until it is fixed by hand"
-                        )
-                    }
-                };
-                state.problem = Some(problem);
-                salvaged
-            }
+        // known of it when the file is broken; the file is read once for both.
+        let (from_ini, broken) = match read_file(&path) {
+            Ok(None) => (Ok(None), None),
+            Ok(Some(bytes)) => match parse_bytes(&bytes, &defaults) {
+                Ok(file) => {
+                    state.overrides = file.overrides;
+                    state.current = Arc::new(file.settings);
+                    (Ok(file.admin_hash), None)
+                }
+                Err(reason) => (Ok(salvage_admin_hash(&bytes)), Some(reason)),
+            },
+            Err(reason) => (
+                Err(format!(
+                    "the settings file {} {reason} and no admin password file exists; settings stay locked until it is fixed or PHOTO_PACS_ADMIN_PASSWORD is set",
+                    path.display()
+                )),
+                Some(reason),
+            ),
         };
+        if let Some(reason) = broken {
+            let shown = path.display();
+            let problem = match set_aside(&path) {
+                Ok(aside) => format!(
+                    "settings file {shown} {reason}; it was renamed to {} and the gateway runs on the environment defaults",
+                    aside.display()
+                ),
+                Err(e) => {
+                    state.blocked = true;
+                    format!(
+                        "settings file {shown} {reason}; it could not be renamed aside ({e}), so settings cannot be saved until it is fixed by hand"
+                    )
+                }
+            };
+            state.problem = Some(problem);
+        }
         state.admin = load_admin_guard(&admin_hash_path(&path), from_ini);
         SettingsStore {
             path,
@@ -165,7 +173,7 @@ impl SettingsStore {
             AdminGuard::Hash(ref h) => Some(h.as_str()),
             _ => None,
         };
-        self.save(render_ini(&overrides, hash)).await?;
+        write_off_thread(self.path.clone(), render_ini(&overrides, hash)).await?;
         let next = Arc::new(next);
         let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
         w.overrides = overrides;
@@ -193,42 +201,17 @@ impl SettingsStore {
     pub async fn set_admin_hash(&self, hash: String) -> Result<(), UpdateError> {
         let _guard = self.write_lock.lock().await;
         let state = self.read_state().clone();
-        let file = admin_hash_path(&self.path);
-        let text = format!("{hash}\n");
-        tokio::task::spawn_blocking({
-            let file = file.clone();
-            move || write_atomically(&file, text.as_bytes())
-        })
-        .await
-        .map_err(|e| UpdateError::Write {
-            path: file.clone(),
-            source: io::Error::other(e),
-        })?
-        .map_err(|source| UpdateError::Write { path: file, source })?;
+        write_off_thread(admin_hash_path(&self.path), format!("{hash}\n")).await?;
         {
             let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
             w.admin = AdminGuard::Hash(hash.clone());
         }
         if !state.blocked {
-            self.save(render_ini(&state.overrides, Some(&hash))).await?;
+            write_off_thread(self.path.clone(), render_ini(&state.overrides, Some(&hash))).await?;
             let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
             w.problem = None;
         }
         Ok(())
-    }
-
-    async fn save(&self, text: String) -> Result<(), UpdateError> {
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, text.as_bytes()))
-            .await
-            .map_err(|e| UpdateError::Write {
-                path: self.path.clone(),
-                source: io::Error::other(e),
-            })?
-            .map_err(|source| UpdateError::Write {
-                path: self.path.clone(),
-                source,
-            })
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -240,6 +223,16 @@ impl SettingsStore {
 /// Where the admin password hash lives in the INI file (not a setting: it is changed only
 /// through the password route, which checks the current password).
 const ADMIN_HASH: (&str, &str) = ("security", "admin_password_hash");
+
+/// [`write_atomically`] on the blocking pool: the settings file and the password file.
+async fn write_off_thread(path: PathBuf, text: String) -> Result<(), UpdateError> {
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || write_atomically(&target, text.as_bytes()))
+        .await
+        .map_err(io::Error::other)
+        .and_then(|written| written)
+        .map_err(|source| UpdateError::Write { path, source })
+}
 
 /// The admin password's own file, beside the settings file.
 pub fn admin_hash_path(settings: &Path) -> PathBuf {
@@ -275,22 +268,14 @@ fn load_admin_guard(file: &Path, from_ini: Result<Option<String>, String>) -> Ad
 }
 
 /// The admin hash in a settings file that does not parse as a whole, when its line is
-/// intact: the password it set must keep guarding the settings. `Err` when the file cannot
-/// be read at all, so nobody knows whether it held one.
-fn salvage_admin_hash(path: &Path) -> Result<Option<String>, String> {
-    let bytes = crate::storage::read_small(path, 1 << 20).map_err(|e| {
-        format!(
-            "the settings file {} cannot be read ({e}) and no admin password file exists; settings stay locked until it is fixed or PHOTO_PACS_ADMIN_PASSWORD is set",
-            path.display()
-        )
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(text.lines().find_map(|line| {
+/// intact: the password it set must keep guarding the settings.
+fn salvage_admin_hash(bytes: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(bytes).lines().find_map(|line| {
         let (name, value) = line.split_once('=')?;
         let value = value.trim();
         (name.trim() == ADMIN_HASH.1 && crate::access::is_valid_hash(value))
             .then(|| value.to_string())
-    }))
+    })
 }
 
 /// What the settings file holds.
@@ -302,13 +287,24 @@ struct FileContents {
 
 /// `Ok(None)` when there is no file; `Err(reason)` names the line and key that is wrong.
 fn read_overrides(path: &Path, defaults: &Settings) -> Result<Option<FileContents>, String> {
-    // The file is the gateway's own, a few KB: a link or anything huge is not.
-    let text = match crate::storage::read_small(path, 1 << 20) {
-        Ok(bytes) => String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot be read: {e}")),
-    };
-    parse_contents(&text, defaults).map(Some)
+    read_file(path)?
+        .map(|bytes| parse_bytes(&bytes, defaults))
+        .transpose()
+}
+
+/// The settings file's bytes (`None`: there is none), or why it cannot be read. The file is
+/// the gateway's own, a few KB: a link or anything huge is not.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    match crate::storage::read_small(path, 1 << 20) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
+}
+
+fn parse_bytes(bytes: &[u8], defaults: &Settings) -> Result<FileContents, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+    parse_contents(text, defaults)
 }
 
 /// The settings a settings file's text gives over `defaults`, or the reason (with its line)

@@ -289,8 +289,7 @@ impl PartHeaderGuard {
                 Mode::Headers => (HEADER_END, true),
                 Mode::Data => (&self.delimiter, false),
             };
-            let pattern = pattern.to_vec();
-            let found = find_across(&mut self.carry, data, &pattern);
+            let found = find_across(&mut self.carry, data, pattern);
             if counted {
                 self.header_bytes = self
                     .header_bytes

@@ -212,7 +212,7 @@ def attack_endless_part_header(gw, _):
     sock.close()
     m = re.match(r"HTTP/1\.1 (\d+)", answer)
     status = int(m.group(1)) if m else 0
-    return f"{status or answer[:30]} after {sent >> 20} MB", 400 <= status < 500, answer[:120]
+    return f"{status or answer[:30]} after {sent >> 20} MB", 400 <= status < 500, answer.split("\r\n")[0]
 
 
 def attack_slow_bodies(gw, _):
