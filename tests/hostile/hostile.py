@@ -28,6 +28,9 @@ import time
 import zlib
 
 RSS_LIMIT_MB = 200
+# How long a /healthz answer may take while an attack runs. The benchmark run
+# (bench/hostile.sh) holds the gateway to 1 s; as a test (cargo test) it only has to answer
+# at all, within a bound no loaded CI machine comes near: a timing is a figure, not a test.
 HEALTH_LIMIT_S = 1.0
 PASSWORD = "correct horse battery"
 PIN = "482913"
@@ -100,8 +103,9 @@ class Gateway:
 class HealthWatch:
     """Asks /healthz every 0.25 s from 127.0.0.1 while an attack runs."""
 
-    def __init__(self, gw):
+    def __init__(self, gw, limit):
         self.gw, self.worst, self.failures, self.stop_ = gw, 0.0, 0, threading.Event()
+        self.limit = limit
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -109,7 +113,7 @@ class HealthWatch:
         while not self.stop_.is_set():
             started = time.time()
             try:
-                status, _, _ = self.gw.request("GET", "/healthz", timeout=HEALTH_LIMIT_S)
+                status, _, _ = self.gw.request("GET", "/healthz", timeout=self.limit)
                 if status != 200:
                     self.failures += 1
             except Exception:
@@ -409,6 +413,8 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--report", action="store_true", help="print only; do not fail")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--health-limit", type=float, default=HEALTH_LIMIT_S,
+                    help="seconds a /healthz answer may take during an attack")
     args = ap.parse_args()
     cache = tempfile.mkdtemp(prefix="hostile-cache-")
     rows, failed = [], []
@@ -423,7 +429,7 @@ def main():
         if prepare:
             prepare(args.binary, workdir)
         gw = Gateway(args.binary, env, listen=listen, workdir=workdir, umask=umask)
-        watch = HealthWatch(gw)
+        watch = HealthWatch(gw, args.health_limit)
         try:
             answer, ok, detail = attack(gw, cache)
         except Exception as e:  # the attack itself broke: the gateway may have died
@@ -434,7 +440,8 @@ def main():
         gw.stop()
         checks = {
             "answer": ok,
-            "health<=1s": alive and watch.failures == 0 and watch.worst <= HEALTH_LIMIT_S,
+            f"health<={args.health_limit:g}s": alive and watch.failures == 0
+            and watch.worst <= args.health_limit,
             f"rss<={RSS_LIMIT_MB}MB": alive and rss <= RSS_LIMIT_MB,
         }
         bad = [k for k, v in checks.items() if not v]
