@@ -25,11 +25,13 @@ fn main() {
             name: "Bench^Photo".into(),
             birth_date: None,
             sex: Sex::Unknown,
+            issuer: String::new(),
         },
         exam: Exam {
             time: Local::now().fixed_offset(),
             description: String::new(),
         },
+        order: None,
     };
     if !json {
         println!(

@@ -35,6 +35,8 @@ pub struct Patient {
     pub name: String,
     pub birth_date: Option<NaiveDate>,
     pub sex: Sex,
+    /// Issuer of Patient ID (0010,0021): whose numbering `id` is in. Empty when unknown.
+    pub issuer: String,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -45,10 +47,36 @@ pub struct Exam {
     pub description: String,
 }
 
+/// A coded entry (Code Value, Coding Scheme Designator, Code Meaning), e.g. one item of
+/// the Scheduled Protocol Code Sequence.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Code {
+    pub value: String,
+    pub scheme: String,
+    pub meaning: String,
+}
+
+/// The order a study fulfils, as the Modality Worklist scheduled it: the objects reuse its
+/// Study Instance UID and carry its Accession Number and one Request Attributes Sequence
+/// item, so the PACS matches them to the order without anyone fixing them by hand.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Order {
+    pub study_instance_uid: String,
+    /// Empty when the worklist gave none.
+    pub accession_number: String,
+    pub requested_procedure_id: String,
+    pub requested_procedure_description: String,
+    pub step_id: String,
+    pub step_description: String,
+    pub protocol_codes: Vec<Code>,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Study {
     pub patient: Patient,
     pub exam: Exam,
+    /// Set when the study was picked from the worklist.
+    pub order: Option<Order>,
 }
 
 impl fmt::Debug for Patient {
@@ -60,6 +88,12 @@ impl fmt::Debug for Patient {
 impl fmt::Debug for Exam {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Exam(<redacted>)")
+    }
+}
+
+impl fmt::Debug for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Order(<redacted>)")
     }
 }
 

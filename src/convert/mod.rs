@@ -139,11 +139,13 @@ mod tests {
                 name: "王大明".into(),
                 birth_date: NaiveDate::from_ymd_opt(1990, 1, 15),
                 sex: Sex::Male,
+                issuer: String::new(),
             },
             exam: Exam {
                 time: DateTime::parse_from_rfc3339("2026-11-27T09:15:00+08:00").unwrap(),
                 description: "Skin photo".into(),
             },
+            order: None,
         }
     }
 

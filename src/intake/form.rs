@@ -109,8 +109,10 @@ impl RawForm {
                 name,
                 birth_date,
                 sex,
+                issuer: String::new(),
             },
             exam: Exam { time, description },
+            order: None,
         })
     }
 }

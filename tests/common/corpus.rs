@@ -39,11 +39,13 @@ pub fn study() -> Study {
             name: "王大明".into(),
             birth_date: chrono::NaiveDate::from_ymd_opt(1990, 1, 15),
             sex: Sex::Male,
+            issuer: String::new(),
         },
         exam: Exam {
             time: DateTime::parse_from_rfc3339("2026-11-27T09:15:00+08:00").unwrap(),
             description: "傷口 wound check".into(),
         },
+        order: None,
     }
 }
 
