@@ -2,6 +2,9 @@
 // in this page's memory: nothing of it goes to localStorage, sessionStorage, IndexedDB or
 // the cache. Only the language and the theme, which are not patient data, are remembered.
 // The list of this page's sends (time, number of images, state) lives in memory too.
+// The home view's patient part (patient.js: ID field, scanning, lookup, worklist link) and
+// today's list (worklist.js) are ES modules this script imports; so is the barcode decoder
+// (scan.js), but only when "Scan wristband" is pressed.
 'use strict';
 
 (() => {
@@ -33,7 +36,11 @@
     }
     renderThumbs();
     renderSecrets();
+    renderWho();
+    for (const hook of languageHooks) hook();
   }
+
+  const languageHooks = [];
 
   function readPref(key) {
     try { return localStorage.getItem(key); } catch (_) { return null; }
@@ -140,6 +147,7 @@
       $(`tab-${tab}`).setAttribute('aria-selected', String(selected));
       $(`view-${tab}`).hidden = !selected;
     }
+    if (name === 'home' && worklist) worklist.refresh();
     if (name === 'settings') {
       await loadSession();
       const needLogin = session.adminPasswordSet && !session.authenticated;
@@ -237,6 +245,7 @@
   function refreshSend() {
     const hasId = $('patientId').value.trim() !== '';
     $('send').disabled = sending || !hasId || images.length === 0;
+    renderWho();
   }
 
   function setStatus(text, kind) {
@@ -286,7 +295,124 @@
     submission = null;
     $('study').reset();
     $('examDateTime').disabled = true;
+    if (patient) patient.reset();
+    if (worklist) worklist.render();
     renderThumbs();
+  }
+
+  // ---- the two identifiers ---------------------------------------------------------------
+  // The send bar shows whom the photos are for, large enough to read at arm's length: the
+  // Patient ID and the name (or the birth date when there is no name). The result repeats them.
+  let formatName = (pn) => String(pn || '').replace(/\^/g, ' ').trim(); // patient.js's, once loaded
+
+  function identifiers() {
+    const f = $('study').elements;
+    const id = f.patientId.value.trim();
+    const name = formatName(f.patientName.value.trim());
+    const born = f.birthDate.value;
+    return { id, second: name || (born ? t('whoBorn', { date: born }) : '') };
+  }
+
+  function fillWho(el, who) {
+    el.replaceChildren();
+    el.hidden = !who || !who.id;
+    if (el.hidden) return;
+    const label = document.createElement('span');
+    label.className = 'who-label';
+    label.textContent = t('whoId');
+    const id = document.createElement('span');
+    id.className = 'who-id';
+    id.textContent = who.id;
+    el.append(label, id);
+    if (who.second) {
+      const second = document.createElement('span');
+      second.className = 'who-second';
+      second.textContent = who.second;
+      el.append(second);
+    }
+  }
+
+  function renderWho() {
+    fillWho($('send-who'), identifiers());
+  }
+
+  function showResultWho(who) {
+    fillWho($('result-who'), who);
+  }
+
+  // ---- the home view's modules -------------------------------------------------------------
+  let patient = null;
+  let worklist = null;
+
+  // What patient.js and worklist.js may use of this page.
+  const ctx = {
+    $,
+    t: (key, vars) => t(key, vars),
+    lang: () => lang,
+    info: () => info,
+    // A form value changed from code: another submission, another send bar.
+    changed() {
+      if (!sending) submission = null;
+      $('result-who').hidden = true;
+      refreshSend();
+    },
+    onLanguage: (hook) => languageHooks.push(hook),
+    onUnlink: () => { if (worklist) worklist.render(); },
+    // An API call with the upload PIN (kept in this page only), never cached.
+    async api(url, { method = 'GET', json, signal } = {}) {
+      const headers = {};
+      const pin = $('upload-pin').value;
+      if (pin) headers['X-Upload-Pin'] = pin;
+      if (json !== undefined) headers['Content-Type'] = 'application/json';
+      const r = await fetch(url, {
+        method,
+        headers,
+        body: json === undefined ? undefined : JSON.stringify(json),
+        cache: 'no-store',
+        signal,
+      });
+      let body = {};
+      try { body = await r.json(); } catch (_) { /* not JSON */ }
+      return { status: r.status, ok: r.ok, body, headers: r.headers };
+    },
+    // A 401/429 on a PIN-guarded call: the PIN box says what to do.
+    pinProblem(r) {
+      session.uploadPinRequired = true;
+      $('pin-box').hidden = false;
+      const error = $('pin-error');
+      error.textContent = r.status === 429 ? t('tooMany', { s: r.headers.get('Retry-After') || '60' })
+        : $('upload-pin').value ? t('pinWrong') : t('pinRequired');
+      error.hidden = false;
+    },
+    // "2025-03-04T09:30" as this phone says it: the time alone when it is today.
+    formatWhen(value) {
+      const d = new Date(value);
+      if (Number.isNaN(d.getTime())) return value;
+      const today = new Date().toDateString() === d.toDateString();
+      const opts = today ? { hour: '2-digit', minute: '2-digit' }
+        : { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' };
+      return d.toLocaleString(lang, opts);
+    },
+  };
+
+  async function loadModules(infoLoaded) {
+    let p;
+    let w;
+    try {
+      [p, w] = await Promise.all([import('./patient.js'), import('./worklist.js')]);
+    } catch (_) {
+      return; // offline with no copy of them: the plain form still works
+    }
+    await infoLoaded;
+    formatName = p.formatName;
+    patient = p.initPatient(ctx);
+    worklist = w.initWorklist(ctx, {
+      onPick: (entry) => patient.pick(entry),
+      linked: () => patient.linked(),
+    });
+    renderWho();
+    if (!$('view-home').hidden) worklist.refresh();
+    document.documentElement.dataset.ready = 'true';
   }
 
   function submitStudy(event) {
@@ -312,6 +438,9 @@
       const value = form.elements[name].value.trim();
       if (value) data.append(name, value);
     }
+    // Picked from today's list: the box takes the patient and the order from the entry.
+    const entry = patient && patient.entry();
+    if (entry) data.append('worklistEntry', entry);
     if (form.elements.examMode.value === 'manual') {
       const when = withOffset(form.elements.examDateTime.value);
       if (when) data.append('examDateTime', when);
@@ -319,12 +448,12 @@
     for (const img of images) data.append('images[]', img.file, img.file.name);
 
     if (!submission) submission = { key: newKey() };
-    upload(data, submission.key, pin, 0);
+    upload(data, submission.key, pin, 0, identifiers());
   }
 
   // One try of the upload; a connection dropped before the answer is tried again with the
   // same key, so a study the box already saved is answered instead of made twice.
-  function upload(data, key, pin, attempt) {
+  function upload(data, key, pin, attempt, who) {
     const form = $('study');
     const xhr = new XMLHttpRequest();
     xhr.open('POST', 'api/studies');
@@ -348,7 +477,7 @@
     xhr.addEventListener('loadend', () => {
       if (xhr.status === 0 && attempt < RESEND_AFTER_MS.length && submission && submission.key === key) {
         setStatus(t('retrying', { n: attempt + 1 }), 'error');
-        setTimeout(() => upload(data, key, pin, attempt + 1), RESEND_AFTER_MS[attempt]);
+        setTimeout(() => upload(data, key, pin, attempt + 1, who), RESEND_AFTER_MS[attempt]);
         return;
       }
       sending = false;
@@ -360,11 +489,13 @@
       if (xhr.status === 200 && body.status === 'success') {
         setStatus(t('sentAll', { n: (body.instances || []).length }), 'ok');
         clearForm();
+        showResultWho(who);
         $('patientId').focus();
       } else if (xhr.status === 202) {
         // Safe on the box: the form is done with, the list below follows the study.
         setStatus(t('queuedSaved', { n: (body.instances || []).length }), 'queued');
         clearForm();
+        showResultWho(who);
         $('patientId').focus();
       } else if (xhr.status === 200) {
         const failed = body.instances.filter((i) => i.status === 'failed').length;
@@ -448,10 +579,13 @@
   // ---- settings -------------------------------------------------------------------------
   let backend = 'mock';
   let secretsSet = {};
+  // What the box tells every page: its backend, whether it has a worklist and a patient
+  // lookup, how to find the Patient ID in a scanned code.
+  let info = { pacsBackend: 'mock', worklist: false, patientLookup: false, patientIdPattern: '', barcodeFormats: [] };
 
   async function loadInfo() {
     try {
-      const info = await (await fetch('api/settings/info', { cache: 'no-store' })).json();
+      info = { ...info, ...(await (await fetch('api/settings/info', { cache: 'no-store' })).json()) };
       backend = info.pacsBackend;
     } catch (_) { return; }
     $('demo').hidden = backend !== 'mock';
@@ -500,6 +634,9 @@
     for (const input of form.querySelectorAll('[data-secret]')) input.value = '';
     renderSecrets();
     $('tls-status').textContent = s.pacsTls ? t('tlsOn') : t('tlsOff');
+    // A box without the worklist settings (an older one) does not show their card, nor
+    // send its fields back.
+    $('card-worklist').hidden = !('worklistEnabled' in s);
     showWarnings(doc.warnings);
   }
 
@@ -705,7 +842,16 @@
     study.addEventListener('input', () => {
       // A changed form is another submission: it gets a key of its own.
       if (!sending) submission = null;
+      $('result-who').hidden = true;
       refreshSend();
+    });
+    study.addEventListener('change', renderWho); // the sex select, a picked date
+    // Enter in the Patient ID field (a scanner's last key) never sends; patient.js commits it.
+    $('patientId').addEventListener('keydown', (e) => { if (e.key === 'Enter') e.preventDefault(); });
+    // The PIN typed: what was refused for want of it is asked again.
+    $('upload-pin').addEventListener('change', () => {
+      if (worklist) worklist.refresh();
+      if (patient) patient.retry();
     });
     study.addEventListener('submit', submitStudy);
     for (const radio of study.querySelectorAll('input[name="examMode"]')) {
@@ -746,7 +892,7 @@
     window.addEventListener('online', checkGateway);
     window.addEventListener('offline', () => { $('offline').hidden = false; });
 
-    loadInfo();
+    loadModules(loadInfo());
     loadSession();
     checkGateway();
     if ('serviceWorker' in navigator) {

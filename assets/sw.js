@@ -1,13 +1,17 @@
 // Service worker: keeps the app shell (page, script, styles, icons) for when the gateway
 // cannot be reached, so the phone shows a clear "unreachable" screen instead of a browser
 // error. It never stores an API answer, a photo or a form value: only these files.
+// The barcode decoder (scan.js, vendor/) is not among them: it is about 1 MB that most
+// phones never need, loaded from the box when "Scan wristband" is pressed.
 'use strict';
 
-const CACHE = 'photo-pacs-shell-v1';
+const CACHE = 'photo-pacs-shell-v2';
 const SHELL = [
   './',
   'index.html',
   'app.js',
+  'patient.js',
+  'worklist.js',
   'i18n.js',
   'styles.css',
   'manifest.webmanifest',

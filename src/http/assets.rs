@@ -38,7 +38,7 @@ pub fn serve(path: &str, request_headers: &HeaderMap) -> Option<Response> {
     let mut resp = if not_modified {
         body::empty(StatusCode::NOT_MODIFIED)
     } else {
-        let mime = file.metadata.mimetype();
+        let mime = mime_type(name).unwrap_or_else(|| file.metadata.mimetype());
         let mut r = body::bytes(
             StatusCode::OK,
             "application/octet-stream",
@@ -55,4 +55,45 @@ pub fn serve(path: &str, request_headers: &HeaderMap) -> Option<Response> {
         h.insert(header::ETAG, v);
     }
     Some(resp)
+}
+
+/// The types a browser is strict about, whatever the MIME table of the day says: module
+/// scripts must come as JavaScript, and `WebAssembly.instantiateStreaming` (the barcode
+/// decoder) takes only `application/wasm`.
+fn mime_type(name: &str) -> Option<&'static str> {
+    let ext = name.rsplit_once('.')?.1;
+    match ext {
+        "js" | "mjs" => Some("text/javascript; charset=utf-8"),
+        "wasm" => Some("application/wasm"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_type(path: &str) -> String {
+        let resp = serve(path, &HeaderMap::new()).expect(path);
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn scripts_and_webassembly_have_the_types_browsers_require() {
+        assert_eq!(content_type("/app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("/vendor/zxing-wasm/es/reader/index.js"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            content_type("/vendor/zxing-wasm/reader/zxing_reader.wasm"),
+            "application/wasm"
+        );
+        assert!(content_type("/").starts_with("text/html"));
+        assert_eq!(mime_type("scan.mjs"), Some("text/javascript; charset=utf-8"));
+        assert_eq!(mime_type("README"), None);
+    }
 }

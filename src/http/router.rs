@@ -92,10 +92,12 @@ pub async fn handle(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // 'wasm-unsafe-eval' lets the page compile WebAssembly (the vendored barcode decoder,
+    // assets/vendor/zxing-wasm) and nothing else: no eval(), no script from elsewhere.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'",
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' blob: data:; frame-ancestors 'none'",
         ),
     );
     if route != "asset" {
