@@ -62,6 +62,7 @@ pub fn convert_files(
         sex: req.sex,
         exam_date_time: req.exam_date_time,
         exam_description: req.exam_description,
+        worklist_entry: None,
     };
     let now = chrono::Local::now().fixed_offset();
     let study = form
@@ -76,7 +77,7 @@ pub fn convert_files(
         message,
     };
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e.to_string()))?;
-    let study_uid = env.uid_root.new_uid();
+    let study_uid = study.study_uid(&env.uid_root);
     let series_uid = env.uid_root.new_uid();
     let mut written = Vec::new();
     for (i, path) in files.iter().enumerate() {

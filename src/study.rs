@@ -79,6 +79,17 @@ pub struct Study {
     pub order: Option<Order>,
 }
 
+impl Study {
+    /// The Study Instance UID its objects carry: the order's, when the worklist scheduled
+    /// one (never a new one then), else a new one under `root`.
+    pub fn study_uid(&self, root: &crate::dicom::uid::UidRoot) -> String {
+        match &self.order {
+            Some(order) => order.study_instance_uid.clone(),
+            None => root.new_uid(),
+        }
+    }
+}
+
 impl fmt::Debug for Patient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Patient(<redacted>)")

@@ -89,6 +89,8 @@ pub struct EnvConfig {
     /// Uploads are refused while the data partition has less free space than this (bytes),
     /// or less than a tenth of its size.
     pub min_free_bytes: u64,
+    /// Worklist matches taken at most; the query is cancelled after that many.
+    pub worklist_max: usize,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -268,6 +270,7 @@ impl EnvConfig {
         )?);
         let min_free_bytes =
             1024 * 1024 * number("MIN_FREE_MB", 500, 0, 1_048_576, "a number of megabytes")?;
+        let worklist_max = number("WORKLIST_MAX", 200, 1, 5000, "a number of entries")? as usize;
         let admin_password = match vars.get("ADMIN_PASSWORD") {
             None => None,
             Some(v) if (8..=256).contains(&v.chars().count()) => Some(Secret::new(v.clone())),
@@ -306,6 +309,7 @@ impl EnvConfig {
             delivery_wait,
             retry_max,
             min_free_bytes,
+            worklist_max,
             log_level,
             defaults,
             unknown_vars,
@@ -337,6 +341,7 @@ const OWN_VARS: &[&str] = &[
     "DELIVERY_WAIT_S",
     "RETRY_MAX_S",
     "MIN_FREE_MB",
+    "WORKLIST_MAX",
     "LOG_LEVEL",
 ];
 

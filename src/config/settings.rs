@@ -38,6 +38,16 @@ pub enum Key {
     FlagIncludeExamDescription,
     FlagThemeDark,
     UploadPin,
+    WorklistEnabled,
+    WorklistCalledAet,
+    WorklistHost,
+    WorklistPort,
+    WorklistStationAet,
+    WorklistModality,
+    WorklistPastDays,
+    WorklistFutureDays,
+    PatientLookupEnabled,
+    PatientIdPattern,
 }
 
 /// Where a key lives in each of its three spellings.
@@ -53,7 +63,7 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 25] = [
+    pub const ALL: [Key; 35] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
@@ -79,6 +89,16 @@ impl Key {
         Key::FlagIncludeExamDescription,
         Key::FlagThemeDark,
         Key::UploadPin,
+        Key::WorklistEnabled,
+        Key::WorklistCalledAet,
+        Key::WorklistHost,
+        Key::WorklistPort,
+        Key::WorklistStationAet,
+        Key::WorklistModality,
+        Key::WorklistPastDays,
+        Key::WorklistFutureDays,
+        Key::PatientLookupEnabled,
+        Key::PatientIdPattern,
     ];
 
     pub fn names(self) -> KeyNames {
@@ -173,6 +193,51 @@ impl Key {
             ),
             Key::FlagThemeDark => ("flagThemeDark", "FLAG_THEME_DARK", "flags", "theme_dark"),
             Key::UploadPin => ("uploadPin", "UPLOAD_PIN", "security", "upload_pin"),
+            Key::WorklistEnabled => ("worklistEnabled", "WORKLIST_ENABLED", "worklist", "enabled"),
+            Key::WorklistCalledAet => (
+                "worklistCalledAET",
+                "WORKLIST_CALLED_AET",
+                "worklist",
+                "called_aet",
+            ),
+            Key::WorklistHost => ("worklistHost", "WORKLIST_HOST", "worklist", "host"),
+            Key::WorklistPort => ("worklistPort", "WORKLIST_PORT", "worklist", "port"),
+            Key::WorklistStationAet => (
+                "worklistStationAET",
+                "WORKLIST_STATION_AET",
+                "worklist",
+                "station_aet",
+            ),
+            Key::WorklistModality => (
+                "worklistModality",
+                "WORKLIST_MODALITY",
+                "worklist",
+                "modality",
+            ),
+            Key::WorklistPastDays => (
+                "worklistPastDays",
+                "WORKLIST_PAST_DAYS",
+                "worklist",
+                "past_days",
+            ),
+            Key::WorklistFutureDays => (
+                "worklistFutureDays",
+                "WORKLIST_FUTURE_DAYS",
+                "worklist",
+                "future_days",
+            ),
+            Key::PatientLookupEnabled => (
+                "patientLookupEnabled",
+                "PATIENT_LOOKUP_ENABLED",
+                "patient",
+                "lookup_enabled",
+            ),
+            Key::PatientIdPattern => (
+                "patientIdPattern",
+                "PATIENT_ID_PATTERN",
+                "patient",
+                "id_pattern",
+            ),
         };
         KeyNames {
             json,
@@ -287,6 +352,24 @@ pub struct Settings {
     pub flag_theme_dark: bool,
     /// When set, uploads must carry it.
     pub upload_pin: Secret,
+    /// The "Today" list: query the Modality Worklist.
+    pub worklist_enabled: bool,
+    /// The worklist provider; empty (or port 0) means the PACS's own.
+    pub worklist_called_aet: String,
+    pub worklist_host: String,
+    pub worklist_port: u16,
+    /// Scheduled Station AE Title to match; empty matches any station.
+    pub worklist_station_aet: String,
+    /// Modality to match; empty matches any.
+    pub worklist_modality: String,
+    /// Days before and after today the query covers.
+    pub worklist_past_days: u32,
+    pub worklist_future_days: u32,
+    /// Look a typed or scanned Patient ID up in the PACS.
+    pub patient_lookup_enabled: bool,
+    /// A regular expression with one capture group that takes the Patient ID out of what a
+    /// wristband encodes; empty: the whole code is the ID.
+    pub patient_id_pattern: String,
 }
 
 impl Default for Settings {
@@ -318,6 +401,16 @@ impl Default for Settings {
             flag_include_exam_description: true,
             flag_theme_dark: true,
             upload_pin: Secret::default(),
+            worklist_enabled: false,
+            worklist_called_aet: String::new(),
+            worklist_host: String::new(),
+            worklist_port: 0,
+            worklist_station_aet: String::new(),
+            worklist_modality: "XC".into(),
+            worklist_past_days: 0,
+            worklist_future_days: 0,
+            patient_lookup_enabled: true,
+            patient_id_pattern: String::new(),
         }
     }
 }
@@ -415,6 +508,44 @@ impl Settings {
             }
             Key::FlagThemeDark => self.flag_theme_dark = parse_bool(trimmed).map_err(invalid)?,
             Key::UploadPin => self.upload_pin = Secret(parse_pin(trimmed).map_err(invalid)?),
+            Key::WorklistEnabled => self.worklist_enabled = parse_bool(trimmed).map_err(invalid)?,
+            Key::WorklistCalledAet => {
+                self.worklist_called_aet = parse_optional(trimmed, parse_aet).map_err(invalid)?
+            }
+            Key::WorklistHost => {
+                self.worklist_host = parse_optional(trimmed, parse_host).map_err(invalid)?
+            }
+            Key::WorklistPort => {
+                self.worklist_port = if trimmed.is_empty() || trimmed == "0" {
+                    0
+                } else {
+                    parse_port(trimmed).map_err(|_| {
+                        invalid(
+                            "must be 0 (the PACS's port) or a port number from 1 to 65535".into(),
+                        )
+                    })?
+                }
+            }
+            Key::WorklistStationAet => {
+                self.worklist_station_aet = parse_optional(trimmed, parse_aet).map_err(invalid)?
+            }
+            Key::WorklistModality => {
+                self.worklist_modality = parse_optional(trimmed, parse_modality).map_err(invalid)?
+            }
+            Key::WorklistPastDays => {
+                self.worklist_past_days =
+                    parse_in_range(trimmed, 0, 31, "a number of days").map_err(invalid)?
+            }
+            Key::WorklistFutureDays => {
+                self.worklist_future_days =
+                    parse_in_range(trimmed, 0, 31, "a number of days").map_err(invalid)?
+            }
+            Key::PatientLookupEnabled => {
+                self.patient_lookup_enabled = parse_bool(trimmed).map_err(invalid)?
+            }
+            Key::PatientIdPattern => {
+                self.patient_id_pattern = parse_id_pattern(trimmed).map_err(invalid)?
+            }
         }
         Ok(())
     }
@@ -449,6 +580,16 @@ impl Settings {
             Key::FlagIncludeExamDescription => self.flag_include_exam_description.to_string(),
             Key::FlagThemeDark => self.flag_theme_dark.to_string(),
             Key::UploadPin => self.upload_pin.expose().into(),
+            Key::WorklistEnabled => self.worklist_enabled.to_string(),
+            Key::WorklistCalledAet => self.worklist_called_aet.clone(),
+            Key::WorklistHost => self.worklist_host.clone(),
+            Key::WorklistPort => self.worklist_port.to_string(),
+            Key::WorklistStationAet => self.worklist_station_aet.clone(),
+            Key::WorklistModality => self.worklist_modality.clone(),
+            Key::WorklistPastDays => self.worklist_past_days.to_string(),
+            Key::WorklistFutureDays => self.worklist_future_days.to_string(),
+            Key::PatientLookupEnabled => self.patient_lookup_enabled.to_string(),
+            Key::PatientIdPattern => self.patient_id_pattern.clone(),
         }
     }
 
@@ -473,6 +614,11 @@ impl Settings {
                 }
                 Key::FlagIncludeExamDescription => Value::Bool(self.flag_include_exam_description),
                 Key::FlagThemeDark => Value::Bool(self.flag_theme_dark),
+                Key::WorklistEnabled => Value::Bool(self.worklist_enabled),
+                Key::WorklistPort => Value::from(self.worklist_port),
+                Key::WorklistPastDays => Value::from(self.worklist_past_days),
+                Key::WorklistFutureDays => Value::from(self.worklist_future_days),
+                Key::PatientLookupEnabled => Value::Bool(self.patient_lookup_enabled),
                 other => Value::String(self.raw(other)),
             };
             map.insert(key.names().json.to_string(), value);
@@ -670,6 +816,46 @@ fn parse_base_url(s: &str) -> Result<String, String> {
         return Err(bad());
     }
     Ok(s.trim_end_matches('/').to_string())
+}
+
+/// Empty means "not set" (the setting then follows another one); anything else must pass `parse`.
+fn parse_optional(s: &str, parse: fn(&str) -> Result<String, String>) -> Result<String, String> {
+    if s.is_empty() {
+        Ok(String::new())
+    } else {
+        parse(s)
+    }
+}
+
+/// The longest extraction pattern we take: a wristband format needs a few dozen characters.
+const MAX_ID_PATTERN: usize = 256;
+
+/// A regular expression with exactly one capture group, written so that both this gateway
+/// (Rust's `regex`) and the phone (JavaScript's `RegExp`) read it the same way: the common
+/// subset, no look-around or back-references (Rust refuses those anyway), no named groups.
+fn parse_id_pattern(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    if s.len() > MAX_ID_PATTERN || has_control(s) {
+        return Err(format!(
+            "must be a regular expression of at most {MAX_ID_PATTERN} characters"
+        ));
+    }
+    if s.contains("(?P<") || s.contains("(?<") {
+        return Err("must not use named groups: write one plain group, such as PID:(\\w+)".into());
+    }
+    let re = regex::RegexBuilder::new(s)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|_| {
+            "is not a valid regular expression (example: PID:(\\w+) takes the ID after PID:)"
+                .to_string()
+        })?;
+    if re.captures_len() != 2 {
+        return Err("must have exactly one capture group ( ... ) around the Patient ID".into());
+    }
+    Ok(s.to_string())
 }
 
 /// Modality is a DICOM Code String: upper-case letters, digits, space and underscore, ≤ 16.

@@ -230,6 +230,70 @@ mod tests {
     }
 
     #[test]
+    fn an_order_gives_accession_issuer_and_one_request_attributes_item() {
+        let mut s = study();
+        s.patient.issuer = "HOSP".into();
+        s.order = Some(crate::study::Order {
+            study_instance_uid: "1.2.3.4.5".into(),
+            accession_number: "ACC-77".into(),
+            requested_procedure_id: "RP1".into(),
+            requested_procedure_description: "Wound photo".into(),
+            step_id: "SPS1".into(),
+            step_description: "Left heel".into(),
+            protocol_codes: vec![crate::study::Code {
+                value: "WOUND".into(),
+                scheme: "99LOCAL".into(),
+                meaning: "Wound photography".into(),
+            }],
+        });
+        let bytes = png(8, 8);
+        let p = probe(&bytes, 1 << 30).unwrap();
+        let mut i = ids(1);
+        i.study_uid = s.study_uid(&crate::dicom::uid::UidRoot::default());
+        assert_eq!(i.study_uid, "1.2.3.4.5", "the order's UID, never a new one");
+        let out = convert(
+            &bytes,
+            &p,
+            &s,
+            &i,
+            &opts(TransferSyntax::ExplicitVrLittleEndian, true),
+        )
+        .unwrap();
+        let obj = read(&out.dicom);
+        let text = |o: &dicom_object::InMemDicomObject, t| {
+            o.element(t)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end()
+                .to_string()
+        };
+        assert_eq!(text(&obj, tags::ACCESSION_NUMBER), "ACC-77");
+        assert_eq!(text(&obj, tags::ISSUER_OF_PATIENT_ID), "HOSP");
+        assert_eq!(
+            text(&obj, tags::STUDY_INSTANCE_UID).trim_end_matches('\0'),
+            "1.2.3.4.5"
+        );
+        let items = obj
+            .element(tags::REQUEST_ATTRIBUTES_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap();
+        assert_eq!(items.len(), 1);
+        let item = &items[0];
+        assert_eq!(text(item, tags::REQUESTED_PROCEDURE_ID), "RP1");
+        assert_eq!(text(item, tags::SCHEDULED_PROCEDURE_STEP_ID), "SPS1");
+        assert_eq!(text(item, tags::ACCESSION_NUMBER), "ACC-77");
+        let code = &item
+            .element(tags::SCHEDULED_PROTOCOL_CODE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        assert_eq!(text(code, tags::CODE_VALUE), "WOUND");
+        assert_eq!(text(code, tags::CODING_SCHEME_DESIGNATOR), "99LOCAL");
+    }
+
+    #[test]
     fn flags_off_leave_attributes_present_but_empty() {
         let bytes = png(8, 8);
         let p = probe(&bytes, 1 << 30).unwrap();

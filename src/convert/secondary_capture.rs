@@ -1,7 +1,7 @@
 //! The Secondary Capture Image object (PS3.3 A.8.1) for one photo, written as a DICOM file.
 
 use chrono::{DateTime, FixedOffset};
-use dicom_core::value::PixelFragmentSequence;
+use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, meta::FileMetaTableBuilder};
@@ -9,7 +9,7 @@ use image::DynamicImage;
 
 use super::{ConvertError, uid};
 use crate::config::{Charset, TransferSyntax};
-use crate::study::Study;
+use crate::study::{Code, Order, Study};
 
 /// How the object is written; from the runtime settings.
 #[derive(Clone, Debug)]
@@ -99,6 +99,9 @@ pub fn write(
         if info { text(&patient.name) } else { empty() },
     );
     put(tags::PATIENT_ID, VR::LO, text(&patient.id));
+    if !patient.issuer.is_empty() {
+        put(tags::ISSUER_OF_PATIENT_ID, VR::LO, text(&patient.issuer));
+    }
     let birth = patient
         .birth_date
         .filter(|_| info)
@@ -124,7 +127,12 @@ pub fn write(
     put(tags::STUDY_TIME, VR::TM, text(&tm(exam)));
     put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, empty());
     put(tags::STUDY_ID, VR::SH, empty());
-    put(tags::ACCESSION_NUMBER, VR::SH, empty());
+    let accession = study
+        .order
+        .as_ref()
+        .map(|o| o.accession_number.as_str())
+        .unwrap_or("");
+    put(tags::ACCESSION_NUMBER, VR::SH, text(accession));
     let description = if opts.include_description {
         text(&study.exam.description)
     } else {
@@ -251,6 +259,15 @@ pub fn write(
         }
     }
 
+    // General Series: the order this study fulfils.
+    if let Some(order) = &study.order {
+        obj.put(DataElement::new(
+            tags::REQUEST_ATTRIBUTES_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![request_attributes(order)]),
+        ));
+    }
+
     let meta = FileMetaTableBuilder::new()
         .transfer_syntax(opts.transfer_syntax.uid())
         .implementation_class_uid(uid::IMPLEMENTATION_CLASS_UID)
@@ -262,6 +279,83 @@ pub fn write(
     file.write_all(&mut out)
         .map_err(|e| ConvertError::Encode(e.to_string()))?;
     Ok(out)
+}
+
+/// The one Request Attributes Sequence item (PS3.3 Table 10-9) for the order a study
+/// fulfils: how the PACS ties the objects to the requested procedure and step. Values the
+/// worklist left empty are left out rather than written empty, as most of them are 1C or 3.
+fn request_attributes(order: &Order) -> InMemDicomObject {
+    let mut item = InMemDicomObject::new_empty();
+    let mut put = |tag: Tag, vr: VR, value: &str| {
+        if !value.is_empty() {
+            item.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
+        }
+    };
+    put(
+        tags::REQUESTED_PROCEDURE_ID,
+        VR::SH,
+        &order.requested_procedure_id,
+    );
+    put(tags::ACCESSION_NUMBER, VR::SH, &order.accession_number);
+    put(tags::STUDY_INSTANCE_UID, VR::UI, &order.study_instance_uid);
+    put(
+        tags::REQUESTED_PROCEDURE_DESCRIPTION,
+        VR::LO,
+        &order.requested_procedure_description,
+    );
+    put(tags::SCHEDULED_PROCEDURE_STEP_ID, VR::SH, &order.step_id);
+    put(
+        tags::SCHEDULED_PROCEDURE_STEP_DESCRIPTION,
+        VR::LO,
+        &order.step_description,
+    );
+    if !order.protocol_codes.is_empty() {
+        let codes = order
+            .protocol_codes
+            .iter()
+            .map(code_item)
+            .collect::<Vec<_>>();
+        item.put(DataElement::new(
+            tags::SCHEDULED_PROTOCOL_CODE_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(codes),
+        ));
+    }
+    item
+}
+
+/// A Code Sequence item; a value longer than a Short String goes in Long Code Value.
+fn code_item(code: &Code) -> InMemDicomObject {
+    let mut item = InMemDicomObject::new_empty();
+    let value_tag = if code.value.chars().count() > 16 {
+        (tags::LONG_CODE_VALUE, VR::UC)
+    } else {
+        (tags::CODE_VALUE, VR::SH)
+    };
+    item.put(DataElement::new(
+        value_tag.0,
+        value_tag.1,
+        PrimitiveValue::from(code.value.as_str()),
+    ));
+    item.put(DataElement::new(
+        tags::CODING_SCHEME_DESIGNATOR,
+        VR::SH,
+        PrimitiveValue::from(if code.scheme.is_empty() {
+            "L"
+        } else {
+            code.scheme.as_str()
+        }),
+    ));
+    item.put(DataElement::new(
+        tags::CODE_MEANING,
+        VR::LO,
+        PrimitiveValue::from(if code.meaning.is_empty() {
+            code.value.as_str()
+        } else {
+            code.meaning.as_str()
+        }),
+    ));
+    item
 }
 
 fn encode_jpeg(pixels: &DynamicImage, gray: bool) -> Result<Vec<u8>, ConvertError> {

@@ -16,6 +16,18 @@ pub fn sop_class_name(uid: &str) -> &'static str {
     }
 }
 
+/// A UID as PS3.5 9.1 writes one: 1 to 64 characters, digits in dot-separated components,
+/// no component empty or with a leading zero.
+pub fn is_valid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.split('.').all(|c| {
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+                && (c == "0" || !c.starts_with('0'))
+        })
+}
+
 /// The longest root we accept: what is left of the 64 characters still holds 23 random
 /// digits (76 bits), plenty to never collide.
 const MAX_ROOT_LEN: usize = 40;

@@ -5,7 +5,7 @@ use chrono::{
 };
 
 use crate::config::Charset;
-use crate::study::{Exam, Patient, Sex, Study};
+use crate::study::{Code, Exam, Order, Patient, Sex, Study};
 
 /// The text fields of `POST /api/studies`, exactly as the client sent them.
 #[derive(Default)]
@@ -16,16 +16,20 @@ pub struct RawForm {
     pub sex: Option<String>,
     pub exam_date_time: Option<String>,
     pub exam_description: Option<String>,
+    /// The worklist entry the patient was picked from, as `GET /api/worklist` gave it.
+    pub worklist_entry: Option<String>,
 }
 
 /// The multipart names of the text fields, as the reference defines them.
-pub const TEXT_FIELDS: [&str; 6] = [
+/// `worklistEntry` is ours: the reference has no worklist.
+pub const TEXT_FIELDS: [&str; 7] = [
     "patientId",
     "patientName",
     "birthDate",
     "sex",
     "examDateTime",
     "examDescription",
+    "worklistEntry",
 ];
 
 /// A refused field. The message says what is wrong without repeating the value, because
@@ -55,6 +59,7 @@ impl RawForm {
             "sex" => ("sex", &mut self.sex),
             "examDateTime" => ("examDateTime", &mut self.exam_date_time),
             "examDescription" => ("examDescription", &mut self.exam_description),
+            "worklistEntry" => ("worklistEntry", &mut self.worklist_entry),
             _ => return Ok(false),
         };
         if slot.is_some() {
@@ -103,18 +108,194 @@ impl RawForm {
         let description = text(&self.exam_description);
         check_lo("examDescription", &description, charset)?;
 
+        let mut patient = Patient {
+            id,
+            name,
+            birth_date,
+            sex,
+            issuer: String::new(),
+        };
+        let order = match text(&self.worklist_entry).as_str() {
+            "" => None,
+            token => {
+                let link = WorklistLink::parse(token)?;
+                let (linked, order) = link.validate(now.date_naive(), charset)?;
+                // The fields the page locked must still be the entry's: a different ID means
+                // the page and the entry disagree about who this is, and we cannot tell which
+                // is right.
+                if linked.id != patient.id {
+                    return Err(refuse(
+                        "patientId",
+                        "does not match the worklist entry picked; pick the entry again or clear the link",
+                    ));
+                }
+                patient = linked;
+                Some(order)
+            }
+        };
+
         Ok(Study {
-            patient: Patient {
+            patient,
+            exam: Exam { time, description },
+            order,
+        })
+    }
+}
+
+/// A worklist entry as the page sends it back (`worklistEntry`): the patient and the order,
+/// in the words `GET /api/worklist` used. It is not secret or signed: whoever may upload may
+/// also type any patient, so it is validated like every other field, no more.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorklistLink {
+    pub patient_id: String,
+    #[serde(default)]
+    pub patient_name: String,
+    /// YYYY-MM-DD or empty.
+    #[serde(default)]
+    pub birth_date: String,
+    #[serde(default)]
+    pub sex: String,
+    #[serde(default)]
+    pub issuer_of_patient_id: String,
+    pub study_instance_uid: String,
+    #[serde(default)]
+    pub accession_number: String,
+    #[serde(default)]
+    pub requested_procedure_id: String,
+    #[serde(default)]
+    pub requested_procedure_description: String,
+    #[serde(default)]
+    pub step_id: String,
+    #[serde(default)]
+    pub step_description: String,
+    #[serde(default)]
+    pub protocol: Vec<Code>,
+}
+
+/// At most this many protocol codes are carried over; a step has one or two.
+const MAX_PROTOCOL_CODES: usize = 8;
+
+impl WorklistLink {
+    pub fn from_study(patient: &Patient, order: &Order) -> Self {
+        WorklistLink {
+            patient_id: patient.id.clone(),
+            patient_name: patient.name.clone(),
+            birth_date: patient
+                .birth_date
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            sex: patient.sex.dicom_code().to_string(),
+            issuer_of_patient_id: patient.issuer.clone(),
+            study_instance_uid: order.study_instance_uid.clone(),
+            accession_number: order.accession_number.clone(),
+            requested_procedure_id: order.requested_procedure_id.clone(),
+            requested_procedure_description: order.requested_procedure_description.clone(),
+            step_id: order.step_id.clone(),
+            step_description: order.step_description.clone(),
+            protocol: order.protocol_codes.clone(),
+        }
+    }
+
+    /// The text the page carries and sends back.
+    pub fn to_token(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(token: &str) -> Result<Self, FormError> {
+        serde_json::from_str(token).map_err(|_| {
+            refuse(
+                "worklistEntry",
+                "is not a worklist entry this gateway gave; pick the entry from the list again",
+            )
+        })
+    }
+
+    /// The patient and order, each value checked as the DICOM object will hold it.
+    pub fn validate(
+        &self,
+        today: NaiveDate,
+        charset: Charset,
+    ) -> Result<(Patient, Order), FormError> {
+        const F: &str = "worklistEntry";
+        let t = |v: &str| v.trim().to_string();
+        let id = t(&self.patient_id);
+        if id.is_empty() {
+            return Err(refuse(F, "has no Patient ID"));
+        }
+        check_lo(F, &id, charset)?;
+        let name = t(&self.patient_name);
+        check_person_name(&name, charset).map_err(|e| refuse(F, e.message))?;
+        let birth_date = match t(&self.birth_date).as_str() {
+            "" => None,
+            s => Some(parse_birth_date(s, today).map_err(|e| refuse(F, e.message))?),
+        };
+        let sex = match t(&self.sex).to_ascii_uppercase().as_str() {
+            "M" => Sex::Male,
+            "F" => Sex::Female,
+            "O" => Sex::Other,
+            _ => Sex::Unknown,
+        };
+        let issuer = t(&self.issuer_of_patient_id);
+        check_lo(F, &issuer, charset)?;
+        let study_instance_uid = t(&self.study_instance_uid);
+        if !crate::dicom::uid::is_valid(&study_instance_uid) {
+            return Err(refuse(F, "has no valid Study Instance UID"));
+        }
+        let accession_number = t(&self.accession_number);
+        check_sh(F, &accession_number, charset)?;
+        let requested_procedure_id = t(&self.requested_procedure_id);
+        check_sh(F, &requested_procedure_id, charset)?;
+        let requested_procedure_description = t(&self.requested_procedure_description);
+        check_lo(F, &requested_procedure_description, charset)?;
+        let step_id = t(&self.step_id);
+        check_sh(F, &step_id, charset)?;
+        let step_description = t(&self.step_description);
+        check_lo(F, &step_description, charset)?;
+        if self.protocol.len() > MAX_PROTOCOL_CODES {
+            return Err(refuse(F, "has too many protocol codes"));
+        }
+        let mut protocol_codes = Vec::with_capacity(self.protocol.len());
+        for c in &self.protocol {
+            let code = Code {
+                value: t(&c.value),
+                scheme: t(&c.scheme),
+                meaning: t(&c.meaning),
+            };
+            check_lo(F, &code.value, charset)?;
+            check_sh(F, &code.scheme, charset)?;
+            check_lo(F, &code.meaning, charset)?;
+            if !code.value.is_empty() {
+                protocol_codes.push(code);
+            }
+        }
+        Ok((
+            Patient {
                 id,
                 name,
                 birth_date,
                 sex,
-                issuer: String::new(),
+                issuer,
             },
-            exam: Exam { time, description },
-            order: None,
-        })
+            Order {
+                study_instance_uid,
+                accession_number,
+                requested_procedure_id,
+                requested_procedure_description,
+                step_id,
+                step_description,
+                protocol_codes,
+            },
+        ))
     }
+}
+
+/// A DICOM Short String: at most 16 characters, otherwise as a Long String.
+fn check_sh(field: &'static str, value: &str, charset: Charset) -> Result<(), FormError> {
+    if value.chars().count() > 16 {
+        return Err(refuse(field, "has a value longer than 16 characters"));
+    }
+    check_chars(field, value, charset)
 }
 
 /// A DICOM Long String: at most 64 characters, no backslash (it separates values), no
@@ -394,5 +575,72 @@ mod tests {
             "patientId"
         );
         assert!(!f.set("somethingElse", "c".into()).unwrap());
+    }
+
+    fn link() -> WorklistLink {
+        WorklistLink {
+            patient_id: "A123".into(),
+            patient_name: "王^大明".into(),
+            birth_date: "1980-02-03".into(),
+            sex: "M".into(),
+            issuer_of_patient_id: "HOSP".into(),
+            study_instance_uid: "1.2.840.99.1".into(),
+            accession_number: "ACC1".into(),
+            requested_procedure_id: "RP1".into(),
+            requested_procedure_description: "Wound".into(),
+            step_id: "S1".into(),
+            step_description: "Heel".into(),
+            protocol: vec![],
+        }
+    }
+
+    #[test]
+    fn a_worklist_entry_gives_its_patient_and_order() {
+        let mut f = RawForm::default();
+        f.set("patientId", "A123".into()).unwrap();
+        f.set("patientName", "typed over".into()).unwrap();
+        assert!(f.set("worklistEntry", link().to_token()).unwrap());
+        let s = f.validate(now(), Charset::IsoIr192).unwrap();
+        assert_eq!(
+            s.patient.name, "王^大明",
+            "the entry's name, not the typed one"
+        );
+        assert_eq!(s.patient.issuer, "HOSP");
+        let order = s.order.unwrap();
+        assert_eq!(order.study_instance_uid, "1.2.840.99.1");
+        assert_eq!(order.accession_number, "ACC1");
+    }
+
+    #[test]
+    fn a_worklist_entry_for_another_id_or_malformed_is_refused() {
+        let mut f = RawForm::default();
+        f.set("patientId", "B999".into()).unwrap();
+        f.set("worklistEntry", link().to_token()).unwrap();
+        assert_eq!(
+            f.validate(now(), Charset::IsoIr192).unwrap_err().field,
+            "patientId"
+        );
+        for bad in [
+            "not json".to_string(),
+            r#"{"patientId":"A123","studyInstanceUid":"1.2","extra":1}"#.to_string(),
+            WorklistLink {
+                study_instance_uid: "1.02.x".into(),
+                ..link()
+            }
+            .to_token(),
+            WorklistLink {
+                accession_number: "x".repeat(17),
+                ..link()
+            }
+            .to_token(),
+        ] {
+            let mut f = RawForm::default();
+            f.set("patientId", "A123".into()).unwrap();
+            f.set("worklistEntry", bad).unwrap();
+            assert_eq!(
+                f.validate(now(), Charset::IsoIr192).unwrap_err().field,
+                "worklistEntry"
+            );
+        }
     }
 }

@@ -294,7 +294,7 @@ impl Intake {
         let intake_dir = tokio::task::spawn_blocking(move || outbox.begin(&begin_id))
             .await
             .map_err(|e| IntakeError::Internal(e.to_string()))??;
-        let study_uid = self.uid_root.new_uid();
+        let study_uid = study.study_uid(&self.uid_root);
         let series_uid = self.uid_root.new_uid();
         let converted = self
             .convert_all(
