@@ -6,9 +6,9 @@
 // Fields a worklist entry fills and locks.
 const LOCKED = ['patientId', 'patientName', 'birthDate', 'sex', 'examDescription'];
 // Keys of a keyboard-wedge scanner come faster than this (ms between two keys)...
-const SCANNER_KEY_GAP_MS = 35;
+const SCANNER_KEY_GAP_MS = 50;
 // ...and a pause longer than this starts a new burst.
-const BURST_GAP_MS = 100;
+const BURST_GAP_MS = 150;
 const LOOKUP_DEBOUNCE_MS = 300;
 
 /// A DICOM Person Name ("WANG^DA MING", "王^大明", "Wang^Daming=王^大明") as people read it:
@@ -46,6 +46,11 @@ export function extractId(code, pattern) {
   return id.trim() || null;
 }
 
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
 export function initPatient(ctx) {
   const { $, t } = ctx;
   const form = $('study');
@@ -58,7 +63,8 @@ export function initPatient(ctx) {
   let lookupTimer = null;
   let lookupAbort = null;
   let lookedUp = null; // { id, body } of the lookup on show
-  let burst = { start: 0, last: 0, keys: 0, before: '' };
+  // The keys typed in a quick run: a scanner's code, or the start of a human's typing.
+  let burst = { last: 0, gaps: [], before: '' };
 
   // ---- worklist link ------------------------------------------------------------------
   function lock(on) {
@@ -261,11 +267,10 @@ export function initPatient(ctx) {
       e.preventDefault();
       if (e.isComposing) return;
       const value = field.value;
-      const fromScanner = burst.keys >= 4 && (burst.last - burst.start) / (burst.keys - 1) < SCANNER_KEY_GAP_MS
-        && now - burst.last < 300;
+      const fromScanner = burst.gaps.length >= 3 && median(burst.gaps) < SCANNER_KEY_GAP_MS && now - burst.last < 300;
       const code = fromScanner && value.startsWith(burst.before) ? value.slice(burst.before.length) : value;
       const before = fromScanner ? burst.before : value;
-      burst = { start: 0, last: 0, keys: 0, before: '' };
+      burst = { last: 0, gaps: [], before: '' };
       if (!code.trim()) return;
       const id = extractId(code, ctx.info().patientIdPattern || '');
       if (id === null && !fromScanner) {
@@ -278,8 +283,8 @@ export function initPatient(ctx) {
       return;
     }
     if (e.key.length === 1 && !e.ctrlKey && !e.metaKey) {
-      if (now - burst.last > BURST_GAP_MS) burst = { start: now, last: now, keys: 0, before: field.value };
-      burst.keys += 1;
+      if (now - burst.last > BURST_GAP_MS) burst = { last: now, gaps: [], before: field.value };
+      else burst.gaps.push(now - burst.last);
       burst.last = now;
     }
   });

@@ -85,7 +85,9 @@ async function zxingEngine(formats) {
 export function prepare(formats) {
   if (!engine) {
     const wanted = formatsOf(formats);
-    engine = (async () => (await nativeEngine(wanted)) || zxingEngine(wanted))();
+    // ?decoder=zxing: the WebAssembly decoder even where the browser has its own (tests).
+    const zxingOnly = new URLSearchParams(window.location.search).get('decoder') === 'zxing';
+    engine = (async () => (!zxingOnly && (await nativeEngine(wanted))) || zxingEngine(wanted))();
     engine.catch(() => { engine = null; });
   }
   return engine;

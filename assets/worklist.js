@@ -23,7 +23,9 @@ export function initWorklist(ctx, { onPick, linked }) {
     return Boolean(ctx.info().worklist);
   }
 
-  async function refresh() {
+  /// `fresh`: past the box's short cache (the refresh button, a pull); opening the home view
+  /// takes the box's copy, so that phones opening it together make one query to the PACS.
+  async function refresh({ fresh = false } = {}) {
     section.hidden = !enabled();
     if (!enabled()) return;
     if (abort) abort.abort();
@@ -33,7 +35,7 @@ export function initWorklist(ctx, { onPick, linked }) {
     render();
     let r;
     try {
-      r = await ctx.api('api/worklist', { signal: mine.signal });
+      r = await ctx.api(fresh ? 'api/worklist?fresh=1' : 'api/worklist', { signal: mine.signal });
     } catch (_) {
       if (mine.signal.aborted) return;
       r = null;
@@ -136,7 +138,7 @@ export function initWorklist(ctx, { onPick, linked }) {
     const buttons = list.querySelectorAll('button.wl-entry');
     if (buttons.length === 1) buttons[0].click();
   });
-  $('worklist-refresh').addEventListener('click', refresh);
+  $('worklist-refresh').addEventListener('click', () => refresh({ fresh: true }));
 
   // Pull to refresh: a downward pull that starts with the list scrolled to its top. The
   // list keeps the pull to itself (overscroll-behavior: contain), so the browser does not
@@ -155,7 +157,7 @@ export function initWorklist(ctx, { onPick, linked }) {
     pull.textContent = pulled >= PULL_TO_REFRESH_PX ? t('worklistRelease') : t('worklistPull');
   }, { passive: true });
   const endPull = () => {
-    if (startY !== null && pulled >= PULL_TO_REFRESH_PX) refresh();
+    if (startY !== null && pulled >= PULL_TO_REFRESH_PX) refresh({ fresh: true });
     startY = null;
     pulled = 0;
     pull.hidden = true;

@@ -178,6 +178,71 @@ fn labels_and_touch_targets_on_a_360_px_phone() {
     scenario("layout", &gw, None);
 }
 
+/// The demo worklist and patient lookup on, and wristband codes such as `PID:DEMO001;V1`.
+const PATIENT_ENV: &[(&str, &str)] = &[
+    ("PHOTO_PACS_WORKLIST_ENABLED", "true"),
+    ("PHOTO_PACS_PATIENT_LOOKUP_ENABLED", "true"),
+    ("PHOTO_PACS_PATIENT_ID_PATTERN", "^PID:([^;]+)"),
+];
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn labels_and_touch_targets_with_todays_list_on_a_360_px_phone() {
+    let (_dir, gw) = gateway(PATIENT_ENV);
+    scenario("layout", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn a_keyboard_wedge_scan_fills_the_id_looks_it_up_and_sends_nothing() {
+    let (_dir, gw) = gateway(PATIENT_ENV);
+    scenario("wedge", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn code_128_and_qr_wristband_photos_are_decoded_by_the_decoder_loaded_on_demand() {
+    let (_dir, gw) = gateway(PATIENT_ENV);
+    scenario("scan", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn todays_list_is_searchable_and_a_picked_entry_locks_the_patient_until_edit() {
+    let (_dir, gw) = gateway(PATIENT_ENV);
+    scenario("worklist", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn a_study_sent_from_todays_list_carries_its_entry_and_leaves_nothing_in_the_browser() {
+    let (_dir, gw) = gateway(PATIENT_ENV);
+    scenario("worklistsend", &gw, None);
+    if runner().is_none() {
+        return;
+    }
+    assert!(
+        !gw.logs().contains("DEMO002") && !gw.logs().contains("小明"),
+        "patient data in the log:\n{}",
+        gw.logs()
+    );
+}
+
 #[test]
 #[cfg_attr(
     any(missing_peer = "browser", missing_peer = "dcmtk"),

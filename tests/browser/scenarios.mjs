@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import bwipjs from 'bwip-js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const photo = (name) => join(here, '..', 'data', name);
@@ -32,13 +33,54 @@ async function browser() {
   });
 }
 
-async function openPage(b, base, { locale = 'en-US', viewport = { width: 390, height: 844 } } = {}) {
-  const context = await b.newContext({ locale, viewport, deviceScaleFactor: 1 });
+/// `requests`, when given, collects "METHOD /path" of every request from the first one on.
+async function openPage(b, base, { locale = 'en-US', viewport = { width: 390, height: 844 }, requests, hasTouch = false } = {}) {
+  const context = await b.newContext({ locale, viewport, deviceScaleFactor: 1, hasTouch });
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  if (requests) context.on('request', (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
   await page.goto(base, { waitUntil: 'load' });
   await page.waitForFunction(() => document.getElementById('tab-home').textContent.trim() !== '');
+  // The home view's modules (patient.js, worklist.js) are in.
+  await page.waitForSelector('html[data-ready]', { state: 'attached' });
   return { context, page };
+}
+
+/// A wristband barcode as a PNG, made here: `bcid` is bwip-js's name ('code128', 'qrcode').
+function wristband(bcid, text, extra = {}) {
+  return bwipjs.toBuffer({
+    bcid, text, scale: 3, paddingwidth: 24, paddingheight: 24, backgroundcolor: 'FFFFFF', ...extra,
+  });
+}
+
+/// The demo worklist entries as the box serves them.
+async function worklistEntries(page) {
+  return page.evaluate(() => fetch('api/worklist', { cache: 'no-store' }).then((r) => r.json()).then((d) => d.entries));
+}
+
+/// Every place a page could keep something: hits of `values` in localStorage,
+/// sessionStorage, IndexedDB (any database is a hit) and the Cache Storage, and the cached paths.
+async function storedValues(page, values) {
+  return page.evaluate(async (wanted) => {
+    const hits = [];
+    const check = (where, text) => { for (const v of wanted) if (v && String(text).includes(v)) hits.push(`${where}: ${v}`); };
+    for (const store of [localStorage, sessionStorage]) {
+      for (let i = 0; i < store.length; i++) check('storage', `${store.key(i)}=${store.getItem(store.key(i))}`);
+    }
+    const dbs = indexedDB.databases ? await indexedDB.databases() : [];
+    for (const db of dbs) hits.push(`IndexedDB database ${db.name}`);
+    const cached = [];
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      for (const req of await cache.keys()) {
+        cached.push(new URL(req.url).pathname);
+        check('cache url', req.url);
+        const res = await cache.match(req);
+        check(`cache ${req.url}`, await res.text());
+      }
+    }
+    return { hits, cached };
+  }, values);
 }
 
 async function fillPatient(page) {
@@ -174,6 +216,19 @@ const scenarios = {
       await error.waitFor({ state: 'visible' });
       assert.match(await error.textContent(), /65535/);
       assert.equal(await page.getAttribute('#pacsPort', 'aria-invalid'), 'true');
+      // The worklist card: its fields save, and the server's errors show beside them.
+      await page.fill('#pacsPort', '104');
+      assert.equal(await page.isVisible('#card-worklist'), true);
+      await page.fill('#patientIdPattern', 'PID:(');
+      await page.click('#save');
+      await page.locator('.field-error[data-error-for="patientIdPattern"]').waitFor({ state: 'visible' });
+      await page.fill('#patientIdPattern', '^PID:([^;]+)');
+      await page.fill('#worklistCalledAET', 'WLM_SCP');
+      await page.check('#worklistEnabled');
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
+      assert.equal(info.patientIdPattern, '^PID:([^;]+)');
       // The advanced section opens on its own when its field is wrong.
       await page.fill('#pacsPort', '104');
       await page.click('summary');
@@ -341,6 +396,12 @@ const scenarios = {
     try {
       const { page } = await openPage(b, base, { viewport: { width: 360, height: 740 } });
       await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      if (await page.isVisible('#worklist')) {
+        // With today's list: its entries, a picked patient's link and Edit button.
+        await page.waitForSelector('#worklist-list .wl-entry');
+        await page.locator('#worklist-list .wl-entry').first().click();
+        await page.waitForSelector('#patient-link', { state: 'visible' });
+      }
       for (const view of ['home', 'settings']) {
         await page.click(`#tab-${view}`);
         await page.evaluate(() => { for (const d of document.querySelectorAll('details')) d.open = true; });
@@ -445,6 +506,237 @@ const scenarios = {
       await page.locator('#outbox-list li button.delete').first().click();
       await page.waitForFunction(() => document.querySelectorAll('#outbox-list li').length === 0, null, { timeout: 15000 });
       assert.match(await page.textContent('#outbox-summary'), /No study is waiting/);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // A keyboard-wedge scanner types the wristband's code fast and presses Enter: the ID is
+  // taken out of the code, looked up, and nothing is sent. A code without an ID leaves the
+  // field alone; an ID typed by hand and Enter is looked up as it is ("not found" warns only).
+  async wedge(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      const uploads = [];
+      page.on('request', (r) => { if (r.url().includes('/api/studies')) uploads.push(`${r.method()} ${r.url()}`); });
+      // With a photo attached the send button is live: an Enter that submitted would send.
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await page.click('#patientId');
+      await page.keyboard.type('PID:DEMO001;V1'); // no pause between keys, as a scanner
+      await page.keyboard.press('Enter');
+      assert.equal(await page.inputValue('#patientId'), 'DEMO001');
+      await page.waitForSelector('#lookup.found', { timeout: 15000 });
+      assert.match(await page.textContent('#lookup'), /ALICE/);
+      assert.match(await page.textContent('#send-who'), /DEMO001/);
+
+      // A code that holds no patient ID: said, and the field keeps DEMO001.
+      await page.keyboard.type('https://example.org/menu');
+      await page.keyboard.press('Enter');
+      assert.equal(await page.inputValue('#patientId'), 'DEMO001');
+      assert.match(await page.textContent('#scan-note'), /does not contain a patient ID/);
+
+      // Typed by hand, then Enter: the ID as typed, looked up, not found is a warning only.
+      await page.fill('#patientId', '');
+      await page.locator('#patientId').pressSequentially('NEW-77', { delay: 120 });
+      await page.keyboard.press('Enter');
+      assert.equal(await page.inputValue('#patientId'), 'NEW-77');
+      await page.waitForSelector('#lookup.missing', { timeout: 15000 });
+      assert.match(await page.textContent('#lookup'), /Not found in the PACS/);
+      assert.equal(await page.isDisabled('#send'), false, 'not found never blocks sending');
+
+      await page.waitForTimeout(500);
+      assert.deepEqual(uploads, [], 'Enter in the ID field sent nothing');
+      assert.equal(await page.textContent('#status'), '');
+      assert.equal(await page.locator('#thumbs li').count(), 1);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The camera button on plain HTTP (forced here with ?scan=photo: 127.0.0.1 is a secure
+  // context) opens a still-photo picker; a Code 128 and a QR wristband, generated here, are
+  // decoded by the vendored ZXing WebAssembly decoder (forced with ?decoder=zxing, though
+  // headless Chromium on Linux has no BarcodeDetector anyway), which is fetched only after
+  // the first press.
+  async scan(base) {
+    const b = await browser();
+    try {
+      const requests = [];
+      const { page } = await openPage(b, `${base}?scan=photo&decoder=zxing`, { requests });
+      await page.waitForTimeout(1000);
+      const decoder = (list) => list.filter((r) => /\/scan\.js$|\/vendor\//.test(r));
+      assert.deepEqual(decoder(requests), [], 'the decoder is not loaded with the page');
+      console.log(`BarcodeDetector in headless Chromium: ${await page.evaluate(() => typeof window.BarcodeDetector)}`);
+
+      const pick = async (png, name) => {
+        const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.click('#scan')]);
+        assert.equal(chooser.isMultiple(), false);
+        await chooser.setFiles({ name, mimeType: 'image/png', buffer: png });
+      };
+      await pick(await wristband('code128', 'PID:DEMO002;V1'), 'band-128.png');
+      await page.waitForFunction(() => document.getElementById('patientId').value === 'DEMO002', null, { timeout: 30000 });
+      const loaded = decoder(requests);
+      for (const file of ['/scan.js', '/vendor/zxing-wasm/es/reader/index.js', '/vendor/zxing-wasm/reader/zxing_reader.wasm']) {
+        assert.ok(loaded.includes(`GET ${file}`), `${file} after pressing scan: ${loaded.join(', ')}`);
+      }
+      await page.waitForSelector('#lookup.found', { timeout: 15000 });
+
+      await pick(await wristband('qrcode', 'PID:DEMO003;NAME:DEMO^CAROL;DOB:19700101'), 'band-qr.png');
+      await page.waitForFunction(() => document.getElementById('patientId').value === 'DEMO003', null, { timeout: 30000 });
+      await page.waitForFunction(() => /CAROL/.test(document.getElementById('lookup').textContent), null, { timeout: 15000 });
+
+      // A code without a patient ID: said, the field keeps what it had.
+      await pick(await wristband('qrcode', 'https://example.org/menu'), 'menu.png');
+      await page.waitForSelector('#scan-note:not([hidden])', { timeout: 30000 });
+      assert.match(await page.textContent('#scan-note'), /does not contain a patient ID/);
+      assert.equal(await page.inputValue('#patientId'), 'DEMO003');
+      assert.equal(decoder(requests).filter((r) => r.endsWith('.wasm')).length, 1, 'the decoder is loaded once');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Today's list: demo entries, searchable in memory; picking one fills and locks the patient
+  // (linked to its accession number), Edit unlocks; the refresh button and a pull at the
+  // top of the list fetch it again.
+  async worklist(base) {
+    const b = await browser();
+    try {
+      const requests = [];
+      const { page } = await openPage(b, base, { requests, hasTouch: true });
+      await page.waitForSelector('#worklist', { state: 'visible' });
+      const entries = page.locator('#worklist-list .wl-entry');
+      await page.waitForFunction(() => document.querySelectorAll('#worklist-list .wl-entry').length === 3);
+      assert.match(await page.textContent('#worklist-note'), /Demo entries/);
+      const all = await worklistEntries(page);
+      assert.deepEqual(all.map((e) => e.patientId).sort(), ['DEMO001', 'DEMO002', 'DEMO003']);
+
+      await page.fill('#worklist-search', 'carol');
+      assert.equal(await entries.count(), 1);
+      assert.match(await entries.first().textContent(), /DEMO, CAROL/);
+      await page.fill('#worklist-search', '小明');
+      assert.equal(await entries.count(), 1);
+      assert.match(await entries.first().textContent(), /測試小明/);
+      await page.fill('#worklist-search', 'nobody-here');
+      assert.equal(await entries.count(), 0);
+      assert.match(await page.textContent('#worklist-empty'), /No entry matches/);
+      await page.fill('#worklist-search', '');
+      assert.equal(await entries.count(), 3);
+      const alice = all.find((e) => e.patientId === 'DEMO001');
+      if (alice.accessionNumber) {
+        await page.fill('#worklist-search', alice.accessionNumber);
+        assert.equal(await entries.count(), 1);
+      }
+      await page.fill('#worklist-search', 'DEMO001');
+      await entries.first().click();
+
+      assert.equal(await page.inputValue('#patientId'), 'DEMO001');
+      assert.equal(await page.inputValue('#patientName'), alice.patientName);
+      assert.equal(await page.inputValue('#birthDate'), alice.birthDate);
+      assert.equal(await page.inputValue('#examDescription'), alice.requestedProcedureDescription || alice.stepDescription);
+      for (const id of ['patientId', 'patientName', 'birthDate', 'examDescription']) {
+        assert.equal(await page.getAttribute(`#${id}`, 'readonly'), '', `${id} is locked`);
+      }
+      assert.equal(await page.isDisabled('#sex'), true);
+      assert.equal(await page.isDisabled('#scan'), true);
+      assert.equal(await page.isVisible('#patient-link'), true);
+      if (alice.accessionNumber) assert.ok((await page.textContent('#patient-link')).includes(alice.accessionNumber));
+      assert.equal(await page.isVisible('#lookup'), false, 'no lookup for a worklist patient');
+      assert.equal(await entries.first().getAttribute('aria-pressed'), 'true');
+      const who = await page.textContent('#send-who');
+      assert.ok(who.includes('DEMO001') && who.includes('DEMO, ALICE'), who);
+      // Typing into a locked field changes nothing.
+      await page.click('#patientName');
+      await page.keyboard.type('X');
+      assert.equal(await page.inputValue('#patientName'), alice.patientName);
+
+      await page.click('#unlink');
+      assert.equal(await page.isVisible('#patient-link'), false);
+      for (const id of ['patientId', 'patientName', 'birthDate', 'examDescription']) {
+        assert.equal(await page.getAttribute(`#${id}`, 'readonly'), null, `${id} is unlocked`);
+      }
+      assert.equal(await page.isDisabled('#sex'), false);
+      assert.equal(await page.inputValue('#patientId'), 'DEMO001', 'the values stay, as an ordinary study');
+      await page.fill('#patientName', 'DEMO^ALICIA');
+      assert.equal(await page.inputValue('#patientName'), 'DEMO^ALICIA');
+      assert.equal(await entries.first().getAttribute('aria-pressed'), 'false');
+
+      const fetches = () => requests.filter((r) => r === 'GET /api/worklist').length;
+      const before = fetches();
+      await page.click('#worklist-refresh');
+      await page.waitForFunction(() => document.getElementById('worklist').getAttribute('aria-busy') === 'false');
+      assert.equal(fetches(), before + 1, 'the refresh button fetches the list again');
+      // A downward pull from the top of the list.
+      await page.evaluate(async () => {
+        const list = document.getElementById('worklist-list');
+        const r = list.getBoundingClientRect();
+        const at = (y) => [new Touch({ identifier: 1, target: list, clientX: r.left + 20, clientY: y })];
+        const fire = (type, y) => list.dispatchEvent(new TouchEvent(type, {
+          bubbles: true, cancelable: true, touches: type === 'touchend' ? [] : at(y), changedTouches: at(y),
+        }));
+        fire('touchstart', r.top + 5);
+        for (let dy = 10; dy <= 120; dy += 10) fire('touchmove', r.top + 5 + dy);
+        fire('touchend', r.top + 125);
+      });
+      for (let i = 0; i < 50 && fetches() < before + 2; i++) await page.waitForTimeout(100);
+      await page.waitForFunction(() => document.getElementById('worklist').getAttribute('aria-busy') === 'false');
+      assert.equal(fetches(), before + 2, 'a pull at the top of the list fetches it again');
+      // Back on the home view: fetched again.
+      await page.click('#tab-settings');
+      await page.click('#tab-home');
+      await page.waitForFunction(() => document.getElementById('worklist').getAttribute('aria-busy') === 'false');
+      assert.equal(fetches(), before + 3, 'opening the home view fetches the list again');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Picked from the list and sent: the upload carries the entry, the result repeats the two
+  // identifiers, the link goes with the form, and no patient value is kept by the browser.
+  async worklistsend(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await page.evaluate(() => navigator.serviceWorker.ready);
+      await page.reload({ waitUntil: 'load' }); // now under the service worker
+      await page.waitForSelector('html[data-ready]', { state: 'attached' });
+      await page.waitForFunction(() => document.querySelectorAll('#worklist-list .wl-entry').length === 3);
+      const all = await worklistEntries(page);
+      const xm = all.find((e) => e.patientId === 'DEMO002');
+      const bodies = [];
+      page.on('request', (r) => { if (r.method() === 'POST' && r.url().includes('/api/studies')) bodies.push(r.postDataBuffer()); });
+      await page.fill('#worklist-search', '小明');
+      await page.locator('#worklist-list .wl-entry').first().click();
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      assert.match(await page.textContent('#send-who'), /DEMO002/);
+      assert.match(await page.textContent('#send-who'), /測試小明/);
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      assert.equal(bodies.length, 1);
+      const body = bodies[0].toString('utf8');
+      assert.ok(body.includes('name="worklistEntry"\r\n\r\n' + xm.entry + '\r\n'), 'the entry went verbatim with the upload');
+      const result = await page.textContent('#result-who');
+      assert.ok(result.includes('DEMO002') && result.includes('測試小明'), result);
+      assert.equal(await page.inputValue('#patientId'), '');
+      assert.equal(await page.isVisible('#patient-link'), false);
+      assert.equal(await page.getAttribute('#patientId', 'readonly'), null);
+      assert.equal(await page.isDisabled('#sex'), false);
+      // The next patient by hand is an ordinary study.
+      await page.fill('#patientId', 'P-NEXT');
+      assert.equal(await page.isVisible('#result-who'), false);
+
+      // Looked up too (DEMO001 by hand), then: nothing of either patient in the browser.
+      await page.fill('#patientId', 'DEMO001');
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('#lookup.found', { timeout: 15000 });
+      const alice = all.find((e) => e.patientId === 'DEMO001');
+      const values = [xm.patientId, '測試', '小明', xm.entry, xm.accessionNumber, xm.birthDate,
+        alice.patientId, 'ALICE', alice.birthDate, alice.entry, 'DEMO00'];
+      const found = await storedValues(page, values.filter(Boolean));
+      assert.deepEqual(found.hits, []);
+      assert.ok(found.cached.length > 0, 'the service worker cached the shell');
+      assert.ok(found.cached.every((p) => !p.startsWith('/api/') && !p.includes('vendor') && p !== '/scan.js'), found.cached.join(' '));
     } finally {
       await b.close();
     }
