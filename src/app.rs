@@ -10,6 +10,7 @@ use crate::config::{AdminGuard, EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
 use crate::outbox::{Opened, Outbox, OutboxError};
 use crate::pacs::Sender;
+use crate::reception::Reception;
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ pub struct App {
     pub intake: Arc<Intake>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
+    /// The worklist and patient lookups, cached in memory only.
+    pub reception: Reception,
     /// What the outbox's start-up found (old folders to tell the admin about).
     opened: Opened,
 }
@@ -174,6 +177,7 @@ impl App {
         if opened.resumed > 0 {
             log::info!(studies = opened.resumed; "outbox: resuming delivery of queued studies");
         }
+        let (env_backend, env_worklist_max) = (env.backend, env.worklist_max);
         Ok(App {
             boot_problems: crate::provision::reported_problems(&env.settings_path),
             env,
@@ -183,6 +187,7 @@ impl App {
             intake,
             outbox,
             metrics,
+            reception: Reception::new(env_backend, env_worklist_max),
             opened,
         })
     }

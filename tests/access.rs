@@ -70,6 +70,9 @@ fn request(c: &Client, gw: &Gateway, method: &Method, path: &str) -> RequestBuil
         ("POST", "/api/admin/password") => r
             .header("content-type", "application/json")
             .body(json!({"current": "nope", "new": "whatever-long-enough"}).to_string()),
+        ("POST", "/api/patients/lookup") => r
+            .header("content-type", "application/json")
+            .body(json!({"patientId": "DEMO001"}).to_string()),
         ("PUT", _) => r
             .header("content-type", "application/json")
             .body(json!({"localModality": "XC"}).to_string()),

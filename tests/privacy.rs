@@ -100,3 +100,74 @@ fn canary_patient_values_never_reach_the_log() {
         );
     }
 }
+
+/// The worklist, lookups (found, not found, refused) and a study sent from a worklist entry
+/// (accepted and refused): patient values from the PACS side stay out of the log and the
+/// metrics too.
+#[test]
+fn worklist_and_lookup_values_never_reach_the_log_or_metrics() {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_LOG_LEVEL", "trace"),
+        ("PHOTO_PACS_WORKLIST_ENABLED", "true"),
+    ]);
+    let c = client();
+    let list: serde_json::Value = c
+        .get(gw.url("/api/worklist"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entries = list["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{list}");
+    let mut statuses = Vec::new();
+    for id in ["DEMO002", "CANARYLOOKUP1", "CANARY*", "CANARY\\x"] {
+        let r = c
+            .post(gw.url("/api/patients/lookup"))
+            .json(&serde_json::json!({ "patientId": id }))
+            .send()
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 400, 400]);
+    // A study from the demo entry whose name is 測試^小明, then one whose entry names
+    // another patient than the form.
+    let entry = entries[1]["entry"].as_str().unwrap();
+    let photo = read_data("pillow_hopper.jpg");
+    let sent = c
+        .post(gw.url("/api/studies"))
+        .multipart(form(
+            &[("patientId", "DEMO002"), ("worklistEntry", entry)],
+            &[("a.jpg", photo.clone())],
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let forged = entry.replace("DEMO002", "CANARYFORGED");
+    let refused = c
+        .post(gw.url("/api/studies"))
+        .multipart(form(
+            &[("patientId", "DEMO002"), ("worklistEntry", &forged)],
+            &[("a.jpg", photo)],
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let metrics = c.get(gw.url("/metrics")).send().unwrap().text().unwrap();
+    let logs = gw.logs();
+    assert!(logs.contains("route=/api/patients/lookup"), "{logs}");
+    for canary in [
+        "CANARY",
+        "DEMO002",
+        "測試",
+        "小明",
+        "Dermatology",
+        "19841103",
+        "1984-11-03",
+    ] {
+        assert!(
+            !logs.contains(canary),
+            "{canary:?} reached the log:\n{logs}"
+        );
+        assert!(!metrics.contains(canary), "{canary:?} reached the metrics");
+    }
+}

@@ -13,6 +13,7 @@ mod pacs;
 mod router;
 mod settings;
 mod studies;
+mod worklist;
 
 pub use openapi::DOCUMENT as OPENAPI;
 pub use router::{API_ROUTES, Guard};

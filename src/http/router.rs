@@ -12,7 +12,7 @@ use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
 use super::pace::{Paced, RequestBody};
-use super::{assets, health, openapi, outbox, pacs, settings, studies};
+use super::{assets, health, openapi, outbox, pacs, settings, studies, worklist};
 use crate::app::App;
 
 /// Who may use a route.
@@ -33,6 +33,9 @@ pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     // The phone that sent a study follows it; the ID is random and the answer has no
     // patient data.
     ("/api/studies/{id}", &[Method::GET], Guard::Upload),
+    // Patient data for whoever may upload: the same PIN guards both.
+    ("/api/worklist", &[Method::GET], Guard::Upload),
+    ("/api/patients/lookup", &[Method::POST], Guard::Upload),
     ("/api/outbox", &[Method::GET], Guard::Admin),
     ("/api/outbox/{id}", &[Method::DELETE], Guard::Admin),
     ("/api/outbox/{id}/retry", &[Method::POST], Guard::Admin),
@@ -197,6 +200,8 @@ async fn dispatch(
     let result = match (req.method(), route) {
         (&Method::POST, "/api/studies") => studies::post(app, req, request_id).await,
         (&Method::GET, "/api/studies/{id}") => studies::get(app, &id),
+        (&Method::GET, "/api/worklist") => worklist::today(app, &req).await,
+        (&Method::POST, "/api/patients/lookup") => worklist::lookup(app, req).await,
         (&Method::GET, "/api/outbox") => outbox::list(app).await,
         (&Method::DELETE, "/api/outbox/{id}") => outbox::delete(app, &id, caller),
         (&Method::POST, "/api/outbox/{id}/retry") => outbox::retry(app, &id),

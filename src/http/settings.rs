@@ -9,12 +9,24 @@ use super::error::ApiError;
 use super::json::read_object;
 use crate::app::App;
 
+/// What the phone app needs to know before anyone logs in. Nothing here is secret.
 pub fn info(app: &App) -> Response {
+    let s = app.settings.current();
     body::json(
         StatusCode::OK,
-        &json!({ "pacsBackend": app.env.backend.as_str() }),
+        &json!({
+            "pacsBackend": app.env.backend.as_str(),
+            "worklist": s.worklist_enabled,
+            "patientLookup": s.patient_lookup_enabled,
+            "patientIdPattern": s.patient_id_pattern,
+            "barcodeFormats": BARCODE_FORMATS,
+        }),
     )
 }
+
+/// The wristband symbologies the scan button looks for, in the names of the browser's
+/// BarcodeDetector (the ZXing fallback maps them to its own).
+const BARCODE_FORMATS: [&str; 5] = ["code_128", "code_39", "qr_code", "data_matrix", "pdf417"];
 
 pub fn get(app: &App) -> Response {
     body::json(StatusCode::OK, &document(app))
@@ -31,6 +43,8 @@ pub async fn put(app: &App, req: Request<RequestBody>) -> Result<Response, ApiEr
     app.settings
         .update(&update, |s| app.sender.check(s))
         .await?;
+    // A new provider, or lookups turned off: answers from before must not be served.
+    app.reception.forget().await;
     Ok(body::json(StatusCode::OK, &document(app)))
 }
 
