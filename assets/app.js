@@ -765,6 +765,9 @@
         fillSettings(doc);
         result.textContent = t('saved');
         result.className = 'ok';
+        // The home view follows: today's list on or off, the wristband pattern.
+        await loadInfo();
+        if (worklist) worklist.refresh();
       } else {
         const errors = doc.errors && doc.errors.length ? doc.errors : [{ field: doc.field, message: doc.message }];
         let placed = false;
