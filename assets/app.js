@@ -413,6 +413,7 @@
     renderWho();
     if (!$('view-home').hidden) worklist.refresh();
     document.documentElement.dataset.ready = 'true';
+    performance.mark('photo-pacs-ready'); // bench/first_load.mjs measures up to here
   }
 
   function submitStudy(event) {

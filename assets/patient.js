@@ -296,9 +296,11 @@ export function initPatient(ctx) {
   });
   field.addEventListener('change', () => scheduleLookup(false));
   for (const name of ['patientName', 'birthDate', 'sex']) {
-    form.elements[name].addEventListener('change', () => {
-      if (lookedUp && lookedUp.body && lookedUp.body.found) renderLookup('found');
-    });
+    for (const type of ['input', 'change']) {
+      form.elements[name].addEventListener(type, () => {
+        if (lookedUp && lookedUp.body && lookedUp.body.found) renderLookup('found');
+      });
+    }
   }
   $('lookup-use').addEventListener('click', useLookup);
   $('unlink').addEventListener('click', unlink);

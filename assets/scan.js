@@ -71,6 +71,7 @@ async function zxingEngine(formats) {
     tryDownscale: true,
     maxNumberOfSymbols: 1,
   };
+  performance.mark('photo-pacs-decoder-ready'); // for bench/first_load.mjs
   return {
     name: 'zxing-wasm',
     async detect(imageData) {

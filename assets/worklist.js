@@ -79,7 +79,7 @@ export function initWorklist(ctx, { onPick, linked }) {
       if (doc.truncated) notes.push(t('worklistTruncated'));
       if (fetchedAt) {
         const time = fetchedAt.toLocaleTimeString(ctx.lang(), { hour: '2-digit', minute: '2-digit' });
-        notes.push(doc.provider ? t('worklistFrom', { provider: doc.provider, time }) : t('worklistAt', { time }));
+        notes.push(doc.provider && !doc.demo ? t('worklistFrom', { provider: doc.provider, time }) : t('worklistAt', { time }));
       }
     }
     note.textContent = notes.join(' · ');
