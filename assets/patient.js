@@ -64,7 +64,7 @@ export function initPatient(ctx) {
   let lookupAbort = null;
   let lookedUp = null; // { id, body } of the lookup on show
   // The keys typed in a quick run: a scanner's code, or the start of a human's typing.
-  let burst = { last: 0, gaps: [], before: '' };
+  let burst = { last: 0, gaps: [], before: '', text: '' };
 
   // ---- worklist link ------------------------------------------------------------------
   function lock(on) {
@@ -74,7 +74,6 @@ export function initPatient(ctx) {
       else el.readOnly = on;
       el.classList.toggle('locked', on);
     }
-    $('scan').disabled = on;
   }
 
   function pick(entry) {
@@ -231,9 +230,10 @@ export function initPatient(ctx) {
   }
 
   // ---- scanned codes --------------------------------------------------------------------
-  function showNote(text) {
+  function showNote(text, kind) {
     const note = $('scan-note');
     note.textContent = text;
+    note.className = kind === 'ok' ? 'scan-ok' : 'field-error';
     note.hidden = false;
   }
 
@@ -246,6 +246,14 @@ export function initPatient(ctx) {
   /// up; a code without one leaves the field as it was (`previous`) and says so.
   function applyCode(code, previous) {
     const id = extractId(code, ctx.info().patientIdPattern || '');
+    if (link) {
+      // Picked from the list: the wristband checks the pick, it changes nothing.
+      field.value = link.patientId || '';
+      if (id === null) showNote(t('scanNoId'));
+      else if (id === link.patientId) showNote(t('scanMatches', { id }), 'ok');
+      else showNote(t('scanMismatch', { id, picked: link.patientId }));
+      return id !== null && id === link.patientId;
+    }
     if (id === null) {
       field.value = previous;
       showNote(t('scanNoId'));
@@ -268,9 +276,10 @@ export function initPatient(ctx) {
       if (e.isComposing) return;
       const value = field.value;
       const fromScanner = burst.gaps.length >= 3 && median(burst.gaps) < SCANNER_KEY_GAP_MS && now - burst.last < 300;
-      const code = fromScanner && value.startsWith(burst.before) ? value.slice(burst.before.length) : value;
+      let code = fromScanner && value.startsWith(burst.before) ? value.slice(burst.before.length) : value;
+      if (link) code = fromScanner ? burst.text : ''; // a locked field took no keys
       const before = fromScanner ? burst.before : value;
-      burst = { last: 0, gaps: [], before: '' };
+      burst = { last: 0, gaps: [], before: '', text: '' };
       if (!code.trim()) return;
       const id = extractId(code, ctx.info().patientIdPattern || '');
       if (id === null && !fromScanner) {
@@ -283,9 +292,10 @@ export function initPatient(ctx) {
       return;
     }
     if (e.key.length === 1 && !e.ctrlKey && !e.metaKey) {
-      if (now - burst.last > BURST_GAP_MS) burst = { last: now, gaps: [], before: field.value };
+      if (now - burst.last > BURST_GAP_MS) burst = { last: now, gaps: [], before: field.value, text: '' };
       else burst.gaps.push(now - burst.last);
       burst.last = now;
+      burst.text += e.key;
     }
   });
 

@@ -639,7 +639,6 @@ const scenarios = {
         assert.equal(await page.getAttribute(`#${id}`, 'readonly'), '', `${id} is locked`);
       }
       assert.equal(await page.isDisabled('#sex'), true);
-      assert.equal(await page.isDisabled('#scan'), true);
       assert.equal(await page.isVisible('#patient-link'), true);
       if (alice.accessionNumber) assert.ok((await page.textContent('#patient-link')).includes(alice.accessionNumber));
       assert.equal(await page.isVisible('#lookup'), false, 'no lookup for a worklist patient');
@@ -650,6 +649,16 @@ const scenarios = {
       await page.click('#patientName');
       await page.keyboard.type('X');
       assert.equal(await page.inputValue('#patientName'), alice.patientName);
+      // A wristband scanned now checks the pick and changes nothing.
+      await page.click('#patientId');
+      await page.keyboard.type('PID:DEMO003;V1');
+      await page.keyboard.press('Enter');
+      assert.match(await page.textContent('#scan-note'), /says DEMO003, not DEMO001/);
+      assert.equal(await page.inputValue('#patientId'), 'DEMO001');
+      await page.keyboard.type('PID:DEMO001;V1');
+      await page.keyboard.press('Enter');
+      assert.match(await page.textContent('#scan-note'), /matches: ID DEMO001/);
+      assert.equal(await page.inputValue('#patientId'), 'DEMO001');
 
       await page.click('#unlink');
       assert.equal(await page.isVisible('#patient-link'), false);
