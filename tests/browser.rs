@@ -230,6 +230,18 @@ fn todays_list_is_searchable_and_a_picked_entry_locks_the_patient_until_edit() {
     missing_peer = "browser",
     ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
 )]
+fn todays_list_behind_the_upload_pin_comes_once_the_pin_is_typed() {
+    let mut env = PATIENT_ENV.to_vec();
+    env.push(("PHOTO_PACS_UPLOAD_PIN", "pin-2468"));
+    let (_dir, gw) = gateway(&env);
+    scenario("worklistpin", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn a_study_sent_from_todays_list_carries_its_entry_and_leaves_nothing_in_the_browser() {
     let (_dir, gw) = gateway(PATIENT_ENV);
     scenario("worklistsend", &gw, None);

@@ -93,7 +93,10 @@ mod tests {
             "application/wasm"
         );
         assert!(content_type("/").starts_with("text/html"));
-        assert_eq!(mime_type("scan.mjs"), Some("text/javascript; charset=utf-8"));
+        assert_eq!(
+            mime_type("scan.mjs"),
+            Some("text/javascript; charset=utf-8")
+        );
         assert_eq!(mime_type("README"), None);
     }
 }

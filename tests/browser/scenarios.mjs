@@ -701,6 +701,24 @@ const scenarios = {
     }
   },
 
+  // Behind an upload PIN: the list asks for it, and comes once it is typed.
+  async worklistpin(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await page.waitForSelector('#worklist', { state: 'visible' });
+      await page.waitForFunction(() => /upload PIN/.test(document.getElementById('worklist-note').textContent));
+      assert.equal(await page.isVisible('#pin-box'), true);
+      assert.equal(await page.locator('#worklist-list .wl-entry').count(), 0);
+      await page.fill('#upload-pin', 'pin-2468');
+      await page.press('#upload-pin', 'Tab');
+      await page.waitForFunction(() => document.querySelectorAll('#worklist-list .wl-entry').length === 3);
+      assert.doesNotMatch(await page.textContent('#worklist-note'), /PIN/);
+    } finally {
+      await b.close();
+    }
+  },
+
   // Picked from the list and sent: the upload carries the entry, the result repeats the two
   // identifiers, the link goes with the form, and no patient value is kept by the browser.
   async worklistsend(base) {
