@@ -220,6 +220,16 @@ fn code_128_and_qr_wristband_photos_are_decoded_by_the_decoder_loaded_on_demand(
     missing_peer = "browser",
     ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
 )]
+fn live_scanning_plays_the_camera_in_a_dialog_and_cancel_stops_it() {
+    let (_dir, gw) = gateway(PATIENT_ENV);
+    scenario("livescan", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn todays_list_is_searchable_and_a_picked_entry_locks_the_patient_until_edit() {
     let (_dir, gw) = gateway(PATIENT_ENV);
     scenario("worklist", &gw, None);

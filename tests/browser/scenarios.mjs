@@ -17,7 +17,7 @@ const PHOTOS = [photo('pillow_flower.jpg'), photo('pillow_iptc.jpg'), photo('pil
 const pageErrors = [];
 const PATIENT = { id: 'CANARY-ID-4711', name: 'CANARY王大明', description: 'CANARY wound' };
 
-async function browser() {
+async function browser(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -29,6 +29,7 @@ async function browser() {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
+      ...extraArgs,
     ],
   });
 }
@@ -592,6 +593,42 @@ const scenarios = {
       assert.match(await page.textContent('#scan-note'), /does not contain a patient ID/);
       assert.equal(await page.inputValue('#patientId'), 'DEMO003');
       assert.equal(decoder(requests).filter((r) => r.endsWith('.wasm')).length, 1, 'the decoder is loaded once');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Live scanning where the page is a secure context (127.0.0.1 is one): Chromium's fake
+  // camera plays in the scan dialog (its picture holds no barcode), the decoder loads, the
+  // Content-Security-Policy lets the video and the WebAssembly through, and Cancel stops
+  // the camera and leaves the field alone.
+  async livescan(base) {
+    const b = await browser(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
+    try {
+      const requests = [];
+      const { context, page } = await openPage(b, `${base}?decoder=zxing`, { requests });
+      await context.grantPermissions(['camera']);
+      await page.evaluate(() => {
+        window.violations = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+      });
+      assert.equal(await page.evaluate(() => window.isSecureContext), true);
+      await page.fill('#patientId', 'KEEP-1');
+      await page.click('#scan');
+      await page.waitForSelector('#scan-dialog[open]', { timeout: 15000 });
+      await page.waitForFunction(() => {
+        const v = document.getElementById('scan-video');
+        return v.readyState >= 2 && v.videoWidth > 0 && !v.paused;
+      }, null, { timeout: 15000 });
+      await page.waitForFunction(() => performance.getEntriesByName('photo-pacs-decoder-ready').length > 0, null, { timeout: 30000 });
+      assert.ok(requests.includes('GET /vendor/zxing-wasm/reader/zxing_reader.wasm'), requests.join(', '));
+      await page.waitForTimeout(500); // a few frames through the decoder
+      await page.click('#scan-cancel');
+      await page.waitForSelector('#scan-dialog', { state: 'hidden' });
+      assert.equal(await page.evaluate(() => document.getElementById('scan-video').srcObject), null, 'the camera is stopped');
+      assert.equal(await page.inputValue('#patientId'), 'KEEP-1');
+      assert.equal(await page.isVisible('#scan-note'), false);
+      assert.deepEqual(await page.evaluate(() => window.violations), []);
     } finally {
       await b.close();
     }
