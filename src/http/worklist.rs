@@ -16,10 +16,24 @@ use crate::worklist::Entry;
 
 pub async fn today(app: &App, req: &Request<RequestBody>) -> Result<Response, ApiError> {
     // `?fresh=1`: the nurse pulled to refresh.
-    let fresh = req
+    let mut fresh = false;
+    for pair in req
         .uri()
         .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "fresh=1" || p == "fresh=true"));
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair {
+            "fresh=1" | "fresh=true" => fresh = true,
+            _ => {
+                return Err(ApiError::validation(
+                    Some("fresh"),
+                    "the only query parameter is fresh=1",
+                ));
+            }
+        }
+    }
     let settings = app.settings.current();
     let today = app.reception.today(&settings, fresh).await?;
     let entries: Vec<Value> = today.entries.iter().map(entry_json).collect();
