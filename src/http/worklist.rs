@@ -4,6 +4,7 @@
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::body::{self, Response};
 use super::error::ApiError;
 use super::json::read_object;
@@ -49,7 +50,18 @@ pub async fn today(app: &App, req: &Request<RequestBody>) -> Result<Response, Ap
     ))
 }
 
-pub async fn lookup(app: &App, req: Request<RequestBody>) -> Result<Response, ApiError> {
+pub async fn lookup(
+    app: &App,
+    req: Request<RequestBody>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    // Every lookup counts, found or not: a name for each right guess is what someone
+    // trying IDs one after another is after.
+    let _counted = app
+        .access
+        .lookup_limiter
+        .reserve(caller.client)
+        .map_err(ApiError::too_many_lookups)?;
     let body = read_object(req, false).await?;
     let id = match body.get("patientId") {
         Some(Value::String(s)) => s.clone(),
