@@ -16,3 +16,4 @@ pub mod storage;
 pub mod study;
 pub mod supervisor;
 pub mod telemetry;
+pub mod worklist;
