@@ -9,6 +9,7 @@ pub mod convert;
 pub mod dicom;
 pub mod http;
 pub mod intake;
+pub mod lookup;
 pub mod outbox;
 pub mod pacs;
 pub mod provision;

@@ -244,7 +244,7 @@ impl Step {
             || self.modality.eq_ignore_ascii_case(&q.modality);
         let station = q.station_aet.is_empty()
             || self.station_aets.is_empty()
-            || self.station_aets.iter().any(|a| *a == q.station_aet);
+            || self.station_aets.contains(&q.station_aet);
         let day = self
             .start
             .is_none_or(|t| (q.from..=q.to).contains(&t.date()));
