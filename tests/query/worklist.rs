@@ -65,7 +65,7 @@ fn dump(
 
 /// Today XC in UTF-8 (09:30) and in Latin-1 (14:00), today CT, yesterday XC, all for
 /// `stations`.
-fn folder(aet: &str, stations: &str) -> Option<(WorklistFolder, NaiveDate)> {
+pub(crate) fn folder(aet: &str, stations: &str) -> Option<(WorklistFolder, NaiveDate)> {
     let folder = WorklistFolder::new(aet)?;
     let today = Local::now().date_naive();
     let yesterday = today - Days::days(1);
