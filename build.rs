@@ -45,7 +45,8 @@ fn main() {
     missing(
         "dcmtk",
         [
-            "storescp", "storescu", "echoscu", "dcmdump", "dcmj2pnm", "img2dcm",
+            "storescp", "storescu", "echoscu", "dcmdump", "dcmj2pnm", "img2dcm", "wlmscpfs",
+            "dump2dcm",
         ]
         .iter()
         .all(|p| program(p).is_some()),
@@ -56,6 +57,9 @@ fn main() {
         (program("Orthanc").is_some() || watch(Path::new("/usr/sbin/Orthanc")))
             && watch(Path::new(
                 "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
+            ))
+            && watch(Path::new(
+                "/usr/share/orthanc/plugins/libModalityWorklists.so",
             )),
     );
     missing("python", python_peers());

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::access::{
-    FAILURE_WINDOW, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions, Verifier,
-    hash_password,
+    FAILURE_WINDOW, LOOKUPS, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions,
+    Verifier, hash_password,
 };
 use crate::config::{AdminGuard, EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
@@ -35,6 +35,8 @@ pub struct Access {
     pub password_limiter: Limiter,
     /// Upload PIN guesses: counted apart, so a right PIN never buys password guesses.
     pub pin_limiter: Limiter,
+    /// Patient lookups, each one counted.
+    pub lookup_limiter: Limiter,
     /// Password checks, on PASSWORD_CHECKS threads of their own (argon2's memory, times
     /// this, is the bound).
     pub verifier: Verifier,
@@ -69,6 +71,13 @@ impl App {
             warnings.push(format!("{} (PHOTO_PACS_{env}): {}", p.field, p.message));
         }
         warnings.extend(self.sender.warnings(current));
+        let shows_patients = current.worklist_enabled
+            || (current.patient_lookup_enabled && self.env.backend != crate::config::Backend::Mock);
+        if shows_patients && !current.upload_pin.is_set() {
+            warnings.push(
+                "the worklist and patient lookup show patient names to anyone who can reach this box: set an upload PIN (uploadPin)".into(),
+            );
+        }
         if self.opened.legacy_folders > 0 {
             warnings.push(format!(
                 "{} folder(s) of DICOM files from an earlier version are in {}: they were never confirmed as sent; send them with `photo-pacs send` if the PACS lacks them, then delete them",
@@ -132,6 +141,7 @@ impl App {
                 FAILURE_WINDOW,
             ),
             pin_limiter: Limiter::new(PIN_FAILURES.0, PIN_FAILURES.1, FAILURE_WINDOW),
+            lookup_limiter: Limiter::new(LOOKUPS.0, LOOKUPS.1, FAILURE_WINDOW),
             verifier: Verifier::new(PASSWORD_CHECKS),
         };
         for dir in [&env.upload_dir, &env.dicom_dir] {

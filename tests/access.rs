@@ -510,3 +510,33 @@ fn secrets_never_come_back_out() {
         assert!(!logs.contains(secret), "{secret:?} reached the log");
     }
 }
+
+/// Patient lookups are counted per client whatever they find: 30 a minute, then 429 with
+/// Retry-After, while another client still gets its answers.
+#[test]
+fn patient_lookups_are_limited_per_client() {
+    let (_dir, gw) = protected_gateway();
+    let c = no_redirects();
+    let lookup = |client: usize, id: &str| {
+        as_client(
+            c.post(gw.url("/api/patients/lookup"))
+                .header("content-type", "application/json")
+                .header("x-upload-pin", PIN)
+                .body(json!({ "patientId": id }).to_string()),
+            client,
+        )
+        .send()
+        .unwrap()
+    };
+    let statuses: Vec<u16> = (0..31)
+        .map(|i| lookup(7, &format!("GUESS{i}")).status().as_u16())
+        .collect();
+    assert!(statuses[..30].iter().all(|s| *s == 200), "{statuses:?}");
+    let refused = lookup(7, "DEMO001");
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let other = lookup(8, "DEMO001");
+    assert_eq!(other.status(), 200);
+    let found: Value = other.json().unwrap();
+    assert_eq!(found["found"], true, "{found}");
+}

@@ -173,7 +173,17 @@ fn small_routes_answer_as_the_reference() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(info, serde_json::json!({"pacsBackend": "mock"}));
+    // The reference's one member, then ours for the worklist and the wristband scanner.
+    assert_eq!(
+        info,
+        serde_json::json!({
+            "pacsBackend": "mock",
+            "worklist": false,
+            "patientLookup": true,
+            "patientIdPattern": "",
+            "barcodeFormats": ["code_128", "code_39", "qr_code", "data_matrix", "pdf417"],
+        })
+    );
 
     let echo = c
         .post(gw.url("/api/pacs/echo"))

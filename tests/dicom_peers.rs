@@ -120,3 +120,96 @@ fn dciodvfy_finds_no_errors_in_either_transfer_syntax() {
         assert!(errors.is_empty(), "{}:\n{report}", file.display());
     }
 }
+
+/// A study sent from a (demo) worklist entry: the objects reuse the entry's Study Instance
+/// UID, carry its accession number and one Request Attributes Sequence item, and still pass
+/// dciodvfy without errors.
+#[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
+#[cfg_attr(
+    missing_peer = "dicom3tools",
+    ignore = "dicom3tools is not installed (apt-get install dicom3tools)"
+)]
+fn objects_from_a_worklist_entry_carry_its_order_and_pass_dciodvfy() {
+    let (Some(dcmdump), Some(dciodvfy)) =
+        (peer("dcmdump", "dcmtk"), peer("dciodvfy", "dicom3tools"))
+    else {
+        return;
+    };
+    let (dir, gw) = gateway(&[
+        ("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true"),
+        ("PHOTO_PACS_WORKLIST_ENABLED", "true"),
+    ]);
+    let list: Value = client()
+        .get(gw.url("/api/worklist"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entry = &list["entries"][0];
+    let study_uid = entry["studyInstanceUid"].as_str().unwrap();
+    let accession = entry["accessionNumber"].as_str().unwrap();
+    for ts in ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1"] {
+        let resp = put_settings(&gw, &json!({"localTransferSyntax": ts}));
+        assert_eq!(resp.status(), 200);
+        let resp = upload(
+            &gw,
+            &[
+                ("patientId", entry["patientId"].as_str().unwrap()),
+                ("patientName", entry["patientName"].as_str().unwrap()),
+                ("worklistEntry", entry["entry"].as_str().unwrap()),
+            ],
+            &[("flower.jpg", "pillow_flower.jpg")],
+        );
+        assert_eq!(resp.status(), 200);
+    }
+    let files = outbox_objects(dir.path());
+    assert_eq!(files.len(), 2);
+    for file in files {
+        let dump = String::from_utf8(
+            Command::new(&dcmdump)
+                .args(["+U8", "-q"])
+                .arg(&file)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        assert_eq!(dump_value(&dump, "(0020,000d)"), study_uid, "{dump}");
+        assert_eq!(dump_value(&dump, "(0008,0050)"), accession, "{dump}");
+        assert_eq!(dump_value(&dump, "(0010,0010)"), "DEMO^ALICE");
+        assert_eq!(dump_value(&dump, "(0010,0021)"), "DEMO");
+        let item = &dump[dump
+            .find("(0040,0275)")
+            .expect("Request Attributes Sequence")..];
+        for (tag, value) in [
+            (
+                "(0040,1001)",
+                entry["requestedProcedureId"].as_str().unwrap(),
+            ),
+            ("(0040,0009)", entry["stepId"].as_str().unwrap()),
+            ("(0020,000d)", study_uid),
+            ("(0008,0050)", accession),
+            ("(0008,0100)", "PHOTO"),
+        ] {
+            let line = item
+                .lines()
+                .map(str::trim_start)
+                .find(|l| l.starts_with(tag))
+                .unwrap_or_else(|| panic!("{tag} missing from the item:\n{item}"));
+            assert!(line.contains(&format!("[{value}]")), "{line}");
+        }
+        let out = Command::new(&dciodvfy).arg(&file).output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(report.contains("SCImage"), "{report}");
+        let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "{}:\n{report}", file.display());
+    }
+}

@@ -17,6 +17,9 @@ use std::time::Duration;
 pub const PASSWORD_FAILURES: (usize, usize) = (5, 20);
 /// The same for the upload PIN: a nurse mistyping it is more common, and a PIN guards less.
 pub const PIN_FAILURES: (usize, usize) = (10, 60);
+/// Patient lookups per minute, per client and for all together: a nurse scanning one
+/// wristband after another makes a few; someone trying IDs to collect names makes many.
+pub const LOOKUPS: (usize, usize) = (30, 240);
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Password checks (argon2, 19 MiB each) running at once at most; more wait their turn.
 pub const PASSWORD_CHECKS: usize = 2;

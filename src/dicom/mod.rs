@@ -5,6 +5,7 @@
 mod charset;
 mod syntax;
 pub mod uid;
+pub mod value;
 
 pub use charset::Charset;
 pub use syntax::TransferSyntax;

@@ -94,6 +94,20 @@ impl ApiError {
         )
     }
 
+    /// More patient lookups from one client (or from all) than a nurse makes.
+    pub fn too_many_lookups(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_LOOKUPS",
+            format!("too many patient lookups; try again in {retry_after} s"),
+        );
+        e.header = Some(Box::new((
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(retry_after),
+        )));
+        e
+    }
+
     pub fn too_many_attempts(retry_after: u64) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -201,7 +201,7 @@ async fn dispatch(
         (&Method::POST, "/api/studies") => studies::post(app, req, request_id).await,
         (&Method::GET, "/api/studies/{id}") => studies::get(app, &id),
         (&Method::GET, "/api/worklist") => worklist::today(app, &req).await,
-        (&Method::POST, "/api/patients/lookup") => worklist::lookup(app, req).await,
+        (&Method::POST, "/api/patients/lookup") => worklist::lookup(app, req, caller).await,
         (&Method::GET, "/api/outbox") => outbox::list(app).await,
         (&Method::DELETE, "/api/outbox/{id}") => outbox::delete(app, &id, caller),
         (&Method::POST, "/api/outbox/{id}/retry") => outbox::retry(app, &id),

@@ -4,6 +4,7 @@
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::body::{self, Response};
 use super::error::ApiError;
 use super::json::read_object;
@@ -16,10 +17,24 @@ use crate::worklist::Entry;
 
 pub async fn today(app: &App, req: &Request<RequestBody>) -> Result<Response, ApiError> {
     // `?fresh=1`: the nurse pulled to refresh.
-    let fresh = req
+    let mut fresh = false;
+    for pair in req
         .uri()
         .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "fresh=1" || p == "fresh=true"));
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair {
+            "fresh=1" | "fresh=true" => fresh = true,
+            _ => {
+                return Err(ApiError::validation(
+                    Some("fresh"),
+                    "the only query parameter is fresh=1",
+                ));
+            }
+        }
+    }
     let settings = app.settings.current();
     let today = app.reception.today(&settings, fresh).await?;
     let entries: Vec<Value> = today.entries.iter().map(entry_json).collect();
@@ -35,7 +50,18 @@ pub async fn today(app: &App, req: &Request<RequestBody>) -> Result<Response, Ap
     ))
 }
 
-pub async fn lookup(app: &App, req: Request<RequestBody>) -> Result<Response, ApiError> {
+pub async fn lookup(
+    app: &App,
+    req: Request<RequestBody>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    // Every lookup counts, found or not: a name for each right guess is what someone
+    // trying IDs one after another is after.
+    let _counted = app
+        .access
+        .lookup_limiter
+        .reserve(caller.client)
+        .map_err(ApiError::too_many_lookups)?;
     let body = read_object(req, false).await?;
     let id = match body.get("patientId") {
         Some(Value::String(s)) => s.clone(),

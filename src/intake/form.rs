@@ -119,7 +119,7 @@ impl RawForm {
             "" => None,
             token => {
                 let link = WorklistLink::parse(token)?;
-                let (linked, order) = link.validate(now.date_naive(), charset)?;
+                let (linked, order) = link.validate(charset)?;
                 // The fields the page locked must still be the entry's: a different ID means
                 // the page and the entry disagree about who this is, and we cannot tell which
                 // is right.
@@ -212,11 +212,7 @@ impl WorklistLink {
     }
 
     /// The patient and order, each value checked as the DICOM object will hold it.
-    pub fn validate(
-        &self,
-        today: NaiveDate,
-        charset: Charset,
-    ) -> Result<(Patient, Order), FormError> {
+    pub fn validate(&self, charset: Charset) -> Result<(Patient, Order), FormError> {
         const F: &str = "worklistEntry";
         let t = |v: &str| v.trim().to_string();
         let id = t(&self.patient_id);
@@ -228,7 +224,12 @@ impl WorklistLink {
         check_person_name(&name, charset).map_err(|e| refuse(F, e.message))?;
         let birth_date = match t(&self.birth_date).as_str() {
             "" => None,
-            s => Some(parse_birth_date(s, today).map_err(|e| refuse(F, e.message))?),
+            // The hospital's record, written as it is: only a real date is required (a
+            // birth year before 1900 exists in old records and must not block the photos).
+            s => Some(
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| refuse(F, "has a birth date that is not a real date"))?,
+            ),
         };
         let sex = match t(&self.sex).to_ascii_uppercase().as_str() {
             "M" => Sex::Male,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use dicomweb::Clients as DicomwebClients;
 pub use dicomweb::stow_statuses;
 pub use error::{FailureClass, PacsCode, PacsError};
 pub use mock::{MockPacs, Received};
@@ -230,6 +231,20 @@ impl Sender {
             Backend::Mock => Ok(Duration::ZERO),
             Backend::Cstore => dimse::echo(settings).await,
             Backend::Dicomweb => self.dicomweb.echo(settings).await,
+        }
+    }
+
+    /// Looks a patient up by ID in the PACS: C-FIND for the C-STORE backend, QIDO-RS for
+    /// DICOMweb; the demo backend knows nobody.
+    pub async fn lookup(
+        &self,
+        settings: &Settings,
+        patient_id: &str,
+    ) -> Result<Option<crate::lookup::Known>, PacsError> {
+        match self.backend {
+            Backend::Mock => Ok(None),
+            Backend::Cstore => crate::lookup::by_cfind(settings, patient_id).await,
+            Backend::Dicomweb => crate::lookup::by_qido(&self.dicomweb, settings, patient_id).await,
         }
     }
 

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod find_scp;
 pub mod orthanc;
 pub mod storescp;
+pub mod wlmscpfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -25,6 +25,22 @@ use super::storescp::{
 /// `/usr/lib/orthanc/libOrthancDicomWeb.so.1.7`).
 pub const DICOMWEB_PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
 
+/// Debian's orthanc package ships the sample Modality Worklists plugin here.
+pub const WORKLISTS_PLUGIN: &str = "/usr/share/orthanc/plugins/libModalityWorklists.so";
+
+/// The worklists plugin when installed; else `None` with "SKIPPED" printed (panics under CI).
+pub fn find_worklists_plugin() -> Option<PathBuf> {
+    let plugin = PathBuf::from(WORKLISTS_PLUGIN);
+    if plugin.is_file() {
+        Some(plugin)
+    } else {
+        missing_peer(
+            &format!("the worklists plugin {WORKLISTS_PLUGIN}"),
+            "orthanc",
+        )
+    }
+}
+
 /// How long Orthanc may take to answer `/system`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,6 +84,8 @@ pub struct OrthancConfig {
     pub dicomweb_plugin: PathBuf,
     /// `--verbose` logging.
     pub verbose: bool,
+    /// `Some(folder)` loads the Modality Worklists plugin serving the `.wl` files there.
+    pub worklists: Option<PathBuf>,
     /// More configuration entries, overriding the ones the harness writes.
     pub extra: serde_json::Map<String, Value>,
 }
@@ -81,8 +99,23 @@ impl OrthancConfig {
             tcp_nodelay: None,
             dicomweb_plugin: PathBuf::from(DICOMWEB_PLUGIN),
             verbose: false,
+            worklists: None,
             extra: serde_json::Map::new(),
         }
+    }
+
+    /// Serves the worklist files in `folder` (the sample plugin, as wlmscpfs would) to any
+    /// calling AE title.
+    pub fn worklists(mut self, folder: &Path) -> OrthancConfig {
+        self.worklists = Some(folder.to_path_buf());
+        self.allow_find()
+    }
+
+    /// Answers C-FIND (patient, study and worklist queries) from any calling AE title, as
+    /// `DicomAlwaysAllowEcho`/`Store` already do for echo and store.
+    pub fn allow_find(self) -> OrthancConfig {
+        self.set("DicomAlwaysAllowFind", json!(true))
+            .set("DicomAlwaysAllowFindWorklist", json!(true))
     }
 
     pub fn basic_auth(mut self, user: &str, password: &str) -> OrthancConfig {
@@ -431,6 +464,16 @@ fn settings(config: &OrthancConfig, dir: &Path, http_port: u16, dicom_port: u16)
     }
     if let Some(on) = config.tcp_nodelay {
         map.insert("TcpNoDelay".into(), json!(on));
+    }
+    if let Some(folder) = &config.worklists {
+        map.insert(
+            "Plugins".into(),
+            json!([config.dicomweb_plugin, WORKLISTS_PLUGIN]),
+        );
+        map.insert(
+            "Worklists".into(),
+            json!({"Enable": true, "Database": folder, "FilterIssuerAet": false}),
+        );
     }
     for (k, v) in &config.extra {
         map.insert(k.clone(), v.clone());

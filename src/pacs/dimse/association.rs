@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use dicom_ul::association::Error as UlError;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
-use dicom_ul::pdu::{AssociationRJResult, PDataValueType, Pdu};
+use dicom_ul::pdu::{
+    AssociationRJResult, AssociationRJServiceUserReason, AssociationRJSource, PDataValueType, Pdu,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Settings;
@@ -83,7 +85,40 @@ pub enum Association {
 /// the one our files are already written in instead of whichever the PACS prefers
 /// (re-encoding every object costs more than sending it).
 pub async fn associate(s: &Settings, offers: &[Offer]) -> Result<Association, PacsError> {
+    associate_offer(s, offers)
+        .await
+        .map_err(SetUpError::into_pacs)
+}
+
+/// Why no association came about, told apart where a caller has a fallback.
+#[derive(Debug)]
+pub enum SetUpError {
+    /// The peer takes none of what we offered: no presentation context accepted, or the
+    /// association rejected with no reason given (what dcmtk-based peers, Orthanc among
+    /// them, answer when no context is acceptable).
+    NotAccepted(PacsError),
+    Failed(PacsError),
+}
+
+impl SetUpError {
+    pub fn into_pacs(self) -> PacsError {
+        match self {
+            SetUpError::NotAccepted(e) | SetUpError::Failed(e) => e,
+        }
+    }
+}
+
+/// [`associate`], saying whether the peer does not accept the offer at all.
+pub async fn associate_offer(s: &Settings, offers: &[Offer]) -> Result<Association, SetUpError> {
     let what = describe_offer(offers);
+    let failed = |e: &UlError| {
+        let pacs = ul_error(e, s, &what);
+        if not_accepted(e) {
+            SetUpError::NotAccepted(pacs)
+        } else {
+            SetUpError::Failed(pacs)
+        }
+    };
     let mut opts = ClientAssociationOptions::new()
         .calling_ae_title(s.local_calling_aet.clone())
         .called_ae_title(s.pacs_called_aet.clone());
@@ -102,13 +137,14 @@ pub async fn associate(s: &Settings, offers: &[Offer]) -> Result<Association, Pa
         .write_timeout(backstop(s));
     let addr = address(s);
     let assoc = if s.pacs_tls {
-        let config = tls::client_config(s)
-            .map_err(|e| PacsError::configuration(format!("TLS set-up: {e}")))?;
+        let config = tls::client_config(s).map_err(|e| {
+            SetUpError::Failed(PacsError::configuration(format!("TLS set-up: {e}")))
+        })?;
         opts = opts.tls_config(config).server_name(&s.pacs_host);
         let mut a = tokio::time::timeout(timeout(s), opts.establish_tls_async(addr.as_str()))
             .await
-            .map_err(|_| timed_out(s))?
-            .map_err(|e| ul_error(&e, s, &what))?;
+            .map_err(|_| SetUpError::Failed(timed_out(s)))?
+            .map_err(|e| failed(&e))?;
         // Each DIMSE exchange is a small write awaiting an answer: Nagle would hold it
         // back for a delayed ACK, about 40 ms per object.
         let _ = a.inner_stream().get_ref().0.set_nodelay(true);
@@ -116,12 +152,27 @@ pub async fn associate(s: &Settings, offers: &[Offer]) -> Result<Association, Pa
     } else {
         let mut a = tokio::time::timeout(timeout(s), opts.establish_async(addr.as_str()))
             .await
-            .map_err(|_| timed_out(s))?
-            .map_err(|e| ul_error(&e, s, &what))?;
+            .map_err(|_| SetUpError::Failed(timed_out(s)))?
+            .map_err(|e| failed(&e))?;
         let _ = a.inner_stream().set_nodelay(true);
         Association::Plain(a)
     };
     Ok(assoc)
+}
+
+/// Whether an association failure means the peer does not take what we offered.
+fn not_accepted(e: &UlError) -> bool {
+    match e {
+        UlError::NoAcceptedPresentationContexts { .. } => true,
+        UlError::Rejected { association_rj, .. } => {
+            association_rj.result == AssociationRJResult::Permanent
+                && association_rj.source
+                    == AssociationRJSource::ServiceUser(
+                        AssociationRJServiceUserReason::NoReasonGiven,
+                    )
+        }
+        _ => false,
+    }
 }
 
 fn describe_offer(offers: &[Offer]) -> String {
@@ -260,6 +311,78 @@ where
                     "unexpected answer from the PACS",
                 )));
             }
+        }
+    }
+}
+
+/// One DIMSE message as received: its command set and, when the command says one follows,
+/// its data set.
+pub struct Message {
+    pub command: Vec<u8>,
+    pub data: Option<Vec<u8>>,
+}
+
+/// Reads P-DATA until a whole message has arrived: the last fragment of its command, and
+/// the last fragment of its data set when the command announces one. `max_data` bounds the
+/// data set: a peer cannot make us hold more than that.
+pub async fn receive_message<S>(
+    assoc: &mut AsyncClientAssociation<S>,
+    max_data: usize,
+) -> Result<Message, ExchangeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut command = Vec::new();
+    let mut command_done = false;
+    let mut data = Vec::new();
+    let mut data_done = false;
+    loop {
+        match assoc.receive().await? {
+            Pdu::PData { data: pdvs } => {
+                for pdv in pdvs {
+                    match pdv.value_type {
+                        PDataValueType::Command if !command_done => {
+                            command.extend_from_slice(&pdv.data);
+                            command_done = pdv.is_last;
+                        }
+                        PDataValueType::Data if !data_done => {
+                            if data.len() + pdv.data.len() > max_data {
+                                return Err(ExchangeError::Instance(PacsError::transient(
+                                    "the PACS sent a larger answer than the gateway accepts",
+                                )));
+                            }
+                            data.extend_from_slice(&pdv.data);
+                            data_done = pdv.is_last;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Pdu::AbortRQ { .. } => return Err(ExchangeError::Association(Broken::Aborted)),
+            Pdu::ReleaseRQ => return Err(ExchangeError::Association(Broken::Released)),
+            _ => {
+                return Err(ExchangeError::Instance(PacsError::transient(
+                    "unexpected answer from the PACS",
+                )));
+            }
+        }
+        if !command_done {
+            continue;
+        }
+        let follows = super::message::parse_response(&command)
+            .map(|r| r.has_data_set)
+            .unwrap_or(false);
+        if !follows {
+            return Ok(Message {
+                command,
+                data: None,
+            });
+        }
+        if data_done {
+            return Ok(Message {
+                command,
+                data: Some(data),
+            });
         }
     }
 }
