@@ -267,28 +267,35 @@ export function initPatient(ctx) {
     return true;
   }
 
-  // Keyboard-wedge scanners type the code very fast and press Enter: Enter here never sends
-  // the form, it commits the field.
+  // Keyboard-wedge scanners type the code very fast and press Enter (some Tab): Enter here
+  // never sends the form, it commits the field, and so does a scanner's Tab.
+  function commit(fromScanner) {
+    const value = field.value;
+    let code = fromScanner && value.startsWith(burst.before) ? value.slice(burst.before.length) : value;
+    if (link) code = fromScanner ? burst.text : ''; // a locked field took no keys
+    const before = fromScanner ? burst.before : value;
+    burst = { last: 0, gaps: [], before: '', text: '' };
+    if (!code.trim()) return;
+    const id = extractId(code, ctx.info().patientIdPattern || '');
+    if (id === null && !fromScanner) {
+      // Typed by hand and not in the scanner's format: an ID as it is.
+      hideNote();
+      scheduleLookup(true);
+      return;
+    }
+    applyCode(code, before);
+  }
+
   field.addEventListener('keydown', (e) => {
     const now = performance.now();
+    const fromScanner = burst.gaps.length >= 3 && median(burst.gaps) < SCANNER_KEY_GAP_MS && now - burst.last < 300;
     if (e.key === 'Enter') {
       e.preventDefault();
-      if (e.isComposing) return;
-      const value = field.value;
-      const fromScanner = burst.gaps.length >= 3 && median(burst.gaps) < SCANNER_KEY_GAP_MS && now - burst.last < 300;
-      let code = fromScanner && value.startsWith(burst.before) ? value.slice(burst.before.length) : value;
-      if (link) code = fromScanner ? burst.text : ''; // a locked field took no keys
-      const before = fromScanner ? burst.before : value;
-      burst = { last: 0, gaps: [], before: '', text: '' };
-      if (!code.trim()) return;
-      const id = extractId(code, ctx.info().patientIdPattern || '');
-      if (id === null && !fromScanner) {
-        // Typed by hand and not in the scanner's format: an ID as it is.
-        hideNote();
-        scheduleLookup(true);
-        return;
-      }
-      applyCode(code, before);
+      if (!e.isComposing) commit(fromScanner);
+      return;
+    }
+    if (e.key === 'Tab' && fromScanner) {
+      commit(true); // the focus moves on as the scanner meant
       return;
     }
     if (e.key.length === 1 && !e.ctrlKey && !e.metaKey) {

@@ -49,8 +49,8 @@ export function initWorklist(ctx, { onPick, linked }) {
       ctx.pinProblem(r);
       error = t('worklistNeedsPin');
     } else if (!r.ok) {
-      const base = r.body.code === 'PACS_TIMEOUT' ? t('worklistTimeout') : t('worklistFailed');
-      error = r.body.message ? `${base}: ${r.body.message}` : base;
+      // The box's sentence says what went wrong with the PACS; ours only when it has none.
+      error = r.body.message || (r.body.code === 'PACS_TIMEOUT' ? t('worklistTimeout') : t('worklistFailed'));
     } else if (r.body.enabled === false) {
       error = null;
       doc = null;

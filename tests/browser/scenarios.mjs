@@ -537,6 +537,14 @@ const scenarios = {
       assert.equal(await page.inputValue('#patientId'), 'DEMO001');
       assert.match(await page.textContent('#scan-note'), /does not contain a patient ID/);
 
+      // A scanner set to end with Tab: the same, and the focus moves on.
+      await page.fill('#patientId', '');
+      await page.keyboard.type('PID:DEMO003;V1');
+      await page.keyboard.press('Tab');
+      assert.equal(await page.inputValue('#patientId'), 'DEMO003');
+      assert.notEqual(await page.evaluate(() => document.activeElement.id), 'patientId');
+      await page.waitForFunction(() => /CAROL/.test(document.getElementById('lookup').textContent), null, { timeout: 15000 });
+
       // Typed by hand, then Enter: the ID as typed, looked up, not found is a warning only.
       await page.fill('#patientId', '');
       await page.locator('#patientId').pressSequentially('NEW-77', { delay: 120 });
@@ -728,11 +736,22 @@ const scenarios = {
       for (let i = 0; i < 50 && fetches() < before + 2; i++) await page.waitForTimeout(100);
       await page.waitForFunction(() => document.getElementById('worklist').getAttribute('aria-busy') === 'false');
       assert.equal(fetches(), before + 2, 'a pull at the top of the list fetches it again');
+      // The PACS's sentence when the worklist query fails (a 504 made here: the demo never fails).
+      await page.route('**/api/worklist?fresh=1', (route) => route.fulfill({
+        status: 504, json: { code: 'PACS_TIMEOUT', message: 'The worklist server WLM did not answer within 10 s' },
+      }));
+      await page.click('#worklist-refresh');
+      await page.waitForFunction(() => /did not answer within 10 s/.test(document.getElementById('worklist-note').textContent));
+      assert.match(await page.getAttribute('#worklist-note', 'class'), /error/);
+      await page.unroute('**/api/worklist?fresh=1');
+      await page.click('#worklist-refresh');
+      await page.waitForFunction(() => document.getElementById('worklist-note').className === 'hint');
+      assert.doesNotMatch(await page.textContent('#worklist-note'), /did not answer/);
       // Back on the home view: fetched again.
       await page.click('#tab-settings');
       await page.click('#tab-home');
       await page.waitForFunction(() => document.getElementById('worklist').getAttribute('aria-busy') === 'false');
-      assert.equal(fetches(), before + 3, 'opening the home view fetches the list again');
+      assert.equal(fetches(), before + 5, 'opening the home view fetches the list again');
     } finally {
       await b.close();
     }
