@@ -234,18 +234,10 @@ impl Sender {
         }
     }
 
-    /// Looks a patient up by ID in the PACS: C-FIND for the C-STORE backend, QIDO-RS for
-    /// DICOMweb; the demo backend knows nobody.
-    pub async fn lookup(
-        &self,
-        settings: &Settings,
-        patient_id: &str,
-    ) -> Result<Option<crate::lookup::Known>, PacsError> {
-        match self.backend {
-            Backend::Mock => Ok(None),
-            Backend::Cstore => crate::lookup::by_cfind(settings, patient_id).await,
-            Backend::Dicomweb => crate::lookup::by_qido(&self.dicomweb, settings, patient_id).await,
-        }
+    /// The DICOMweb connection pool, for queries (QIDO-RS) with the same credentials and
+    /// trust as delivery.
+    pub fn dicomweb_clients(&self) -> &DicomwebClients {
+        &self.dicomweb
     }
 
     /// Problems with `settings` that would make every delivery fail, each naming its

@@ -11,7 +11,7 @@ use chrono::{Days, Local, NaiveDate};
 use tokio::sync::Semaphore;
 
 use crate::config::{Backend, Key, Settings};
-use crate::lookup::Level;
+use crate::lookup::{self, Level};
 use crate::pacs::{PacsError, Sender};
 use crate::study::Patient;
 use crate::worklist::{self, Entry, Query};
@@ -218,7 +218,7 @@ impl Reception {
         let _slot = self.lookup_slots.acquire().await;
         let (found, source) = match self.backend {
             Backend::Mock => (demo::lookup(id), source),
-            Backend::Cstore | Backend::Dicomweb => match sender.lookup(s, id).await? {
+            Backend::Cstore | Backend::Dicomweb => match self.ask_pacs(sender, s, id).await? {
                 None => (None, source),
                 Some(k) => {
                     let source = match k.level {
@@ -246,6 +246,20 @@ impl Reception {
                 studies: k.studies,
             }),
         })
+    }
+
+    /// C-FIND for the C-STORE backend, QIDO-RS for DICOMweb.
+    async fn ask_pacs(
+        &self,
+        sender: &Sender,
+        s: &Settings,
+        id: &str,
+    ) -> Result<Option<lookup::Known>, PacsError> {
+        match self.backend {
+            Backend::Mock => Ok(None),
+            Backend::Cstore => lookup::by_cfind(s, id).await,
+            Backend::Dicomweb => lookup::by_qido(sender.dicomweb_clients(), s, id).await,
+        }
     }
 
     fn cached_lookup(&self, key: &str) -> Option<Answer> {

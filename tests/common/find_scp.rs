@@ -1,6 +1,7 @@
 //! tests/peers/find_scp.py: a pynetdicom query SCP on a free loopback port (a worklist
 //! provider that answers N matches and waits for a cancel, or a PACS that takes Study Root
-//! queries only), with what it printed kept for the test to read. Killed when dropped.
+//! queries only), over plain TCP or TLS, with what it printed kept for the test to read.
+//! Killed when dropped.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::storescp::{free_port, under_ci, wait_listening};
+use super::storescp::{PeerCert, ScpTls, free_port, under_ci, wait_listening};
 
 pub struct FindScp {
     child: Child,
@@ -22,13 +23,38 @@ impl FindScp {
     /// Starts it in `mode` (see the script); `None` (with the reason printed) when
     /// pynetdicom cannot start and we are not under CI.
     pub fn start(aet: &str, mode: &str) -> Option<FindScp> {
+        Self::start_with(aet, mode, None)
+    }
+
+    /// [`FindScp::start`], speaking DICOM over TLS only with the server certificate of
+    /// `tls`, checking client certificates against its trusted CAs as it says.
+    pub fn start_tls(aet: &str, mode: &str, tls: &ScpTls) -> Option<FindScp> {
+        Self::start_with(aet, mode, Some(tls))
+    }
+
+    fn start_with(aet: &str, mode: &str, tls: Option<&ScpTls>) -> Option<FindScp> {
         let python = super::peer("python3", "python3")?;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/find_scp.py");
+        let mut tls_args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(tls) = tls {
+            tls_args.extend(["--tls-cert".into(), tls.cert.clone().into()]);
+            tls_args.extend(["--tls-key".into(), tls.key.clone().into()]);
+            for ca in &tls.trusted {
+                tls_args.extend(["--tls-ca".into(), ca.clone().into()]);
+            }
+            let policy = match tls.peer_cert {
+                PeerCert::Require => "require",
+                PeerCert::VerifyIfPresent => "verify",
+                PeerCert::Ignore => "ignore",
+            };
+            tls_args.extend(["--peer-cert".into(), policy.into()]);
+        }
         for _attempt in 0..3 {
             let port = free_port();
             let mut child = Command::new(&python)
                 .arg(&script)
                 .args([&port.to_string(), aet, mode])
+                .args(&tls_args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -1,6 +1,6 @@
 """A query SCP (pynetdicom) for the C-FIND tests.
 
-Usage: find_scp.py PORT AET MODE
+Usage: find_scp.py PORT AET MODE [--tls-cert PEM --tls-key PEM [--tls-ca PEM]... [--peer-cert P]]
 
 MODE is one of:
   worklist:N:K  Modality Worklist FIND: answers every query with N matches (pending
@@ -12,10 +12,18 @@ MODE is one of:
                 for Patient ID A123 gets two studies of WANG^DA MING (UTF-8, 王^大明),
                 any other ID nothing; any other level fails with A900.
 
+With --tls-cert and --tls-key it speaks DICOM over TLS only (no plain associations), with
+that server certificate. Client certificates are checked against the --tls-ca files (any
+number) as --peer-cert says: "require" (the default: no certificate, no association),
+"verify" (checked if one is sent) or "ignore" (not asked for), like dcmtk's -rc, -vc, -ic.
+Without them it speaks plain DICOM.
+
 Listens on 127.0.0.1 only and prints "ready" once it accepts associations. For each query
 it prints "query <identifier as DICOM JSON>", and "cancelled after <n>" when a C-CANCEL
 stops one. Runs until stdin closes.
 """
+import argparse
+import ssl
 import sys
 import time
 
@@ -95,7 +103,21 @@ def study_root_handler():
     return on_find
 
 
-def main(port, aet, mode):
+PEER_CERT = {"require": ssl.CERT_REQUIRED, "verify": ssl.CERT_OPTIONAL, "ignore": ssl.CERT_NONE}
+
+
+def tls_context(cert, key, cas, peer_cert):
+    """A server context as a hospital PACS would set one up: its own certificate, and
+    client certificates checked against the CAs it was given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile=cert, keyfile=key)
+    for ca in cas:
+        ctx.load_verify_locations(cafile=ca)
+    ctx.verify_mode = PEER_CERT[peer_cert]
+    return ctx
+
+
+def main(port, aet, mode, ssl_context=None):
     ae = AE(ae_title=aet)
     ae.add_supported_context(Verification)
     if mode.startswith("worklist:"):
@@ -107,7 +129,12 @@ def main(port, aet, mode):
         handler = study_root_handler()
     else:
         raise SystemExit(f"unknown mode {mode}")
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, handler)])
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        ssl_context=ssl_context,
+        evt_handlers=[(evt.EVT_C_FIND, handler)],
+    )
     say("ready")
     try:
         for _ in sys.stdin:
@@ -117,4 +144,18 @@ def main(port, aet, mode):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], sys.argv[3])
+    parser = argparse.ArgumentParser(description="A pynetdicom query SCP for the C-FIND tests.")
+    parser.add_argument("port", type=int)
+    parser.add_argument("aet")
+    parser.add_argument("mode")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-ca", action="append", default=[])
+    parser.add_argument("--peer-cert", choices=sorted(PEER_CERT), default="require")
+    args = parser.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    ctx = None
+    if args.tls_cert:
+        ctx = tls_context(args.tls_cert, args.tls_key, args.tls_ca, args.peer_cert)
+    main(args.port, args.aet, args.mode, ctx)

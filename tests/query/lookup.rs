@@ -8,6 +8,7 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use photo_pacs::config::{Backend, Settings};
 use photo_pacs::lookup::{self, Level};
 use photo_pacs::pacs::{DicomwebClients, Sender};
+use photo_pacs::reception::Reception;
 use photo_pacs::study::Sex;
 
 use crate::common::orthanc::{Orthanc, OrthancConfig, find_orthanc};
@@ -99,12 +100,14 @@ async fn orthanc_knows_the_patient_by_cfind() {
     check_known(&known, Level::Patient);
     let unknown = lookup::by_cfind(&s, "NOBODY-1").await.unwrap();
     assert!(unknown.is_none(), "{unknown:?}");
-    // The C-STORE backend's seam asks the same way.
-    let via_sender = Sender::for_backend(Backend::Cstore)
-        .lookup(&s, "LK-1001")
-        .await
-        .unwrap();
-    assert_eq!(via_sender, Some(known));
+    // The gateway's reception asks the same way for this backend.
+    let sender = Sender::for_backend(Backend::Cstore);
+    let reception = Reception::new(Backend::Cstore, 200);
+    let answer = reception.lookup(&sender, &s, "LK-1001").await.unwrap();
+    assert_eq!(answer.source, "patient");
+    let found = answer.found.expect("found through the reception");
+    assert_eq!(found.patient, known.patient);
+    assert_eq!(found.studies, known.studies);
 }
 
 #[tokio::test]
@@ -132,9 +135,12 @@ async fn orthanc_knows_the_patient_by_qido() {
             .unwrap()
             .is_none()
     );
-    let via_sender = Sender::for_backend(Backend::Dicomweb)
-        .lookup(&s, "LK-1001")
-        .await
-        .unwrap();
-    assert_eq!(via_sender, Some(known));
+    // The gateway's reception asks the same way for this backend.
+    let sender = Sender::for_backend(Backend::Dicomweb);
+    let reception = Reception::new(Backend::Dicomweb, 200);
+    let answer = reception.lookup(&sender, &s, "LK-1001").await.unwrap();
+    assert_eq!(answer.source, "qido");
+    let found = answer.found.expect("found through the reception");
+    assert_eq!(found.patient, known.patient);
+    assert_eq!(found.studies, known.studies);
 }

@@ -1,6 +1,7 @@
 //! Queries against real peers, called through the library: the Modality Worklist from
 //! dcmtk's wlmscpfs and Orthanc's worklists plugin, patient lookup by C-FIND and QIDO-RS
-//! against Orthanc, and pynetdicom SCPs for the cancel path and the study-level fallback.
+//! against Orthanc, and pynetdicom SCPs for the cancel path, the study-level fallback and
+//! both over DICOM TLS.
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -233,6 +233,14 @@ pub fn ul_error(e: &UlError, s: &Settings, what: &str) -> PacsError {
         UlError::ConnectionClosed { .. } => {
             PacsError::transient(format!("the PACS at {at} closed the connection"))
         }
+        // dicom-ul reports any failure to read the association answer over an established
+        // TLS connection as "TLS not supported", dropping the cause. With TLS 1.3 that is
+        // how a PACS requiring a client certificate refuses one (missing or from a CA it
+        // does not trust): our side of the handshake has already finished, and its alert
+        // arrives in place of the answer.
+        UlError::TlsNotSupported if s.pacs_tls => PacsError::configuration(format!(
+            "TLS: the PACS at {at} ended the connection instead of answering; it may require a client certificate (PACS_TLS_CERT_FILE, PACS_TLS_KEY_FILE) or not trust ours"
+        )),
         UlError::TlsNotSupported => PacsError::configuration(format!(
             "the PACS at {at} and the gateway disagree about TLS (check PACS_TLS)"
         )),
