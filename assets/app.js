@@ -893,6 +893,10 @@
     $('test-web').addEventListener('click', () => testConnection($('test-web'), $('web-result'), {}));
     $('outbox-refresh').addEventListener('click', loadOutbox);
 
+    // Back to the app (the phone unlocked, another app left): today's list may have changed.
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && !$('view-home').hidden && worklist) worklist.refresh();
+    });
     window.addEventListener('online', checkGateway);
     window.addEventListener('offline', () => { $('offline').hidden = false; });
 

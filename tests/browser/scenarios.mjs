@@ -521,6 +521,13 @@ const scenarios = {
       const { page } = await openPage(b, base);
       const uploads = [];
       page.on('request', (r) => { if (r.url().includes('/api/studies')) uploads.push(`${r.method()} ${r.url()}`); });
+      // The two small rules underneath: names as people read them, IDs out of codes.
+      const rules = await page.evaluate(() => import('./patient.js').then((m) => ({
+        names: ['WANG^DA MING', '王^大明', 'Wang^Daming=王^大明', 'DEMO^ALICE^^DR', ''].map(m.formatName),
+        ids: [['PID:X1;V1', '^PID:([^;]+)'], ['X1', '^PID:([^;]+)'], [' A-7 ', ''], ['MRN 0042/H', 'MRN (\\d+)']].map(([c, p]) => m.extractId(c, p)),
+      })));
+      assert.deepEqual(rules.names, ['WANG, DA MING', '王大明', 'Wang, Daming (王大明)', 'DEMO, DR ALICE', '']);
+      assert.deepEqual(rules.ids, ['X1', null, 'A-7', '0042']);
       // With a photo attached the send button is live: an Enter that submitted would send.
       await page.setInputFiles('#album', PHOTOS.slice(0, 1));
       await page.click('#patientId');
