@@ -5,6 +5,10 @@
 //! Each missing peer becomes `--cfg missing_peer="<name>"`; a test that needs it carries
 //! `#[cfg_attr(missing_peer = "<name>", ignore = "<why and how to install>")]`. The gateway
 //! itself never reads these cfgs.
+//!
+//! It also gzips the PWA's text and WebAssembly files once, here, so that the box serves a
+//! phone on a slow link a third of the bytes without compressing anything at run time
+//! (see src/http/assets.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,6 +28,7 @@ const PEERS: &[&str] = &[
 ];
 
 fn main() {
+    compress_assets();
     let names: Vec<String> = PEERS.iter().map(|p| format!("\"{p}\"")).collect();
     println!(
         "cargo::rustc-check-cfg=cfg(missing_peer, values({}))",
@@ -141,4 +146,87 @@ fn can_unshare() -> bool {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
+}
+
+/// File types worth compressing; images and icons are compressed already.
+const COMPRESSIBLE: &[&str] = &[
+    "html",
+    "js",
+    "mjs",
+    "css",
+    "wasm",
+    "json",
+    "webmanifest",
+    "svg",
+];
+
+/// Writes `$OUT_DIR/assets-gz/<path>.gz` for each compressible asset that gzip makes at
+/// least a tenth smaller, and `$OUT_DIR/assets_gz.rs` listing them with the SHA-256 of the
+/// file they were made from: the server serves one only while the file is still that one.
+fn compress_assets() {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    println!("cargo::rerun-if-changed=assets");
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let root = manifest.join("assets");
+    let gz_dir = out.join("assets-gz");
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    files.sort();
+    let mut table = String::from(
+        "/// (asset path, SHA-256 of the file, gzip of it), made by build.rs.\n\
+         pub static GZIPPED: &[(&str, [u8; 32], &[u8])] = &[\n",
+    );
+    for path in files {
+        let Ok(rel) = path.strip_prefix(&root) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let ext = rel.rsplit_once('.').map_or("", |(_, e)| e);
+        if !COMPRESSIBLE.contains(&ext) {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("read {rel}: {e}"));
+        // mtime 0 and no file name: the same file always compresses to the same bytes.
+        let mut enc = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::best());
+        enc.write_all(&data)
+            .unwrap_or_else(|e| panic!("gzip {rel}: {e}"));
+        let gz = enc.finish().unwrap_or_else(|e| panic!("gzip {rel}: {e}"));
+        if gz.len() * 10 > data.len() * 9 {
+            continue;
+        }
+        let dst = gz_dir.join(format!("{rel}.gz"));
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+        }
+        std::fs::write(&dst, &gz).unwrap_or_else(|e| panic!("{}: {e}", dst.display()));
+        let hash: Vec<String> = sha2::Sha256::digest(&data)
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        table.push_str(&format!(
+            "    ({rel:?}, [{}], include_bytes!({:?})),\n",
+            hash.join(", "),
+            dst.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("assets_gz.rs"), table).unwrap_or_else(|e| panic!("assets_gz.rs: {e}"));
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, files);
+        } else {
+            files.push(path);
+        }
+    }
 }
