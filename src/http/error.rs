@@ -96,24 +96,24 @@ impl ApiError {
 
     /// More patient lookups from one client (or from all) than a nurse makes.
     pub fn too_many_lookups(retry_after: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        Self::retry_later(
             "TOO_MANY_LOOKUPS",
             format!("too many patient lookups; try again in {retry_after} s"),
-        );
-        e.header = Some(Box::new((
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from(retry_after),
-        )));
-        e
+            retry_after,
+        )
     }
 
     pub fn too_many_attempts(retry_after: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        Self::retry_later(
             "TOO_MANY_ATTEMPTS",
             format!("too many failed attempts; try again in {retry_after} s"),
-        );
+            retry_after,
+        )
+    }
+
+    /// 429 with Retry-After.
+    fn retry_later(code: &'static str, message: String, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
         e.header = Some(Box::new((
             http::header::RETRY_AFTER,
             http::HeaderValue::from(retry_after),

@@ -451,3 +451,25 @@ pub fn expect_error(
     assert!(message.contains(needle), "{needle:?} not in {message:?}");
     doc
 }
+
+/// Runs dciodvfy on `file` and fails the test unless it recognises a Secondary Capture
+/// image and reports no error (warnings are allowed). Returns the report.
+pub fn assert_dciodvfy_clean(dciodvfy: &Path, file: &Path) -> String {
+    let out = Command::new(dciodvfy)
+        .arg(file)
+        .output()
+        .expect("run dciodvfy");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("SCImage"),
+        "dciodvfy did not recognise the IOD of {}:\n{report}",
+        file.display()
+    );
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
+    assert!(errors.is_empty(), "{}:\n{report}", file.display());
+    report
+}

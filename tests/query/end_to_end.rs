@@ -126,15 +126,7 @@ fn pick_send_and_check(gw: &Gateway, dir: &Path, pacs: &Orthanc, id: &str, wl_fi
             "{tag} in the Request Attributes Sequence:\n{obj}"
         );
     }
-    let out = Command::new(&dciodvfy).arg(&files[0]).output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(report.contains("SCImage"), "{report}");
-    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
-    assert!(errors.is_empty(), "dciodvfy:\n{report}");
+    assert_dciodvfy_clean(&dciodvfy, &files[0]);
 
     let studies = pacs.get_json("/studies?expand");
     let found: Vec<&Value> = studies

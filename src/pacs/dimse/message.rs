@@ -21,86 +21,42 @@ const NO_DATA_SET: u16 = 0x0101;
 /// The command set of a C-STORE-RQ, encoded as every command is: Implicit VR Little Endian.
 pub fn c_store_rq(message_id: u16, sop_class_uid: &str, sop_instance_uid: &str) -> Vec<u8> {
     encode(InMemDicomObject::command_from_element_iter([
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(sop_class_uid),
-        ),
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(C_STORE_RQ),
-        ),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
-        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0_u16)),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(DATA_SET_PRESENT),
-        ),
-        DataElement::new(
-            tags::AFFECTED_SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(sop_instance_uid),
-        ),
+        ui(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid),
+        us(tags::COMMAND_FIELD, C_STORE_RQ),
+        us(tags::MESSAGE_ID, message_id),
+        us(tags::PRIORITY, 0_u16),
+        us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT),
+        ui(tags::AFFECTED_SOP_INSTANCE_UID, sop_instance_uid),
     ]))
 }
 
 /// The command set of a C-ECHO-RQ.
 pub fn c_echo_rq(message_id: u16) -> Vec<u8> {
     encode(InMemDicomObject::command_from_element_iter([
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(uids::VERIFICATION),
-        ),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(C_ECHO_RQ)),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(NO_DATA_SET),
-        ),
+        ui(tags::AFFECTED_SOP_CLASS_UID, uids::VERIFICATION),
+        us(tags::COMMAND_FIELD, C_ECHO_RQ),
+        us(tags::MESSAGE_ID, message_id),
+        us(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
     ]))
 }
 
 /// The command set of a C-FIND-RQ (medium priority); the identifier follows as a data set.
 pub fn c_find_rq(message_id: u16, sop_class_uid: &str) -> Vec<u8> {
     encode(InMemDicomObject::command_from_element_iter([
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(sop_class_uid),
-        ),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(C_FIND_RQ)),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
-        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0_u16)),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(DATA_SET_PRESENT),
-        ),
+        ui(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid),
+        us(tags::COMMAND_FIELD, C_FIND_RQ),
+        us(tags::MESSAGE_ID, message_id),
+        us(tags::PRIORITY, 0_u16),
+        us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT),
     ]))
 }
 
 /// The command set of a C-CANCEL-RQ for the request `message_id` (PS3.7 9.3.2.3).
 pub fn c_cancel_rq(message_id: u16) -> Vec<u8> {
     encode(InMemDicomObject::command_from_element_iter([
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(C_CANCEL_RQ),
-        ),
-        DataElement::new(
-            tags::MESSAGE_ID_BEING_RESPONDED_TO,
-            VR::US,
-            PrimitiveValue::from(message_id),
-        ),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(NO_DATA_SET),
-        ),
+        us(tags::COMMAND_FIELD, C_CANCEL_RQ),
+        us(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id),
+        us(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
     ]))
 }
 
@@ -109,22 +65,10 @@ pub fn c_cancel_rq(message_id: u16) -> Vec<u8> {
 pub fn c_find_rsp(message_id: u16, status: u16, match_follows: bool) -> Vec<u8> {
     let data_set = if match_follows { 0x0001 } else { NO_DATA_SET };
     encode(InMemDicomObject::command_from_element_iter([
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(C_FIND_RSP),
-        ),
-        DataElement::new(
-            tags::MESSAGE_ID_BEING_RESPONDED_TO,
-            VR::US,
-            PrimitiveValue::from(message_id),
-        ),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(data_set),
-        ),
-        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
+        us(tags::COMMAND_FIELD, C_FIND_RSP),
+        us(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id),
+        us(tags::COMMAND_DATA_SET_TYPE, data_set),
+        us(tags::STATUS, status),
     ]))
 }
 
@@ -137,6 +81,16 @@ pub fn parse_cancel(bytes: &[u8]) -> Option<u16> {
     (int(tags::COMMAND_FIELD)? == C_CANCEL_RQ)
         .then(|| int(tags::MESSAGE_ID_BEING_RESPONDED_TO))
         .flatten()
+}
+
+/// An unsigned short element of a command set.
+fn us(tag: dicom_core::Tag, value: u16) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::US, PrimitiveValue::from(value))
+}
+
+/// A UID element of a command set.
+fn ui(tag: dicom_core::Tag, uid: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::UI, PrimitiveValue::from(uid))
 }
 
 fn encode(cmd: InMemDicomObject) -> Vec<u8> {
