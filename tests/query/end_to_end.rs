@@ -247,3 +247,41 @@ fn an_entry_from_wlmscpfs_lands_in_orthanc_under_its_study() {
         &folder.files_dir().join("today-xc-latin1.wl"),
     );
 }
+
+/// A worklist provider or PACS that refuses the connection, or never answers, is a 502 or
+/// 504 with a sentence the page shows, as the connection test is.
+#[test]
+fn an_unreachable_or_silent_provider_is_a_502_or_504_with_a_sentence() {
+    use crate::common::storescp::{free_port, silent_listener};
+    let (silent_port, _silent) = silent_listener();
+    for (port, status, code) in [
+        (free_port(), 502, "PACS_REJECTED"),
+        (silent_port, 504, "PACS_TIMEOUT"),
+    ] {
+        let (_dir, gw) = gateway_env(&cstore_env(
+            port,
+            "NOBODY",
+            &[
+                ("PHOTO_PACS_WORKLIST_ENABLED", "true"),
+                ("PHOTO_PACS_PACS_TIMEOUT_S", "1"),
+            ],
+        ));
+        let list = client().get(gw.url("/api/worklist")).send().unwrap();
+        assert_eq!(list.status(), status);
+        let body: Value = list.json().unwrap();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("NOBODY@127.0.0.1:{port}")),
+            "{body}"
+        );
+        let lookup = client()
+            .post(gw.url("/api/patients/lookup"))
+            .json(&json!({ "patientId": "A1" }))
+            .send()
+            .unwrap();
+        assert_eq!(lookup.status(), status);
+    }
+}
