@@ -289,13 +289,13 @@ fn photos_sent_from_the_page_reach_storescp_by_c_store() {
     ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
 )]
 fn phone_screenshots_in_both_languages() {
-    let (dir, gw) = gateway(&[]);
+    let (dir, gw) = gateway(&[("PHOTO_PACS_WORKLIST_ENABLED", "true")]);
     let out = dir.path().join("screenshots");
     scenario("screenshots", &gw, Some(&out));
     if runner().is_none() {
         return;
     }
-    for view in ["home", "sent", "settings"] {
+    for view in ["today", "picked", "home", "sent", "settings"] {
         for lang in ["en", "zh-TW"] {
             let png = std::fs::read(out.join(format!("{view}-{lang}.png"))).unwrap();
             assert!(

@@ -849,6 +849,20 @@ const scenarios = {
     try {
       for (const [locale, tag] of [['en-US', 'en'], ['zh-TW', 'zh-TW']]) {
         const { page } = await openPage(b, base, { locale });
+        // With the worklist on (the demo's three patients), the list and a picked entry.
+        if (await page.locator('#worklist').isVisible()) {
+          await page.waitForSelector('#worklist-list button.wl-entry');
+          await page.screenshot({ path: join(out, `today-${tag}.png`), fullPage: false });
+          await page.locator('#worklist-list button.wl-entry').nth(1).click();
+          await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+          // The locked patient and the send bar's two identifiers, scrolled without animation.
+          await page.evaluate(() => document.getElementById('patientId').closest('fieldset')
+            .scrollIntoView({ block: 'start', behavior: 'instant' }));
+          await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+          await page.screenshot({ path: join(out, `picked-${tag}.png`), fullPage: false });
+          await page.goto(base);
+          await page.waitForSelector('#worklist-list button.wl-entry');
+        }
         await page.fill('#patientId', 'A123456');
         await page.fill('#patientName', tag === 'en' ? 'Wang^Daming' : '王大明');
         await page.fill('#examDescription', tag === 'en' ? 'Wound, left forearm' : '左前臂傷口');
