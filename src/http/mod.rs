@@ -6,6 +6,7 @@ mod body;
 mod error;
 mod health;
 mod json;
+mod linger;
 mod openapi;
 mod outbox;
 mod pace;
@@ -138,7 +139,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     // Slow-loris: headers must be complete this long after they start.
                     .header_read_timeout(if reserved { RESERVE_HEADER_TIMEOUT } else { header_timeout })
                     .keep_alive(!reserved);
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = builder.serve_connection(TokioIo::new(linger::Lingering::new(stream)), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _slot = slot;
