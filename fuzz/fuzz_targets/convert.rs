@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use photo_pacs::config::{Settings, TransferSyntax};
 use photo_pacs::convert::{InstanceIds, Options, convert, probe};
-use photo_pacs::study::{Exam, Patient, Sex, Study};
+use photo_pacs::study::{Code, Exam, Order, Patient, Sex, Study};
 
 /// Small enough that one input never takes long: a big picture is a different test.
 const MAX_PIXELS: u64 = 1 << 20;
@@ -24,11 +24,26 @@ fuzz_target!(|data: &[u8]| {
             name: "Fuzz^Test".into(),
             birth_date: None,
             sex: Sex::Unknown,
+            issuer: String::new(),
         },
         exam: Exam {
             time: chrono::Local::now().fixed_offset(),
             description: String::new(),
         },
+        // Half the inputs go as a worklist entry's study, with its request attributes.
+        order: (pick & 0x40 != 0).then(|| Order {
+            study_instance_uid: "2.25.4".into(),
+            accession_number: "FUZZ-ACC".into(),
+            requested_procedure_id: "RP1".into(),
+            requested_procedure_description: "Fuzz".into(),
+            step_id: "SPS1".into(),
+            step_description: String::new(),
+            protocol_codes: vec![Code {
+                value: "F".into(),
+                scheme: "99FUZZ".into(),
+                meaning: "Fuzz".into(),
+            }],
+        }),
     };
     let ids = InstanceIds {
         study_uid: "2.25.1".into(),
