@@ -25,6 +25,15 @@ use crate::pacs::error::PacsError;
 /// The largest identifier we take in one match: a worklist entry is a few kilobytes, and a
 /// peer must not make the box hold megabytes per answer.
 const MAX_MATCH_BYTES: usize = 1024 * 1024;
+/// What all the matches of one query may hold together: a worklist entry is a kilobyte or
+/// two, so this is thousands of them, and a PACS answering with megabytes each cannot take
+/// the box past its memory budget.
+const MAX_FOUND_BYTES: usize = 16 * 1024 * 1024;
+
+/// Whether one more match of `len` bytes still fits `max` matches and [`MAX_FOUND_BYTES`].
+fn fits(found: &Found, kept_bytes: usize, len: usize, max: usize) -> bool {
+    found.matches.len() < max && kept_bytes.saturating_add(len) <= MAX_FOUND_BYTES
+}
 
 /// The matches of a query, in the order the peer gave them.
 pub struct Found {
@@ -230,6 +239,7 @@ where
     // Once cancelled, the final answer must come within one timeout however many matches
     // the peer had queued before it saw the cancel.
     let mut cancel_deadline: Option<tokio::time::Instant> = None;
+    let mut kept_bytes = 0_usize;
     loop {
         let wait = match cancel_deadline {
             Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
@@ -249,15 +259,19 @@ where
                 "the PACS at {at} answered the query with another message"
             ))));
         }
+        let len = received.data.as_ref().map_or(0, Vec::len);
         match message::find_status(response.status, response.comment.as_deref()) {
             FindStatus::Pending if found.truncated => {}
-            FindStatus::Pending if found.matches.len() >= max => {
+            FindStatus::Pending if !fits(&found, kept_bytes, len, max) => {
                 found.truncated = true;
                 cancel_deadline = Some(tokio::time::Instant::now() + association::timeout(s));
                 send_command(assoc, pc.id, message::c_cancel_rq(MESSAGE_ID)).await?;
             }
             FindStatus::Pending => match received.data.as_deref().map(|d| read_match(d, ts)) {
-                Some(Ok(m)) => found.matches.push(m),
+                Some(Ok(m)) => {
+                    kept_bytes += len;
+                    found.matches.push(m);
+                }
                 // One unreadable match does not spoil the others; what it held stays out
                 // of the log.
                 Some(Err(())) => log::warn!("a C-FIND match from {at} could not be read"),
@@ -519,6 +533,21 @@ mod tests {
     }
 
     const MWL: &str = crate::dicom::uid::MODALITY_WORKLIST_FIND;
+
+    #[test]
+    fn matches_stop_at_the_count_or_the_byte_budget() {
+        let mut found = Found {
+            matches: Vec::new(),
+            truncated: false,
+        };
+        assert!(fits(&found, 0, 2048, 1));
+        assert!(
+            !fits(&found, MAX_FOUND_BYTES - 100, 2048, 200),
+            "over the bytes"
+        );
+        found.matches.push(InMemDicomObject::new_empty());
+        assert!(!fits(&found, 2048, 2048, 1), "over the count");
+    }
 
     #[tokio::test]
     async fn past_max_matches_the_query_is_cancelled_and_late_matches_ignored() {
