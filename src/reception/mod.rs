@@ -97,9 +97,10 @@ pub struct Reception {
     backend: Backend,
     max_entries: usize,
     /// Held while the PACS is asked, so phones opening the list together share one query.
-    worklist: tokio::sync::Mutex<Option<Cached<Arc<Today>>>>,
+    /// The last answer or failure, for the provider and query it was for.
+    worklist: tokio::sync::Mutex<Option<Cached<Result<Arc<Today>, PacsError>>>>,
     /// By provider and Patient ID: what was found (or not), and how it was asked.
-    lookups: Mutex<HashMap<String, Cached<Answer>>>,
+    lookups: Mutex<HashMap<String, (Instant, Answer)>>,
     lookup_slots: Semaphore,
 }
 
@@ -139,26 +140,53 @@ impl Reception {
             query.modality, query.station_aet, query.from, query.to, target.pacs_tls
         );
         let mut slot = self.worklist.lock().await;
-        if let Some(c) = slot.as_ref() {
-            let young = if fresh {
-                WORKLIST_JUST_ASKED
-            } else {
-                WORKLIST_FRESH
-            };
-            if c.key == key && c.at.elapsed() < young {
-                return Ok(c.value.clone());
+        if let Some(c) = slot.as_ref().filter(|c| c.key == key) {
+            let age = c.at.elapsed();
+            match &c.value {
+                Ok(today)
+                    if age
+                        < if fresh {
+                            WORKLIST_JUST_ASKED
+                        } else {
+                            WORKLIST_FRESH
+                        } =>
+                {
+                    return Ok(today.clone());
+                }
+                // Phones that waited behind a query that just failed share its failure
+                // instead of each waiting out another timeout.
+                Err(e) if age < WORKLIST_JUST_ASKED => return Err(e.clone()),
+                _ => {}
             }
         }
-        let answer = match self.backend {
+        let answer = self
+            .ask_worklist(&target, &query, provider)
+            .await
+            .map(Arc::new);
+        *slot = Some(Cached {
+            at: Instant::now(),
+            key,
+            value: answer.clone(),
+        });
+        answer
+    }
+
+    async fn ask_worklist(
+        &self,
+        target: &Settings,
+        query: &Query,
+        provider: String,
+    ) -> Result<Today, PacsError> {
+        Ok(match self.backend {
             Backend::Mock => Today {
                 enabled: true,
                 demo: true,
-                entries: demo::entries(&query),
+                entries: demo::entries(query),
                 truncated: false,
                 provider: "the demo worklist".into(),
             },
             Backend::Cstore | Backend::Dicomweb => {
-                let list = worklist::query(&target, &query).await?;
+                let list = worklist::query(target, query).await?;
                 if list.skipped > 0 {
                     log::warn!(
                         "worklist: {} entr(ies) from {provider} have no Study Instance UID or Patient ID and are not shown",
@@ -173,14 +201,7 @@ impl Reception {
                     provider,
                 }
             }
-        };
-        let answer = Arc::new(answer);
-        *slot = Some(Cached {
-            at: Instant::now(),
-            key,
-            value: answer.clone(),
-        });
-        Ok(answer)
+        })
     }
 
     /// What the PACS knows about `patient_id`. Not found is an answer, not an error: new
@@ -264,25 +285,21 @@ impl Reception {
 
     fn cached_lookup(&self, key: &str) -> Option<Answer> {
         let mut map = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, c| c.at.elapsed() < LOOKUP_FRESH);
-        map.get(key).map(|c| c.value.clone())
+        map.retain(|_, (at, _)| at.elapsed() < LOOKUP_FRESH);
+        map.get(key).map(|(_, answer)| answer.clone())
     }
 
     fn remember_lookup(&self, key: String, found: Option<Arc<KnownPatient>>, source: &'static str) {
         let mut map = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_CACHED_LOOKUPS
-            && let Some(oldest) = map.iter().min_by_key(|(_, c)| c.at).map(|(k, _)| k.clone())
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
         {
             map.remove(&oldest);
         }
-        map.insert(
-            key.clone(),
-            Cached {
-                at: Instant::now(),
-                key,
-                value: (found, source),
-            },
-        );
+        map.insert(key, (Instant::now(), (found, source)));
     }
 
     /// Forgets every answer (the settings changed, or on request).

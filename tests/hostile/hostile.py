@@ -391,6 +391,38 @@ def attack_file_modes(gw, cache):
 
 PREPARE = {"ini": prepare_corrupt_settings}
 ADMIN_ENV = {"PHOTO_PACS_ADMIN_PASSWORD": PASSWORD}
+# A "PACS" that takes connections and never says a word: each association waits out
+# PACS_TIMEOUT_S. Bound once, here, so the attack's environment can name its port.
+SILENT_PACS = socket.socket()
+SILENT_PACS.bind(("127.0.0.1", 0))
+SILENT_PACS.listen(1024)
+SILENT_ENV = {
+    "PHOTO_PACS_PACS_BACKEND": "cstore",
+    "PHOTO_PACS_PACS_PORT": str(SILENT_PACS.getsockname()[1]),
+    "PHOTO_PACS_PACS_TIMEOUT_S": "2",
+    "PHOTO_PACS_WORKLIST_ENABLED": "true",
+}
+
+
+def attack_lookup_flood(gw, _):
+    """60 lookups and 20 worklist reads at once from one address, against a PACS that never
+    answers: each gets a 429 (over its connection share or the lookup limit) or a 504,
+    none hangs, and the box keeps answering /healthz."""
+    def lookup(i):
+        body = json.dumps({"patientId": f"FLOOD{i}"})
+        return gw.request("POST", "/api/patients/lookup", body, {"Content-Type": "application/json"},
+                          source="127.0.0.2", timeout=120)[0]
+
+    def worklist(_):
+        return gw.request("GET", "/api/worklist?fresh=1", source="127.0.0.2", timeout=120)[0]
+
+    with cf.ThreadPoolExecutor(80) as pool:
+        codes = list(pool.map(lookup, range(60))) + list(pool.map(worklist, range(20)))
+    counts = {c: codes.count(c) for c in sorted(set(codes))}
+    ok = set(codes) <= {429, 504} and codes.count(504) >= 1
+    return " ".join(f"{n}x{c}" for c, n in counts.items()), ok, f"codes {sorted(set(codes))}"
+
+
 ATTACKS = [
     ("png-bomb (10000x10000 RGBA16 PNG, 0.8 MB)", "png", {}, attack_png_bomb),
     ("40 concurrent wrong logins, one address", "logins", ADMIN_ENV, attack_logins),
@@ -404,6 +436,7 @@ ATTACKS = [
     ("tunnel clients on a dual-stack listener", "mapped", dict(ADMIN_ENV, listen="[::]:0"), attack_mapped_loopback),
     ("one IPv6 /64 guessing; a 4-character PIN", "ipv6", ADMIN_ENV, attack_ipv6_and_short_pin),
     ("/metrics body and content type", "metrics", {}, attack_metrics_type),
+    ("80 lookups and worklist reads, a PACS that never answers", "lookups", SILENT_ENV, attack_lookup_flood),
     ("files of an upload under umask 022", "modes", {"PHOTO_PACS_KEEP_FILES_ON_SUCCESS": "true", "umask": "022"}, attack_file_modes),
 ]
 
