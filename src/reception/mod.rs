@@ -85,6 +85,7 @@ pub enum ReceptionError {
 }
 
 type Answer = (Option<Arc<KnownPatient>>, &'static str);
+type TodayAnswer = Result<Arc<Today>, PacsError>;
 
 struct Cached<T> {
     at: Instant,
@@ -98,7 +99,7 @@ pub struct Reception {
     max_entries: usize,
     /// Held while the PACS is asked, so phones opening the list together share one query.
     /// The last answer or failure, for the provider and query it was for.
-    worklist: tokio::sync::Mutex<Option<Cached<Result<Arc<Today>, PacsError>>>>,
+    worklist: tokio::sync::Mutex<Option<Cached<TodayAnswer>>>,
     /// By provider and Patient ID: what was found (or not), and how it was asked.
     lookups: Mutex<HashMap<String, (Instant, Answer)>>,
     lookup_slots: Semaphore,
