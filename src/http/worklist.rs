@@ -88,7 +88,7 @@ pub async fn lookup(
     if answer.enabled {
         out["source"] = json!(answer.source);
     }
-    if let Some(KnownPatient { patient, studies }) = &answer.found {
+    if let Some(KnownPatient { patient, studies }) = answer.found.as_deref() {
         out["patient"] = patient_json(patient);
         out["studies"] = json!(studies);
     }

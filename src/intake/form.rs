@@ -231,12 +231,8 @@ impl WorklistLink {
                     .map_err(|_| refuse(F, "has a birth date that is not a real date"))?,
             ),
         };
-        let sex = match t(&self.sex).to_ascii_uppercase().as_str() {
-            "M" => Sex::Male,
-            "F" => Sex::Female,
-            "O" => Sex::Other,
-            _ => Sex::Unknown,
-        };
+        // As the worklist gave it: read leniently, as the worklist's own values are.
+        let sex = crate::dicom::value::sex(&self.sex);
         let issuer = t(&self.issuer_of_patient_id);
         check_lo(F, &issuer, charset)?;
         let study_instance_uid = t(&self.study_instance_uid);

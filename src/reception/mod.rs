@@ -53,7 +53,7 @@ impl Today {
 /// What the PACS knows about one Patient ID.
 pub struct Lookup {
     pub enabled: bool,
-    pub found: Option<KnownPatient>,
+    pub found: Option<Arc<KnownPatient>>,
     /// `patient`, `study`, `qido` or `demo`: how it was asked.
     pub source: &'static str,
 }
@@ -221,67 +221,48 @@ impl Reception {
                 source: "",
             });
         }
-        let source = match (self.backend, s) {
-            (Backend::Mock, _) => "demo",
-            (Backend::Dicomweb, _) => "qido",
-            (Backend::Cstore, _) => "patient",
-        };
         let key = format!("{}|{id}", sender.destination(s).describe());
-        if let Some(found) = self.cached_lookup(&key) {
-            return Ok(Lookup {
-                enabled: true,
-                source: found.1,
-                found: found.0.map(|k| KnownPatient {
-                    patient: k.patient.clone(),
-                    studies: k.studies,
-                }),
-            });
-        }
-        let _slot = self.lookup_slots.acquire().await;
-        let (found, source) = match self.backend {
-            Backend::Mock => (demo::lookup(id), source),
-            Backend::Cstore | Backend::Dicomweb => match self.ask_pacs(sender, s, id).await? {
-                None => (None, source),
-                Some(k) => {
-                    let source = match k.level {
-                        Level::Patient => "patient",
-                        Level::Study => "study",
-                        Level::Qido => "qido",
-                    };
-                    (
-                        Some(KnownPatient {
-                            patient: k.patient,
-                            studies: k.studies,
-                        }),
-                        source,
-                    )
-                }
-            },
+        let (found, source) = match self.cached_lookup(&key) {
+            Some(answer) => answer,
+            None => {
+                let _slot = self.lookup_slots.acquire().await;
+                let answer = self.ask(sender, s, id).await?;
+                self.remember_lookup(key, answer.clone());
+                answer
+            }
         };
-        let found = found.map(Arc::new);
-        self.remember_lookup(key, found.clone(), source);
         Ok(Lookup {
             enabled: true,
+            found,
             source,
-            found: found.map(|k| KnownPatient {
-                patient: k.patient.clone(),
-                studies: k.studies,
-            }),
         })
     }
 
-    /// C-FIND for the C-STORE backend, QIDO-RS for DICOMweb.
-    async fn ask_pacs(
-        &self,
-        sender: &Sender,
-        s: &Settings,
-        id: &str,
-    ) -> Result<Option<lookup::Known>, PacsError> {
-        match self.backend {
-            Backend::Mock => Ok(None),
-            Backend::Cstore => lookup::by_cfind(s, id).await,
-            Backend::Dicomweb => lookup::by_qido(sender.dicomweb_clients(), s, id).await,
-        }
+    /// What the demo or the PACS says, and how it was asked.
+    async fn ask(&self, sender: &Sender, s: &Settings, id: &str) -> Result<Answer, PacsError> {
+        let (known, source) = match self.backend {
+            Backend::Mock => return Ok((demo::lookup(id).map(Arc::new), "demo")),
+            Backend::Cstore => (lookup::by_cfind(s, id).await?, "patient"),
+            Backend::Dicomweb => (
+                lookup::by_qido(sender.dicomweb_clients(), s, id).await?,
+                "qido",
+            ),
+        };
+        Ok(match known {
+            None => (None, source),
+            Some(k) => {
+                let source = match k.level {
+                    Level::Patient => "patient",
+                    Level::Study => "study",
+                    Level::Qido => "qido",
+                };
+                let known = KnownPatient {
+                    patient: k.patient,
+                    studies: k.studies,
+                };
+                (Some(Arc::new(known)), source)
+            }
+        })
     }
 
     fn cached_lookup(&self, key: &str) -> Option<Answer> {
@@ -290,7 +271,7 @@ impl Reception {
         map.get(key).map(|(_, answer)| answer.clone())
     }
 
-    fn remember_lookup(&self, key: String, found: Option<Arc<KnownPatient>>, source: &'static str) {
+    fn remember_lookup(&self, key: String, answer: Answer) {
         let mut map = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_CACHED_LOOKUPS
             && let Some(oldest) = map
@@ -300,7 +281,7 @@ impl Reception {
         {
             map.remove(&oldest);
         }
-        map.insert(key, (Instant::now(), (found, source)));
+        map.insert(key, (Instant::now(), answer));
     }
 
     /// Forgets every answer (the settings changed, or on request).
