@@ -20,8 +20,26 @@ pub fn info(app: &App) -> Response {
             "patientLookup": s.patient_lookup_enabled,
             "patientIdPattern": s.patient_id_pattern,
             "barcodeFormats": BARCODE_FORMATS,
+            "bodySites": body_sites(),
         }),
     )
+}
+
+/// The regions the body site picker offers, in its order: the page names them in its own
+/// language by `key` and asks for a side only when `paired`.
+fn body_sites() -> Value {
+    crate::anatomy::REGIONS
+        .iter()
+        .map(|r| {
+            json!({
+                "key": r.key,
+                "code": r.code,
+                "scheme": "SCT",
+                "meaning": r.meaning,
+                "paired": r.paired,
+            })
+        })
+        .collect()
 }
 
 /// The wristband symbologies the scan button looks for, in the names of the browser's
