@@ -1,5 +1,6 @@
 //! Photo to DICOM: pure functions from image bytes and study data to DICOM file bytes.
 
+mod jpeg;
 mod photo;
 mod secondary_capture;
 
