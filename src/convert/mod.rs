@@ -121,12 +121,18 @@ impl Path {
 }
 
 /// The camera's JPEG is kept when the settings ask for originals as JPEG Baseline and the
-/// file is an 8-bit YCbCr or gray JPEG (see [`jpeg::Header::route`]).
+/// file is an 8-bit gray JPEG or a YCbCr one with subsampled chroma (see
+/// [`jpeg::Header::route`]). Without subsampling (4:4:4) it would be YBR_FULL, which neither
+/// the Secondary Capture nor the VL Photographic Image IOD allows: such a photo is
+/// re-encoded as 4:2:2 instead.
 fn keep_route(probe: &Probe, opts: &Options) -> Option<(jpeg::Header, Route)> {
     if opts.resize_max != 0 || opts.dicom.transfer_syntax != TransferSyntax::JpegBaseline {
         return None;
     }
     let header = probe.jpeg?;
+    if header.components != 1 && !header.subsampled() {
+        return None;
+    }
     Some((header, header.route()?))
 }
 

@@ -377,10 +377,15 @@ impl Frame {
                 let samples = u16::from(h.components);
                 let photometric = match (samples, h.subsampled()) {
                     (1, _) => "MONOCHROME2",
-                    // PS3.5 8.2.1: YBR_FULL_422 for any chroma subsampling (4:2:2 or 4:2:0),
-                    // YBR_FULL when every component is sampled alike.
+                    // PS3.5 8.2.1: YBR_FULL_422 for subsampled chroma (4:2:2 or 4:2:0).
                     (_, true) => "YBR_FULL_422",
-                    (_, false) => "YBR_FULL",
+                    // YBR_FULL, which no image IOD we write allows: never kept (see
+                    // `convert::keep_route`).
+                    (_, false) => {
+                        return Err(ConvertError::Encode(
+                            "a JPEG without chroma subsampling cannot be kept as it is".into(),
+                        ));
+                    }
                 };
                 let raw = u64::from(rows) * u64::from(columns) * u64::from(samples);
                 Ok(Frame {
