@@ -73,7 +73,8 @@ fn main() {
                     number: 1,
                     created: Local::now().fixed_offset(),
                 };
-                let out = convert::convert(&bytes, &probe, &study, &ids, &opts).expect("convert");
+                let out =
+                    convert::convert(&bytes, &probe, &study, &ids, None, &opts).expect("convert");
                 let total = start.elapsed();
                 size = (out.columns, out.rows);
                 if i >= 2 {

@@ -163,12 +163,9 @@ pub const REGIONS: [Region; 32] = [
         true,
     ),
     region(
-        "forearm",
-        "14975008",
-        "Forearm",
-        None,
-        Some("FOREARM"),
-        true,
+        "forearm", "14975008", "Forearm", None,
+        // PS3.16 Annex L has no Body Part Examined term for the forearm (dciodvfy agrees).
+        None, true,
     ),
     region(
         "wrist",
@@ -236,6 +233,11 @@ pub fn find(value: &str) -> Option<&'static Region> {
     })
 }
 
+/// A side that is not left, right or both.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("must be L, R, B or empty")]
+pub struct UnknownSide;
+
 /// The side of a paired region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -245,14 +247,14 @@ pub enum Side {
 }
 
 impl Side {
-    /// `L`, `R` or `B` (any case), or the words; empty is no side.
-    pub fn parse(value: &str) -> Result<Option<Side>, ()> {
+    /// `L`, `R` or `B` (any case), or the words; empty (or `U`) is no side.
+    pub fn parse(value: &str) -> Result<Option<Side>, UnknownSide> {
         match value.trim().to_ascii_lowercase().as_str() {
             "" | "u" => Ok(None),
             "l" | "left" => Ok(Some(Side::Left)),
             "r" | "right" => Ok(Some(Side::Right)),
             "b" | "both" | "bilateral" => Ok(Some(Side::Both)),
-            _ => Err(()),
+            _ => Err(UnknownSide),
         }
     }
 
@@ -304,23 +306,24 @@ impl Coding {
     }
 }
 
-/// Where one photo was taken.
+/// Where one photo was taken, as the page or the API gave it. A note may come without a
+/// region; a side only with a paired region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Site {
-    pub region: &'static Region,
-    /// Only for paired regions.
+    pub region: Option<&'static Region>,
     pub side: Option<Side>,
     /// Free text (Image Comments); may describe the patient, so it is never logged.
     pub note: String,
 }
 
 impl Site {
-    /// The coded concept the object carries: code value and meaning.
-    pub fn concept(&self, coding: Coding) -> (&'static str, &'static str) {
-        match (coding, self.region.skin) {
+    /// The coded concept the object carries for the region: code value and meaning.
+    pub fn concept(&self, coding: Coding) -> Option<(&'static str, &'static str)> {
+        let region = self.region?;
+        Some(match (coding, region.skin) {
             (Coding::Skin, Some(skin)) => skin,
-            _ => (self.region.code, self.region.meaning),
-        }
+            _ => (region.code, region.meaning),
+        })
     }
 }
 
@@ -361,17 +364,26 @@ mod tests {
     #[test]
     fn skin_coding_falls_back_to_the_region() {
         let hand = Site {
-            region: find("hand").unwrap(),
+            region: find("hand"),
             side: Some(Side::Left),
             note: String::new(),
         };
-        assert_eq!(hand.concept(Coding::Skin), ("33712006", "Skin of hand"));
-        assert_eq!(hand.concept(Coding::Region), ("85562004", "Hand"));
+        assert_eq!(
+            hand.concept(Coding::Skin),
+            Some(("33712006", "Skin of hand"))
+        );
+        assert_eq!(hand.concept(Coding::Region), Some(("85562004", "Hand")));
         let knee = Site {
-            region: find("knee").unwrap(),
+            region: find("knee"),
             side: None,
             note: String::new(),
         };
-        assert_eq!(knee.concept(Coding::Skin), ("72696002", "Knee"));
+        assert_eq!(knee.concept(Coding::Skin), Some(("72696002", "Knee")));
+        let note_only = Site {
+            region: None,
+            side: None,
+            note: "after debridement".into(),
+        };
+        assert_eq!(note_only.concept(Coding::Region), None);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::{EnvConfig, Settings, SettingsStore};
 use crate::convert::{self, InstanceIds, Options};
 use crate::dicom::TransferSyntax;
-use crate::intake::form::RawForm;
+use crate::intake::form::{PerPhoto, RawForm, SiteFields};
 use crate::outbox::{Outbox, OutboxError, StudyView};
 use crate::pacs::{InstanceStatus, Outgoing, Sender};
 use crate::telemetry::Metrics;
@@ -39,6 +39,9 @@ pub struct ConvertRequest {
     pub sex: Option<String>,
     pub exam_date_time: Option<String>,
     pub exam_description: Option<String>,
+    pub body_site: Option<String>,
+    pub laterality: Option<String>,
+    pub body_site_note: Option<String>,
 }
 
 /// The runtime settings as the server would use them: environment, then the INI file.
@@ -63,10 +66,30 @@ pub fn convert_files(
         exam_date_time: req.exam_date_time,
         exam_description: req.exam_description,
         worklist_entry: None,
+        sites: SiteFields {
+            body_site: PerPhoto {
+                all: req.body_site,
+                each: Vec::new(),
+            },
+            laterality: PerPhoto {
+                all: req.laterality,
+                each: Vec::new(),
+            },
+            note: PerPhoto {
+                all: req.body_site_note,
+                each: Vec::new(),
+            },
+        },
     };
     let now = chrono::Local::now().fixed_offset();
     let study = form
         .validate(now, settings.local_charset)
+        .map_err(|e| CliError::Field {
+            field: e.field,
+            message: e.message,
+        })?;
+    let sites = form
+        .sites(files.len(), settings.local_charset)
         .map_err(|e| CliError::Field {
             field: e.field,
             message: e.message,
@@ -91,7 +114,8 @@ pub fn convert_files(
             number: i as u32 + 1,
             created: chrono::Local::now().fixed_offset(),
         };
-        let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
+        let site = sites.get(i).and_then(Option::as_ref);
+        let converted = convert::convert(&bytes, &probe, &study, &ids, site, &opts)
             .map_err(|e| file_err(path, e.to_string()))?;
         let stem = path
             .file_stem()

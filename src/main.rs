@@ -28,28 +28,7 @@ enum Command {
     /// Serve the web app and API (what runs when no command is given).
     Serve,
     /// Convert photos into DICOM files, all in one study, with the settings in force.
-    Convert {
-        #[arg(long)]
-        patient_id: String,
-        #[arg(long)]
-        patient_name: Option<String>,
-        /// YYYY-MM-DD
-        #[arg(long)]
-        birth_date: Option<String>,
-        /// M, F, O or U
-        #[arg(long)]
-        sex: Option<String>,
-        /// ISO 8601; default now
-        #[arg(long)]
-        exam_date_time: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        /// Directory for the .dcm files
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Convert(Box<ConvertArgs>),
     /// Test the connection to the PACS with the settings in force.
     Echo,
     /// Send DICOM files this gateway wrote (e.g. kept after a failed delivery) to the PACS.
@@ -76,6 +55,40 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         wipe_free_mib: u64,
     },
+}
+
+/// `photo-pacs convert`: the upload form's fields, for files on disk.
+#[derive(clap::Args, Debug)]
+struct ConvertArgs {
+    #[arg(long)]
+    patient_id: String,
+    #[arg(long)]
+    patient_name: Option<String>,
+    /// YYYY-MM-DD
+    #[arg(long)]
+    birth_date: Option<String>,
+    /// M, F, O or U
+    #[arg(long)]
+    sex: Option<String>,
+    /// ISO 8601; default now
+    #[arg(long)]
+    exam_date_time: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Where on the body, for every photo: a key such as forearm, or a SNOMED CT code
+    #[arg(long)]
+    body_site: Option<String>,
+    /// L, R or B (paired body sites only)
+    #[arg(long)]
+    laterality: Option<String>,
+    /// A short note on the site, for every photo
+    #[arg(long)]
+    body_site_note: Option<String>,
+    /// Directory for the .dcm files
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -125,16 +138,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             wipe_free_mib,
         } => provision(&boot, &data, wipe_free_mib),
         Command::Serve => serve(env()?),
-        Command::Convert {
-            patient_id,
-            patient_name,
-            birth_date,
-            sex,
-            exam_date_time,
-            description,
-            out,
-            files,
-        } => {
+        Command::Convert(args) => {
+            let ConvertArgs {
+                patient_id,
+                patient_name,
+                birth_date,
+                sex,
+                exam_date_time,
+                description,
+                body_site,
+                laterality,
+                body_site_note,
+                out,
+                files,
+            } = *args;
             let env = env()?;
             let settings = cli::settings_in_force(&env)?;
             let req = ConvertRequest {
@@ -144,6 +161,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sex,
                 exam_date_time,
                 exam_description: description,
+                body_site,
+                laterality,
+                body_site_note,
             };
             for path in cli::convert_files(&env, &settings, req, &files, &out)? {
                 println!("{}", path.display());

@@ -299,7 +299,7 @@ fn a_european_name_survives_through_pydicom_in_both_charsets() {
             number: 1,
             created: chrono::Local::now().fixed_offset(),
         };
-        let c = photo_pacs::convert::convert(&bytes, &probe, &study, &ids, &opts).unwrap();
+        let c = photo_pacs::convert::convert(&bytes, &probe, &study, &ids, None, &opts).unwrap();
         let path = dir.path().join("name.dcm");
         std::fs::write(&path, &c.dicom).unwrap();
         let out = Command::new(&python)

@@ -8,7 +8,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-pub use crate::dicom::{Charset, TransferSyntax};
+use crate::anatomy::Coding;
+pub use crate::dicom::{Charset, Iod, TransferSyntax};
 
 /// One editable setting. The order here is the order of the INI file and of the API answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,6 +35,8 @@ pub enum Key {
     LocalResizeMax,
     LocalTransferSyntax,
     LocalCharset,
+    LocalIod,
+    LocalBodySiteCoding,
     FlagIncludePatientInfoExceptId,
     FlagIncludeExamDescription,
     FlagThemeDark,
@@ -63,7 +66,7 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 35] = [
+    pub const ALL: [Key; 37] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
@@ -85,6 +88,8 @@ impl Key {
         Key::LocalResizeMax,
         Key::LocalTransferSyntax,
         Key::LocalCharset,
+        Key::LocalIod,
+        Key::LocalBodySiteCoding,
         Key::FlagIncludePatientInfoExceptId,
         Key::FlagIncludeExamDescription,
         Key::FlagThemeDark,
@@ -179,6 +184,13 @@ impl Key {
                 "transfer_syntax",
             ),
             Key::LocalCharset => ("localCharset", "LOCAL_CHARSET", "local", "charset"),
+            Key::LocalIod => ("localIod", "LOCAL_IOD", "local", "iod"),
+            Key::LocalBodySiteCoding => (
+                "localBodySiteCoding",
+                "LOCAL_BODY_SITE_CODING",
+                "local",
+                "body_site_coding",
+            ),
             Key::FlagIncludePatientInfoExceptId => (
                 "flagIncludePatientInfoExceptId",
                 "FLAG_INCLUDE_PATIENT_INFO_EXCEPT_ID",
@@ -347,6 +359,10 @@ pub struct Settings {
     pub local_resize_max: u32,
     pub local_transfer_syntax: TransferSyntax,
     pub local_charset: Charset,
+    /// Secondary Capture (the default) or VL Photographic Image.
+    pub local_iod: Iod,
+    /// The region's own code, or its "skin of" code, for body sites.
+    pub local_body_site_coding: Coding,
     pub flag_include_patient_info_except_id: bool,
     pub flag_include_exam_description: bool,
     pub flag_theme_dark: bool,
@@ -397,6 +413,8 @@ impl Default for Settings {
             local_resize_max: 1024,
             local_transfer_syntax: TransferSyntax::ImplicitVrLittleEndian,
             local_charset: Charset::IsoIr192,
+            local_iod: Iod::SecondaryCapture,
+            local_body_site_coding: Coding::Region,
             flag_include_patient_info_except_id: true,
             flag_include_exam_description: true,
             flag_theme_dark: true,
@@ -476,6 +494,12 @@ impl Settings {
             }
             Key::LocalModality => self.local_modality = parse_modality(trimmed).map_err(invalid)?,
             Key::LocalResizeMax => {
+                // "original" reads better than 0 in an env file.
+                let trimmed = if trimmed.eq_ignore_ascii_case("original") {
+                    "0"
+                } else {
+                    trimmed
+                };
                 let n = parse_in_range(trimmed, 0, 16384, "a size in pixels").map_err(invalid)?;
                 if n != 0 && n < 64 {
                     return Err(invalid(
@@ -491,6 +515,18 @@ impl Settings {
                         TransferSyntax::ALL.map(|t| t.uid()).join(", ")
                     ))
                 })?
+            }
+            Key::LocalIod => {
+                self.local_iod = Iod::from_code(trimmed).ok_or_else(|| {
+                    invalid(format!(
+                        "must be one of: {}",
+                        Iod::ALL.map(|i| i.code()).join(", ")
+                    ))
+                })?
+            }
+            Key::LocalBodySiteCoding => {
+                self.local_body_site_coding = Coding::parse(trimmed)
+                    .ok_or_else(|| invalid("must be region or skin".into()))?
             }
             Key::LocalCharset => {
                 self.local_charset = Charset::from_code(trimmed).ok_or_else(|| {
@@ -574,6 +610,8 @@ impl Settings {
             Key::LocalResizeMax => self.local_resize_max.to_string(),
             Key::LocalTransferSyntax => self.local_transfer_syntax.uid().into(),
             Key::LocalCharset => self.local_charset.code().into(),
+            Key::LocalIod => self.local_iod.code().into(),
+            Key::LocalBodySiteCoding => self.local_body_site_coding.as_str().into(),
             Key::FlagIncludePatientInfoExceptId => {
                 self.flag_include_patient_info_except_id.to_string()
             }

@@ -1,14 +1,18 @@
 //! Photo to DICOM: pure functions from image bytes and study data to DICOM file bytes.
 
+mod jpeg;
+mod object;
 mod photo;
-mod secondary_capture;
 
+pub use object::{DicomOptions, InstanceIds, JPEG_QUALITY};
 pub use photo::{Probe, fit_within, jpeg_is_complete, probe};
-pub use secondary_capture::{DicomOptions, InstanceIds};
 
-use crate::config::Settings;
+use crate::anatomy::Site;
+use crate::config::{Settings, TransferSyntax};
 pub use crate::dicom::uid;
 use crate::study::Study;
+use jpeg::Route;
+use object::Pixels;
 
 /// Why a photo could not be converted. Every variant but `Encode` is the sender's problem
 /// (answered 400); messages never contain patient data.
@@ -75,6 +79,8 @@ impl Options {
                 modality: s.local_modality.clone(),
                 include_patient_info: s.flag_include_patient_info_except_id,
                 include_description: s.flag_include_exam_description,
+                iod: s.local_iod,
+                site_coding: s.local_body_site_coding,
             },
         }
     }
@@ -86,41 +92,133 @@ pub struct Converted {
     pub dicom: Vec<u8>,
     pub rows: u32,
     pub columns: u32,
+    /// As written: a kept camera JPEG is JPEG Baseline whatever else the settings say.
+    pub transfer_syntax: TransferSyntax,
+    pub sop_class_uid: &'static str,
+    /// How the pixels got there, for the log and the metrics.
+    pub path: Path,
+}
+
+/// How a photo's pixels reached the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// The camera's JPEG as it is, metadata removed.
+    Kept,
+    /// The camera's JPEG turned upright or made baseline on its DCT coefficients.
+    Transformed,
+    /// Decoded (perhaps resized) and written natively or as a new JPEG.
+    Decoded,
+}
+
+impl Path {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Kept => "kept",
+            Path::Transformed => "transformed",
+            Path::Decoded => "decoded",
+        }
+    }
+}
+
+/// The camera's JPEG is kept when the settings ask for originals as JPEG Baseline and the
+/// file is an 8-bit YCbCr or gray JPEG (see [`jpeg::Header::route`]).
+fn keep_route(probe: &Probe, opts: &Options) -> Option<(jpeg::Header, Route)> {
+    if opts.resize_max != 0 || opts.dicom.transfer_syntax != TransferSyntax::JpegBaseline {
+        return None;
+    }
+    let header = probe.jpeg?;
+    Some((header, header.route()?))
 }
 
 /// The memory converting a probed photo of `file_len` bytes needs, or its refusal when that
 /// is more than one conversion may hold.
 pub fn memory_needed(probe: &Probe, file_len: u64, opts: &Options) -> Result<u64, ConvertError> {
-    let needed = probe.memory_needed(file_len, opts.resize_max);
+    let decoding = probe.memory_needed(file_len, opts.resize_max);
+    let needed = match keep_route(probe, opts) {
+        // Keeping is what happens; decoding only if libjpeg-turbo refuses the transform,
+        // so its memory is set aside too when the budget allows it, and otherwise that
+        // fallback is refused.
+        Some((header, _)) => {
+            let keeping = header.memory_needed(file_len);
+            if decoding <= opts.memory_budget {
+                keeping.max(decoding)
+            } else {
+                keeping
+            }
+        }
+        None => decoding,
+    };
     if needed > opts.memory_budget {
-        const MB: u64 = 1024 * 1024;
-        return Err(ConvertError::TooLargeToDecode {
-            width: probe.width,
-            height: probe.height,
-            needed_mb: needed.div_ceil(MB),
-            budget_mb: opts.memory_budget / MB,
-        });
+        return Err(too_large(probe, needed, opts));
     }
     Ok(needed)
 }
 
-/// Converts one photo. `probe` must come from [`probe`] on the same bytes.
+fn too_large(probe: &Probe, needed: u64, opts: &Options) -> ConvertError {
+    const MB: u64 = 1024 * 1024;
+    ConvertError::TooLargeToDecode {
+        width: probe.width,
+        height: probe.height,
+        needed_mb: needed.div_ceil(MB),
+        budget_mb: opts.memory_budget / MB,
+    }
+}
+
+/// Converts one photo taken at `site`. `probe` must come from [`probe`] on the same bytes.
 pub fn convert(
     bytes: &[u8],
     probe: &Probe,
     study: &Study,
     ids: &InstanceIds,
+    site: Option<&Site>,
     opts: &Options,
 ) -> Result<Converted, ConvertError> {
     memory_needed(probe, bytes.len() as u64, opts)?;
-    let pixels = photo::decode(bytes, probe, opts.resize_max)?;
-    let dicom =
-        secondary_capture::write(study, ids, &pixels, probe.source_lossy_ratio, &opts.dicom)?;
-    Ok(Converted {
-        dicom,
-        rows: pixels.height(),
-        columns: pixels.width(),
-    })
+    if let Some((header, route)) = keep_route(probe, opts) {
+        match jpeg::keep(bytes, &header) {
+            Ok(original) => {
+                let path = match route {
+                    Route::Verbatim => Path::Kept,
+                    Route::Transform(_) => Path::Transformed,
+                };
+                let w = object::write(study, ids, site, Pixels::Jpeg(original), &opts.dicom)?;
+                return Ok(converted(w, path));
+            }
+            Err(e) => {
+                // Decoding and re-encoding still gives the photo; the object says it was
+                // re-encoded. The reason names no patient data.
+                log::warn!(reason = e.to_string().as_str(); "camera JPEG not kept; re-encoding it");
+                let decoding = probe.memory_needed(bytes.len() as u64, 0);
+                if decoding > opts.memory_budget {
+                    return Err(too_large(probe, decoding, opts));
+                }
+            }
+        }
+    }
+    let image = photo::decode(bytes, probe, opts.resize_max)?;
+    // Turning upright is not a change of pixel values; resizing is.
+    let (w, h) = (probe.width, probe.height);
+    let size = (image.width(), image.height());
+    let derivation = (size != (w, h) && size != (h, w))
+        .then(|| format!("Resized from {w}x{h} to {}x{} pixels", size.0, size.1));
+    let pixels = Pixels::Decoded {
+        image: &image,
+        source_lossy_ratio: probe.source_lossy_ratio,
+        derivation,
+    };
+    let w = object::write(study, ids, site, pixels, &opts.dicom)?;
+    Ok(converted(w, Path::Decoded))
+}
+
+fn converted(w: object::Written, path: Path) -> Converted {
+    Converted {
+        dicom: w.dicom,
+        rows: w.rows,
+        columns: w.columns,
+        transfer_syntax: w.transfer_syntax,
+        sop_class_uid: w.sop_class_uid,
+        path,
+    }
 }
 
 #[cfg(test)]
@@ -187,7 +285,7 @@ mod tests {
         for ts in TransferSyntax::ALL {
             let bytes = png(101, 50);
             let p = probe(&bytes, 1 << 30).unwrap();
-            let out = convert(&bytes, &p, &study(), &ids(2), &opts(ts, true)).unwrap();
+            let out = convert(&bytes, &p, &study(), &ids(2), None, &opts(ts, true)).unwrap();
             assert_eq!((out.columns, out.rows), (64, 32));
             let obj = read(&out.dicom);
             let get = |t| {
@@ -256,6 +354,7 @@ mod tests {
             &p,
             &s,
             &i,
+            None,
             &opts(TransferSyntax::ExplicitVrLittleEndian, true),
         )
         .unwrap();
@@ -302,6 +401,7 @@ mod tests {
             &p,
             &study(),
             &ids(1),
+            None,
             &opts(TransferSyntax::ExplicitVrLittleEndian, false),
         )
         .unwrap();
@@ -332,7 +432,7 @@ mod tests {
         let p = probe(&bytes, 1 << 30).unwrap();
         let mut o = opts(TransferSyntax::ExplicitVrLittleEndian, true);
         o.dicom.charset = Charset::IsoIr100;
-        let out = convert(&bytes, &p, &s, &ids(1), &o).unwrap();
+        let out = convert(&bytes, &p, &s, &ids(1), None, &o).unwrap();
         assert!(out.dicom.windows(11).any(|w| w == b"M\xfcller^J\xf6rg"));
         let obj = read(&out.dicom);
         assert_eq!(

@@ -10,6 +10,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use super::ConvertError;
+use super::jpeg;
 
 /// What the header says about a photo, read without decoding its pixels.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,6 +30,8 @@ pub struct Probe {
     pub progressive: bool,
     /// The decoded pixels are not yet 8-bit gray or RGB, so they are copied once more.
     pub converts_to_8bit: bool,
+    /// A JPEG's headers, as our own marker walk reads them.
+    pub jpeg: Option<jpeg::Header>,
 }
 
 impl Probe {
@@ -104,7 +107,13 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
         let info = d
             .info()
             .ok_or_else(|| ConvertError::Decode("no JPEG frame header".into()))?;
+        let header = jpeg::header(bytes)?;
         let (w, h) = (u32::from(info.width), u32::from(info.height));
+        if (w, h) != (u32::from(header.width), u32::from(header.height)) {
+            return Err(ConvertError::Decode(
+                "the JPEG's frame headers disagree about its size".into(),
+            ));
+        }
         let pixel_bytes = info.pixel_format.pixel_bytes();
         let decoded = u64::from(w) * u64::from(h) * pixel_bytes as u64;
         let samples = match info.pixel_format {
@@ -120,6 +129,7 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
                 info.pixel_format,
                 jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24
             ),
+            jpeg: Some(header),
         };
         (w, h, Some(decoded as f64 / bytes.len() as f64), layout)
     } else {
@@ -138,6 +148,7 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
             samples: color.channel_count(),
             progressive: false,
             converts_to_8bit: !matches!(color, image::ColorType::L8 | image::ColorType::Rgb8),
+            jpeg: None,
         };
         (w, h, None, layout)
     };
@@ -160,6 +171,7 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
         samples: layout.samples,
         progressive: layout.progressive,
         converts_to_8bit: layout.converts_to_8bit,
+        jpeg: layout.jpeg,
     })
 }
 
@@ -169,6 +181,7 @@ struct Layout {
     samples: u8,
     progressive: bool,
     converts_to_8bit: bool,
+    jpeg: Option<jpeg::Header>,
 }
 
 /// Reading a header allocates little; a file that makes a decoder ask for more is refused.
@@ -182,19 +195,29 @@ fn header_limits() -> Limits {
 /// the smallest of 1/8, 1/4, 1/2 and 1 whose width or height reaches 95% of the limit.
 fn jpeg_output_size(width: u32, height: u32, resize_max: u32) -> (u64, u64) {
     let (w, h) = (u64::from(width), u64::from(height));
+    let eighths = jpeg_eighths(width, height, resize_max);
+    (scaled(w, eighths), scaled(h, eighths))
+}
+
+/// `len` at `eighths`/8, rounded up, as both JPEG decoders scale.
+fn scaled(len: u64, eighths: u64) -> u64 {
+    (len * eighths).saturating_sub(1) / 8 + 1
+}
+
+/// The DCT scale in eighths (1, 2, 4 or 8) for `resize_max`; 8 when 0 keeps the size.
+fn jpeg_eighths(width: u32, height: u32, resize_max: u32) -> u64 {
+    let (w, h) = (u64::from(width), u64::from(height));
     if resize_max == 0 {
-        return (w, h);
+        return 8;
     }
     let want = u64::from(resize_max)
         .saturating_mul(95)
         .div_ceil(100)
         .min(u64::from(u16::MAX));
-    let scaled = |len: u64, eighths: u64| (len * eighths).saturating_sub(1) / 8 + 1;
-    let eighths = [1, 2, 4]
+    [1, 2, 4]
         .into_iter()
         .find(|&s| scaled(w, s) >= want || scaled(h, s) >= want)
-        .unwrap_or(8);
-    (scaled(w, eighths), scaled(h, eighths))
+        .unwrap_or(8)
 }
 
 /// Decodes a probed photo into upright pixels, `Luma8` for grayscale sources and `Rgb8` for
@@ -204,7 +227,21 @@ pub fn decode(bytes: &[u8], probe: &Probe, resize_max: u32) -> Result<DynamicIma
     // The decoders' own bounds, a second line behind the budget checked before decoding: a
     // file whose later headers disagree with what the probe read is refused, not obeyed.
     let budget = probe.memory_needed(bytes.len() as u64, resize_max);
-    let (img, orientation) = if probe.format == ImageFormat::Jpeg {
+    let turbo = probe.jpeg.filter(jpeg::Header::turbo_decodes);
+    let (img, orientation) = if let Some(header) = turbo {
+        // libjpeg-turbo first: several times faster (SIMD, and its scaled IDCT). Should it
+        // refuse a file, jpeg-decoder, which is more forgiving, gets its turn.
+        let eighths = jpeg_eighths(probe.width, probe.height, resize_max) as u32;
+        let orientation =
+            Orientation::from_exif(header.orientation).unwrap_or(Orientation::NoTransforms);
+        match jpeg::decode_scaled(bytes, &header, eighths) {
+            Ok(img) => (img, orientation),
+            Err(e) => {
+                log::debug!(reason = e.to_string().as_str(); "libjpeg-turbo refused a JPEG; trying jpeg-decoder");
+                decode_jpeg(bytes, resize_max, budget)?
+            }
+        }
+    } else if probe.format == ImageFormat::Jpeg {
         decode_jpeg(bytes, resize_max, budget)?
     } else {
         decode_other(bytes, probe, budget)?
@@ -531,6 +568,7 @@ mod tests {
             samples: 4,
             progressive: false,
             converts_to_8bit: true,
+            jpeg: None,
         };
         assert!(png16.memory_needed(800_000, 1024) > 1_000_000_000);
         let phone = Probe {
@@ -542,6 +580,7 @@ mod tests {
             samples: 3,
             progressive: false,
             converts_to_8bit: false,
+            jpeg: None,
         };
         let baseline = phone.memory_needed(4_000_000, 1024);
         assert!(baseline < 20 << 20, "{baseline}");

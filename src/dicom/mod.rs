@@ -3,11 +3,13 @@
 //! modules has to import another for them.
 
 mod charset;
+mod iod;
 mod syntax;
 pub mod uid;
 pub mod value;
 
 pub use charset::Charset;
+pub use iod::Iod;
 pub use syntax::TransferSyntax;
 pub use syntax::name as transfer_syntax_name;
 pub use uid::UidRoot;

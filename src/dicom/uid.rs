@@ -7,6 +7,9 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3072532808610469825818040020496
 /// Secondary Capture Image Storage.
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 
+/// VL Photographic Image Storage.
+pub const VL_PHOTOGRAPHIC: &str = "1.2.840.10008.5.1.4.1.1.77.1.4";
+
 /// Modality Worklist Information Model – FIND (PS3.4 K.6.1).
 pub const MODALITY_WORKLIST_FIND: &str = "1.2.840.10008.5.1.4.31";
 
@@ -20,6 +23,7 @@ pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 pub fn sop_class_name(uid: &str) -> &'static str {
     match uid.trim_end_matches(['\0', ' ']) {
         SECONDARY_CAPTURE => "Secondary Capture",
+        VL_PHOTOGRAPHIC => "VL Photographic Image",
         "1.2.840.10008.1.1" => "Verification",
         MODALITY_WORKLIST_FIND => "Modality Worklist queries",
         PATIENT_ROOT_FIND => "Patient Root queries",

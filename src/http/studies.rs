@@ -95,6 +95,7 @@ pub async fn post(
             "at least one image is required",
         ));
     }
+    let sites = form.sites(staging.len(), settings.local_charset)?;
     // Two copies of one submission arriving together make one study: the second waits
     // here, then finds the first's.
     let key_lock = match &key {
@@ -108,6 +109,7 @@ pub async fn post(
         .intake
         .submit(Submission {
             study,
+            sites,
             staging,
             settings,
             request_id: request_id.to_string(),

@@ -4,6 +4,7 @@ use chrono::{
     DateTime, Datelike, Duration, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone,
 };
 
+use crate::anatomy::{self, Side, Site};
 use crate::config::Charset;
 use crate::study::{Code, Exam, Order, Patient, Sex, Study};
 
@@ -18,11 +19,55 @@ pub struct RawForm {
     pub exam_description: Option<String>,
     /// The worklist entry the patient was picked from, as `GET /api/worklist` gave it.
     pub worklist_entry: Option<String>,
+    /// Where the photos were taken: one value for all of them (`bodySite`, ...) or one per
+    /// photo in image order (`bodySite[]`, ...).
+    pub sites: SiteFields,
+}
+
+/// The body site fields, each either given once for every photo or once per photo.
+#[derive(Default)]
+pub struct SiteFields {
+    pub body_site: PerPhoto,
+    pub laterality: PerPhoto,
+    pub note: PerPhoto,
+}
+
+/// A field sent once (for every photo) or repeated with `[]` (one per photo).
+#[derive(Default)]
+pub struct PerPhoto {
+    pub all: Option<String>,
+    pub each: Vec<String>,
+}
+
+impl PerPhoto {
+    /// The value for photo `i` of `count`: an error names the field when the per-photo
+    /// values do not match the photos one to one.
+    fn get(&self, field: &'static str, i: usize, count: usize) -> Result<&str, FormError> {
+        if self.each.is_empty() {
+            return Ok(self.all.as_deref().unwrap_or("").trim());
+        }
+        if self.all.is_some() {
+            return Err(refuse(
+                field,
+                "was sent both once for all photos and once per photo; send one form",
+            ));
+        }
+        if self.each.len() != count {
+            return Err(refuse(
+                field,
+                format!(
+                    "needs one value per photo, in image order: {} values for {count} photos",
+                    self.each.len()
+                ),
+            ));
+        }
+        Ok(self.each[i].trim())
+    }
 }
 
 /// The multipart names of the text fields, as the reference defines them.
-/// `worklistEntry` is ours: the reference has no worklist.
-pub const TEXT_FIELDS: [&str; 7] = [
+/// `worklistEntry` and the body site fields are ours: the reference has neither.
+pub const TEXT_FIELDS: [&str; 13] = [
     "patientId",
     "patientName",
     "birthDate",
@@ -30,7 +75,16 @@ pub const TEXT_FIELDS: [&str; 7] = [
     "examDateTime",
     "examDescription",
     "worklistEntry",
+    "bodySite",
+    "bodySite[]",
+    "laterality",
+    "laterality[]",
+    "bodySiteNote",
+    "bodySiteNote[]",
 ];
+
+/// The longest body site note: a Long String's length, which fits a line on the phone.
+pub const MAX_NOTE_CHARS: usize = 64;
 
 /// A refused field. The message says what is wrong without repeating the value, because
 /// messages can end up in logs and the values are patient data.
@@ -52,6 +106,21 @@ impl RawForm {
     /// Stores a text field by its multipart name. Returns `false` for a name that is not
     /// one of [`TEXT_FIELDS`]; a field given twice is refused rather than guessed at.
     pub fn set(&mut self, name: &str, value: String) -> Result<bool, FormError> {
+        let each = match name {
+            "bodySite[]" => Some(("bodySite[]", &mut self.sites.body_site.each)),
+            "laterality[]" => Some(("laterality[]", &mut self.sites.laterality.each)),
+            "bodySiteNote[]" => Some(("bodySiteNote[]", &mut self.sites.note.each)),
+            _ => None,
+        };
+        if let Some((field, values)) = each {
+            // One per photo: more than the most photos a submission may carry is refused
+            // here, before it costs memory.
+            if values.len() >= crate::intake::MAX_IMAGES {
+                return Err(refuse(field, "has more values than photos"));
+            }
+            values.push(value);
+            return Ok(true);
+        }
         let (field, slot) = match name {
             "patientId" => ("patientId", &mut self.patient_id),
             "patientName" => ("patientName", &mut self.patient_name),
@@ -60,6 +129,9 @@ impl RawForm {
             "examDateTime" => ("examDateTime", &mut self.exam_date_time),
             "examDescription" => ("examDescription", &mut self.exam_description),
             "worklistEntry" => ("worklistEntry", &mut self.worklist_entry),
+            "bodySite" => ("bodySite", &mut self.sites.body_site.all),
+            "laterality" => ("laterality", &mut self.sites.laterality.all),
+            "bodySiteNote" => ("bodySiteNote", &mut self.sites.note.all),
             _ => return Ok(false),
         };
         if slot.is_some() {
@@ -139,6 +211,67 @@ impl RawForm {
             exam: Exam { time, description },
             order,
         })
+    }
+
+    /// Where each of `count` photos was taken, in image order: `None` for a photo sent
+    /// without any body site field. Messages name the photo by position, never a value.
+    pub fn sites(&self, count: usize, charset: Charset) -> Result<Vec<Option<Site>>, FormError> {
+        let f = &self.sites;
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let photo = i + 1;
+            let value = f.body_site.get("bodySite", i, count)?;
+            let side = f.laterality.get("laterality", i, count)?;
+            let note = f.note.get("bodySiteNote", i, count)?;
+            let region = match value {
+                "" => None,
+                v => Some(anatomy::find(v).ok_or_else(|| {
+                    refuse(
+                        "bodySite",
+                        format!(
+                            "photo {photo}: not a body site this gateway knows; use a key or SNOMED CT code from GET /api/settings/info (bodySites)"
+                        ),
+                    )
+                })?),
+            };
+            let side = Side::parse(side)
+                .map_err(|e| refuse("laterality", format!("photo {photo}: {e}")))?;
+            match (region, side) {
+                (None, Some(_)) => {
+                    return Err(refuse(
+                        "laterality",
+                        format!("photo {photo}: a side needs a body site"),
+                    ));
+                }
+                (Some(r), Some(_)) if !r.paired => {
+                    return Err(refuse(
+                        "laterality",
+                        format!(
+                            "photo {photo}: the {} has no left or right; leave the side empty",
+                            r.meaning.to_lowercase()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if note.chars().count() > MAX_NOTE_CHARS {
+                return Err(refuse(
+                    "bodySiteNote",
+                    format!("photo {photo}: at most {MAX_NOTE_CHARS} characters"),
+                ));
+            }
+            check_chars("bodySiteNote", note, charset)?;
+            out.push(if region.is_none() && note.is_empty() {
+                None
+            } else {
+                Some(Site {
+                    region,
+                    side,
+                    note: note.to_string(),
+                })
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -541,6 +674,85 @@ mod tests {
         for (pairs, field) in cases {
             assert_eq!(err(&pairs).field, field, "{pairs:?}");
         }
+    }
+
+    fn sites(pairs: &[(&str, &str)], count: usize) -> Result<Vec<Option<Site>>, FormError> {
+        form(pairs).sites(count, Charset::IsoIr192)
+    }
+
+    #[test]
+    fn body_sites_per_photo_once_for_all_or_none() {
+        let s = sites(
+            &[
+                ("bodySite[]", "forearm"),
+                ("bodySite[]", ""),
+                ("bodySite[]", "45206002"),
+                ("laterality[]", "L"),
+                ("laterality[]", ""),
+                ("laterality[]", ""),
+                ("bodySiteNote[]", ""),
+                ("bodySiteNote[]", "after debridement"),
+                ("bodySiteNote[]", ""),
+            ],
+            3,
+        )
+        .unwrap();
+        let first = s[0].as_ref().unwrap();
+        assert_eq!(first.region.unwrap().key, "forearm");
+        assert_eq!(first.side, Some(Side::Left));
+        let second = s[1].as_ref().unwrap();
+        assert_eq!(
+            (second.region, second.note.as_str()),
+            (None, "after debridement")
+        );
+        assert_eq!(s[2].as_ref().unwrap().region.unwrap().key, "nose");
+
+        let all = sites(&[("bodySite", "Knee"), ("laterality", "right")], 2).unwrap();
+        assert!(
+            all.iter()
+                .all(|s| s.as_ref().unwrap().side == Some(Side::Right))
+        );
+        assert_eq!(sites(&[], 2).unwrap(), vec![None, None]);
+    }
+
+    #[test]
+    fn bad_body_sites_name_the_field_and_the_photo() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 7] = [
+            (&[("bodySite[]", "knee")], "bodySite", "2 photos"),
+            (&[("bodySite", "spleen")], "bodySite", "photo 1"),
+            (
+                &[("bodySite", "nose"), ("laterality", "L")],
+                "laterality",
+                "no left or right",
+            ),
+            (&[("laterality", "R")], "laterality", "needs a body site"),
+            (
+                &[("bodySite", "knee"), ("laterality", "up")],
+                "laterality",
+                "L, R, B",
+            ),
+            (
+                &[
+                    ("bodySite", "knee"),
+                    ("bodySite[]", "knee"),
+                    ("bodySite[]", "knee"),
+                ],
+                "bodySite",
+                "both",
+            ),
+            (&[("bodySiteNote", &"x".repeat(65))], "bodySiteNote", "64"),
+        ];
+        for (pairs, field, says) in cases {
+            let e = sites(pairs, 2).unwrap_err();
+            assert_eq!(e.field, field, "{pairs:?}");
+            assert!(e.message.contains(says), "{pairs:?}: {}", e.message);
+        }
+        let mut many = RawForm::default();
+        for _ in 0..crate::intake::MAX_IMAGES {
+            many.set("bodySite[]", "knee".into()).unwrap();
+        }
+        assert!(many.set("bodySite[]", "knee".into()).is_err());
     }
 
     #[test]

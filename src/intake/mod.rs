@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
+use crate::anatomy::Site;
 use crate::config::{EnvConfig, Settings};
 use crate::convert::{self, ConvertError, InstanceIds, Options, Probe};
 use crate::dicom::UidRoot;
-use crate::dicom::uid::SECONDARY_CAPTURE;
 use crate::outbox::{Draft, Outbox, OutboxError, RecordInstance, StudyView, space};
 use crate::pacs::Sender;
 use crate::storage;
@@ -70,6 +70,8 @@ impl From<OutboxError> for IntakeError {
 /// A validated submission, its photos staged.
 pub struct Submission {
     pub study: Study,
+    /// Where each photo was taken, in image order (one entry per staged photo).
+    pub sites: Vec<Option<Site>>,
     pub staging: Staging,
     pub settings: Arc<Settings>,
     pub request_id: String,
@@ -270,6 +272,7 @@ impl Intake {
     async fn run(self: &Arc<Self>, sub: Submission) -> Result<StudyView, IntakeError> {
         let Submission {
             study,
+            sites,
             mut staging,
             settings,
             request_id,
@@ -300,6 +303,7 @@ impl Intake {
             .convert_all(
                 &staging,
                 probes,
+                sites,
                 &study,
                 &opts,
                 &study_uid,
@@ -407,6 +411,7 @@ impl Intake {
         &self,
         staging: &Staging,
         probes: Vec<(Probe, u64)>,
+        sites: Vec<Option<Site>>,
         study: &Arc<Study>,
         opts: &Arc<Options>,
         study_uid: &str,
@@ -415,7 +420,9 @@ impl Intake {
     ) -> Result<Vec<RecordInstance>, IntakeError> {
         use futures_util::{StreamExt, TryStreamExt};
         let mut jobs = Vec::with_capacity(probes.len());
+        let mut sites = sites.into_iter();
         for (i, (src, probe)) in staging.images.iter().zip(probes).enumerate() {
+            let site = sites.next().flatten();
             let index = i as u32 + 1;
             let ids = InstanceIds {
                 study_uid: study_uid.to_string(),
@@ -425,7 +432,15 @@ impl Intake {
                 created: chrono::Local::now().fixed_offset(),
             };
             let dst = out_dir.join(format!("{index:03}.dcm"));
-            jobs.push(self.convert_one(src.clone(), dst, probe, study.clone(), opts.clone(), ids));
+            jobs.push(self.convert_one(
+                src.clone(),
+                dst,
+                probe,
+                site,
+                study.clone(),
+                opts.clone(),
+                ids,
+            ));
         }
         let parallel = self.conversions_max.max(1);
         futures_util::stream::iter(jobs)
@@ -434,11 +449,13 @@ impl Intake {
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn convert_one(
         &self,
         src: PathBuf,
         dst: PathBuf,
         probe: (Probe, u64),
+        site: Option<Site>,
         study: Arc<Study>,
         opts: Arc<Options>,
         ids: InstanceIds,
@@ -453,22 +470,23 @@ impl Intake {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let transfer_syntax = opts.dicom.transfer_syntax.uid().to_string();
         let started = Instant::now();
         let running = self.metrics.conversion_started();
         // The photo is read again rather than kept from the probe: holding every photo of a
         // 50-photo upload in memory at once would not fit a Pi.
-        tokio::task::spawn_blocking(move || {
+        let (sop_class_uid, transfer_syntax) = tokio::task::spawn_blocking(move || {
             // Dropped in reverse order: the gauge falls before the next photo may start.
             let _permit = permit;
             let _memory = memory;
             let _running = running;
             let bytes = std::fs::read(&src)?;
-            let converted = convert::convert(&bytes, &probe, &study, &ids, &opts)
+            let converted = convert::convert(&bytes, &probe, &study, &ids, site.as_ref(), &opts)
                 .map_err(|source| IntakeError::Image { index, source })?;
+            drop(bytes);
+            log::debug!(image = index, path = converted.path.as_str(); "photo converted");
             // Written once and synced: the outbox's promise starts with the files.
             storage::write_new_synced(&dst, &converted.dicom)?;
-            Ok::<_, IntakeError>(())
+            Ok::<_, IntakeError>((converted.sop_class_uid, converted.transfer_syntax))
         })
         .await
         .map_err(|e| IntakeError::Internal(e.to_string()))??;
@@ -476,8 +494,8 @@ impl Intake {
         Ok(RecordInstance {
             index,
             sop_instance_uid: sop_uid,
-            sop_class_uid: SECONDARY_CAPTURE.to_string(),
-            transfer_syntax,
+            sop_class_uid: sop_class_uid.to_string(),
+            transfer_syntax: transfer_syntax.uid().to_string(),
             file,
         })
     }

@@ -71,7 +71,14 @@ pub fn convert_bytes(
         number: 1,
         created: DateTime::parse_from_rfc3339("2026-11-28T10:00:00+08:00").unwrap(),
     };
-    convert::convert(bytes, &probe, &study(), &ids, &options(ts, resize_max))
+    convert::convert(
+        bytes,
+        &probe,
+        &study(),
+        &ids,
+        None,
+        &options(ts, resize_max),
+    )
 }
 
 /// The native pixels of an uncompressed object, as an image.
