@@ -999,13 +999,16 @@ const scenarios = {
         await first.locator('.site-side button[data-side="L"]').click();
         await first.locator('input.site-note').fill(tag === 'en' ? 'before suturing' : '縫合前');
         await page.setInputFiles('#album', PHOTOS.slice(1, 2));
-        await page.evaluate(() => {
+        const scrolled = await page.evaluate(() => {
+          const before = window.scrollY;
           const images = document.getElementById('thumbs').closest('fieldset');
           const top = images.getBoundingClientRect().top + window.scrollY - document.querySelector('.bar').offsetHeight - 8;
           window.scrollTo({ top, behavior: 'instant' });
+          return before;
         });
         await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
         await page.screenshot({ path: join(out, `sites-${tag}.png`), fullPage: false });
+        await page.evaluate((y) => window.scrollTo({ top: y, behavior: 'instant' }), scrolled);
         await page.click('#send');
         await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
         await page.screenshot({ path: join(out, `sent-${tag}.png`), fullPage: false });
