@@ -78,6 +78,22 @@ impl App {
                 "the worklist and patient lookup show patient names to anyone who can reach this box: set an upload PIN (uploadPin)".into(),
             );
         }
+        if current.local_resize_max == 0 {
+            const MB: u64 = 1024 * 1024;
+            if !current.local_transfer_syntax.is_encapsulated() {
+                warnings.push(
+                    "localResizeMax is 0 (original size) with an uncompressed transfer syntax: a 12-megapixel photo becomes a 36 MB object; choose JPEG Baseline (localTransferSyntax) to keep the camera's JPEG as it is".into(),
+                );
+            }
+            let needed = crate::convert::memory_for_turned_48mp();
+            if needed > self.env.convert_memory_bytes {
+                warnings.push(format!(
+                    "at original size, a 48-megapixel photo turned by its EXIF orientation needs about {} MB to convert, more than PHOTO_PACS_CONVERT_MEMORY_MB ({} MB): such photos will be refused; raise it if the box has the memory, or set a resize limit",
+                    needed.div_ceil(MB),
+                    self.env.convert_memory_bytes / MB
+                ));
+            }
+        }
         if self.opened.legacy_folders > 0 {
             warnings.push(format!(
                 "{} folder(s) of DICOM files from an earlier version are in {}: they were never confirmed as sent; send them with `photo-pacs send` if the PACS lacks them, then delete them",

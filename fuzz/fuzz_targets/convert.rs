@@ -1,9 +1,11 @@
 //! Any file as a photo: probe (format, size, truncation) and, when it passes, the whole
-//! conversion to DICOM in the transfer syntax the first byte picks.
+//! conversion to DICOM in the transfer syntax, size (originals keep a JPEG as it is,
+//! through libjpeg-turbo), object kind and body site the first byte picks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use photo_pacs::config::{Settings, TransferSyntax};
+use photo_pacs::anatomy::{REGIONS, Side, Site};
+use photo_pacs::config::{Iod, Settings, TransferSyntax};
 use photo_pacs::convert::{InstanceIds, Options, convert, probe};
 use photo_pacs::study::{Code, Exam, Order, Patient, Sex, Study};
 
@@ -16,8 +18,15 @@ fuzz_target!(|data: &[u8]| {
     let settings = Settings {
         local_transfer_syntax: TransferSyntax::ALL[pick as usize % TransferSyntax::ALL.len()],
         local_resize_max: if pick & 0x80 == 0 { 256 } else { 0 },
+        local_iod: if pick & 0x20 == 0 { Iod::SecondaryCapture } else { Iod::VlPhotographic },
         ..Settings::default()
     };
+    let region = &REGIONS[usize::from(pick) % REGIONS.len()];
+    let site = (pick & 0x10 != 0).then(|| Site {
+        region: Some(region),
+        side: region.paired.then_some(Side::Both),
+        note: "fuzz".into(),
+    });
     let study = Study {
         patient: Patient {
             id: "FUZZ".into(),
@@ -52,5 +61,5 @@ fuzz_target!(|data: &[u8]| {
         number: 1,
         created: chrono::Local::now().fixed_offset(),
     };
-    let _ = convert(photo, &p, &study, &ids, &Options::from_settings(&settings, MAX_PIXELS, 64 << 20));
+    let _ = convert(photo, &p, &study, &ids, site.as_ref(), &Options::from_settings(&settings, MAX_PIXELS, 64 << 20));
 });

@@ -6,7 +6,7 @@ mod store;
 
 pub use env::{Backend, EnvConfig, EnvError, Environment, PREFIX};
 pub use settings::{
-    AuthMethod, Charset, FieldError, InvalidValue, Key, MIN_NEW_PIN, Secret, Settings,
+    AuthMethod, Charset, FieldError, InvalidValue, Iod, Key, MIN_NEW_PIN, Secret, Settings,
     TransferSyntax, parse_update,
 };
 pub use store::{

@@ -154,6 +154,23 @@ pub fn memory_needed(probe: &Probe, file_len: u64, opts: &Options) -> Result<u64
     Ok(needed)
 }
 
+/// About the memory keeping a 48-megapixel phone JPEG (8064x6048, 4:2:0, 20 MB) turned
+/// upright by its EXIF orientation needs: what a box set to original sizes must allow.
+pub fn memory_for_turned_48mp() -> u64 {
+    let header = jpeg::Header {
+        sof: 0xC0,
+        precision: 8,
+        width: 8064,
+        height: 6048,
+        components: 3,
+        ids: [1, 2, 3, 0],
+        sampling: [(2, 2), (1, 1), (1, 1), (1, 1)],
+        adobe_transform: None,
+        orientation: 6,
+    };
+    header.memory_needed(20 << 20)
+}
+
 fn too_large(probe: &Probe, needed: u64, opts: &Options) -> ConvertError {
     const MB: u64 = 1024 * 1024;
     ConvertError::TooLargeToDecode {
