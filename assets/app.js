@@ -3,8 +3,9 @@
 // the cache. Only the language and the theme, which are not patient data, are remembered.
 // The list of this page's sends (time, number of images, state) lives in memory too.
 // The home view's patient part (patient.js: ID field, scanning, lookup, worklist link) and
-// today's list (worklist.js) are ES modules this script imports; so is the barcode decoder
-// (scan.js), but only when "Scan wristband" is pressed.
+// today's list (worklist.js) are ES modules this script imports, and so is each photo's body
+// site picker (sites.js); so is the barcode decoder (scan.js), but only when "Scan wristband"
+// is pressed.
 'use strict';
 
 (() => {
@@ -190,10 +191,16 @@
   }
 
   // ---- images ---------------------------------------------------------------------------
-  const images = []; // { file, url }
+  // Each photo with its body site (region key, side, note), in memory only.
+  const images = []; // { file, url, site: { key, side, note } }
+  let sites = null; // sites.js, once loaded
 
   function addFiles(list) {
-    for (const file of list) images.push({ file, url: URL.createObjectURL(file) });
+    for (const file of list) {
+      // "Same as previous": the region and side of the photo before it.
+      const site = sites ? sites.carried() : { key: '', side: '', note: '' };
+      images.push({ file, url: URL.createObjectURL(file), site });
+    }
     submission = null;
     renderThumbs();
   }
@@ -201,8 +208,12 @@
   function renderThumbs() {
     const ul = $('thumbs');
     ul.replaceChildren();
+    const withSites = Boolean(sites && sites.enabled());
+    ul.classList.toggle('with-sites', withSites);
     images.forEach((img, i) => {
       const li = document.createElement('li');
+      const frame = document.createElement('div');
+      frame.className = 'thumb';
       const pic = document.createElement('img');
       pic.src = img.url;
       pic.alt = t('imageAlt', { n: i + 1 });
@@ -215,12 +226,30 @@
         URL.revokeObjectURL(img.url);
         images.splice(i, 1);
         submission = null;
+        if (sites) sites.follow(images);
         renderThumbs();
       });
-      li.append(pic, remove);
+      // What will be sent as this photo's site, on the photo itself.
+      const tag = document.createElement('span');
+      tag.className = 'site-tag';
+      const showTag = (text) => {
+        tag.textContent = text;
+        tag.hidden = !text;
+      };
+      showTag(withSites ? sites.label(img.site) : '');
+      frame.append(pic, remove, tag);
+      li.append(frame);
+      if (withSites) {
+        li.append(sites.editor(img, i, (text) => {
+          showTag(text);
+          sites.follow(images);
+          ctx.changed();
+        }));
+      }
       ul.append(li);
     });
     $('no-images').hidden = images.length > 0;
+    $('site-hint').hidden = !withSites || images.length === 0;
     refreshSend();
   }
 
@@ -295,6 +324,7 @@
     submission = null;
     $('study').reset();
     $('examDateTime').disabled = true;
+    if (sites) sites.reset();
     if (patient) patient.reset();
     if (worklist) worklist.render();
     renderThumbs();
@@ -398,13 +428,17 @@
   async function loadModules(infoLoaded) {
     let p;
     let w;
+    let s;
     try {
-      [p, w] = await Promise.all([import('./patient.js'), import('./worklist.js')]);
+      [p, w, s] = await Promise.all([import('./patient.js'), import('./worklist.js'), import('./sites.js')]);
     } catch (_) {
       return; // offline with no copy of them: the plain form still works
     }
     await infoLoaded;
     formatName = p.formatName;
+    // The regions come with the box's info: photos added before now get their pickers.
+    sites = s.initSites(ctx);
+    renderThumbs();
     patient = p.initPatient(ctx);
     worklist = w.initWorklist(ctx, {
       onPick: (entry) => patient.pick(entry),
@@ -447,6 +481,8 @@
       if (when) data.append('examDateTime', when);
     }
     for (const img of images) data.append('images[]', img.file, img.file.name);
+    // Each photo's body site, side and note, in image order ('' where none).
+    if (sites && sites.enabled()) sites.append(data, images);
 
     if (!submission) submission = { key: newKey() };
     upload(data, submission.key, pin, 0, identifiers());

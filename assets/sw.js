@@ -5,13 +5,14 @@
 // phones never need, loaded from the box when "Scan wristband" is pressed.
 'use strict';
 
-const CACHE = 'photo-pacs-shell-v2';
+const CACHE = 'photo-pacs-shell-v3';
 const SHELL = [
   './',
   'index.html',
   'app.js',
   'patient.js',
   'worklist.js',
+  'sites.js',
   'i18n.js',
   'styles.css',
   'manifest.webmanifest',

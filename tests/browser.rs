@@ -283,6 +283,125 @@ fn photos_sent_from_the_page_reach_storescp_by_c_store() {
     }
 }
 
+/// What dcmdump says of one received object, and the text of its top-level element `tag`
+/// (with any items under it), or "" when it has none.
+struct Dump(String);
+
+impl Dump {
+    fn read(dcmdump: &Path, file: &Path) -> Dump {
+        let out = Command::new(dcmdump).arg(file).output().unwrap();
+        assert!(out.status.success(), "dcmdump {}", file.display());
+        Dump(String::from_utf8(out.stdout).expect("dcmdump prints UTF-8 text as UTF-8"))
+    }
+
+    fn element(&self, tag: &str) -> String {
+        let mut lines = self.0.lines().skip_while(|l| !l.starts_with(tag));
+        let Some(first) = lines.next() else {
+            return String::new();
+        };
+        let nested = lines.take_while(|l| l.starts_with(' '));
+        std::iter::once(first)
+            .chain(nested)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The value of a top-level element, "" when absent or empty.
+    fn value(&self, tag: &str) -> String {
+        let line = self.element(tag);
+        line.split_once('[')
+            .and_then(|(_, r)| r.split_once(']'))
+            .map_or(String::new(), |(v, _)| v.to_string())
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_peer = "browser", missing_peer = "dcmtk"),
+    ignore = "needs browser and dcmtk: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn body_sites_and_sides_picked_in_both_languages_reach_the_dicom_objects() {
+    let (Some(storescp), Some(dcmdump)) = (dcmtk_tool("storescp"), dcmtk_tool("dcmdump")) else {
+        return;
+    };
+    let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP", &[]));
+    scenario("sites", &gw, None);
+    if runner().is_none() {
+        return;
+    }
+    let files = scp.wait_for_files(6, Duration::from_secs(10));
+    assert_eq!(files.len(), 6, "{}", scp.logs());
+    let mut dumps: Vec<Dump> = files.iter().map(|f| Dump::read(&dcmdump, f)).collect();
+    dumps.sort_by_key(|d| {
+        let number: u32 = d.value("(0020,0013)").trim().parse().unwrap_or(0);
+        (d.value("(0010,0020)"), number)
+    });
+    // (Patient ID, region code and meaning, side code, Image Laterality, Image Comments),
+    // in image order; the page's Chinese and English both send the region keys.
+    let expected = [
+        (
+            "SITE-EN",
+            Some(("72696002", "Knee")),
+            Some("51440002"),
+            "B",
+            "medial side",
+        ),
+        ("SITE-EN", Some(("816094009", "Chest")), None, "U", ""),
+        ("SITE-EN", None, None, "U", ""),
+        (
+            "SITE-ZH",
+            Some(("14975008", "Forearm")),
+            Some("7771000"),
+            "L",
+            "傷口甲",
+        ),
+        (
+            "SITE-ZH",
+            Some(("85562004", "Hand")),
+            Some("24028007"),
+            "R",
+            "",
+        ),
+        ("SITE-ZH", Some(("69536005", "Head")), None, "U", ""),
+    ];
+    for (dump, (id, region, side, laterality, note)) in dumps.iter().zip(expected) {
+        let what = format!("{id}, image {}:\n{}", dump.value("(0020,0013)"), dump.0);
+        assert_eq!(dump.value("(0010,0020)"), id, "{what}");
+        let anatomy = dump.element("(0008,2218)");
+        match region {
+            Some((code, meaning)) => {
+                for part in [format!("[{code}]"), "[SCT]".into(), format!("[{meaning}]")] {
+                    assert!(
+                        anatomy.contains(&part),
+                        "{part} in the Anatomic Region Sequence of {what}"
+                    );
+                }
+            }
+            None => assert_eq!(anatomy, "", "no Anatomic Region Sequence in {what}"),
+        }
+        let modifier = anatomy
+            .split_once("(0008,2220)")
+            .map_or(String::new(), |(_, m)| m.to_string());
+        match side {
+            Some(code) => assert!(
+                modifier.contains(&format!("[{code}]")),
+                "side {code} in the Anatomic Region Modifier Sequence of {what}"
+            ),
+            None => assert!(
+                !modifier.contains("(0008,0100)"),
+                "no side in the Anatomic Region Sequence of {what}"
+            ),
+        }
+        assert_eq!(
+            dump.value("(0020,0062)"),
+            laterality,
+            "Image Laterality of {what}"
+        );
+        assert_eq!(dump.value("(0020,4000)"), note, "Image Comments of {what}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     missing_peer = "browser",
@@ -295,7 +414,7 @@ fn phone_screenshots_in_both_languages() {
     if runner().is_none() {
         return;
     }
-    for view in ["today", "picked", "home", "sent", "settings"] {
+    for view in ["today", "picked", "home", "sites", "sent", "settings"] {
         for lang in ["en", "zh-TW"] {
             let png = std::fs::read(out.join(format!("{view}-{lang}.png"))).unwrap();
             assert!(

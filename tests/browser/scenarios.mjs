@@ -340,6 +340,8 @@ const scenarios = {
       await page.reload({ waitUntil: 'load' }); // now under the service worker
       await fillPatient(page);
       await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await page.locator('#thumbs select').selectOption('forearm');
+      await page.locator('#thumbs input.site-note').fill('CANARY site note');
       await page.click('#send');
       await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
       const found = await page.evaluate(async (values) => {
@@ -397,6 +399,9 @@ const scenarios = {
     try {
       const { page } = await openPage(b, base, { viewport: { width: 360, height: 740 } });
       await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      // The photo's body site with its side buttons (a paired region).
+      await page.locator('#thumbs select').selectOption('forearm');
+      await page.waitForSelector('#thumbs .site-side', { state: 'visible' });
       if (await page.isVisible('#worklist')) {
         // With today's list: its entries, a picked patient's link and Edit button.
         await page.waitForSelector('#worklist-list .wl-entry');
@@ -841,7 +846,127 @@ const scenarios = {
     }
   },
 
-  // Phone-sized screenshots of home, settings and a success, in both languages.
+  // Each photo's body site (sites.js), in Chinese and then in English: a region from the
+  // box's list, a side only for a paired region, a note; a new photo takes the region and
+  // side of the photo before it (not the note), and changing one photo leaves the others as
+  // they are. The upload carries bodySite[], laterality[], bodySiteNote[] one per photo in
+  // image order; the test reads the two studies back from the DICOM objects storescp got.
+  async sites(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { locale: 'zh-TW' });
+      // The upload's text fields as the page hands them to XMLHttpRequest, in order.
+      await page.evaluate(() => {
+        const send = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.send = function (body) {
+          if (body instanceof FormData) window.sentForms = [...(window.sentForms || []), [...body].filter(([, v]) => typeof v === 'string')];
+          return send.call(this, body);
+        };
+      });
+      const photo = (n) => page.locator('#thumbs li').nth(n);
+      const site = (n) => page.evaluate((i) => {
+        const li = document.querySelectorAll('#thumbs li')[i];
+        const tag = li.querySelector('.site-tag');
+        return {
+          key: li.querySelector('select').value,
+          side: [...li.querySelectorAll('.site-side button[aria-pressed="true"]')].map((x) => x.dataset.side).join(''),
+          sideShown: li.querySelector('.site-side').getClientRects().length > 0,
+          note: li.querySelector('input.site-note').value,
+          tag: tag.hidden ? '' : tag.textContent,
+        };
+      }, n);
+      const pick = (n, label) => photo(n).locator('select').selectOption({ label });
+      const side = (n, name) => photo(n).getByRole('button', { name, exact: true }).click();
+      const sent = async () => {
+        const fields = (await page.evaluate(() => window.sentForms)).at(-1);
+        const all = (name) => fields.filter(([k]) => k === name).map(([, v]) => v);
+        return { site: all('bodySite[]'), side: all('laterality[]'), note: all('bodySiteNote[]') };
+      };
+      const sendAndWait = async () => {
+        await page.click('#send');
+        await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+        assert.equal(await page.locator('#thumbs li').count(), 0);
+      };
+
+      // In Chinese: 左前臂 with a note, then a second photo of the same wound.
+      await page.fill('#patientId', 'SITE-ZH');
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      assert.deepEqual(await site(0), { key: '', side: '', sideShown: false, note: '', tag: '' });
+      await pick(0, '鼻子');
+      assert.equal((await site(0)).sideShown, false, 'no side for the nose');
+      await pick(0, '頭部');
+      assert.equal((await site(0)).sideShown, false, 'no side for the head');
+      assert.equal((await site(0)).tag, '頭部');
+      await pick(0, '前臂');
+      assert.equal((await site(0)).sideShown, true, 'a side for the forearm');
+      assert.deepEqual(await photo(0).locator('.site-side button').allTextContents(), ['左', '右', '雙側']);
+      await side(0, '左');
+      await photo(0).locator('input.site-note').fill('傷口甲');
+      assert.deepEqual(await site(0), { key: 'forearm', side: 'L', sideShown: true, note: '傷口甲', tag: '左前臂' });
+      await page.setInputFiles('#album', PHOTOS.slice(1, 2));
+      assert.deepEqual(await site(1), { key: 'forearm', side: 'L', sideShown: true, note: '', tag: '左前臂' },
+        'same as previous: region and side, not the note');
+      // The second photo changed: the first stays as it was.
+      await pick(1, '手部');
+      assert.equal((await site(1)).side, 'L', 'another paired region keeps the side');
+      await side(1, '右');
+      assert.deepEqual(await site(1), { key: 'hand', side: 'R', sideShown: true, note: '', tag: '右手部' });
+      assert.deepEqual(await site(0), { key: 'forearm', side: 'L', sideShown: true, note: '傷口甲', tag: '左前臂' });
+      // A second tap on the chosen side takes it back.
+      await side(1, '右');
+      assert.equal((await site(1)).side, '');
+      await side(1, '右');
+      // The third follows the second; moved to the head, it has no side.
+      await page.setInputFiles('#album', PHOTOS.slice(2, 3));
+      assert.deepEqual(await site(2), { key: 'hand', side: 'R', sideShown: true, note: '', tag: '右手部' });
+      await pick(2, '頭部');
+      assert.deepEqual(await site(2), { key: 'head', side: '', sideShown: false, note: '', tag: '頭部' });
+      assert.equal((await site(1)).tag, '右手部');
+      await sendAndWait();
+      assert.deepEqual(await sent(), { site: ['forearm', 'hand', 'head'], side: ['L', 'R', ''], note: ['傷口甲', '', ''] });
+      // A sent study's sites are forgotten: the next patient's first photo has none.
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      assert.deepEqual(await site(0), { key: '', side: '', sideShown: false, note: '', tag: '' });
+      await photo(0).locator('button.remove').click();
+
+      // In English: both knees, a photo taken again after a removal keeps them, the chest
+      // has no side, and a photo with no site at all.
+      await page.click('#lang');
+      await page.fill('#patientId', 'SITE-EN');
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await pick(0, 'Nose');
+      assert.equal((await site(0)).sideShown, false, 'no side for the nose');
+      await pick(0, 'Knee');
+      assert.deepEqual(await photo(0).locator('.site-side button').allTextContents(), ['Left', 'Right', 'Both']);
+      await side(0, 'Both');
+      await photo(0).locator('input.site-note').fill('medial side');
+      assert.deepEqual(await site(0), { key: 'knee', side: 'B', sideShown: true, note: 'medial side', tag: 'Knee (both)' });
+      await page.setInputFiles('#album', PHOTOS.slice(1, 2));
+      assert.deepEqual(await site(1), { key: 'knee', side: 'B', sideShown: true, note: '', tag: 'Knee (both)' });
+      await photo(1).locator('button.remove').click();
+      await page.setInputFiles('#album', PHOTOS.slice(1, 2));
+      assert.deepEqual(await site(1), { key: 'knee', side: 'B', sideShown: true, note: '', tag: 'Knee (both)' },
+        'a photo taken again after a removal keeps the site');
+      await pick(1, 'Chest');
+      assert.deepEqual(await site(1), { key: 'chest', side: '', sideShown: false, note: '', tag: 'Chest' });
+      assert.equal((await site(0)).tag, 'Knee (both)');
+      await page.setInputFiles('#album', PHOTOS.slice(2, 3));
+      assert.equal((await site(2)).key, 'chest');
+      await pick(2, 'Body site: none');
+      assert.deepEqual(await site(2), { key: '', side: '', sideShown: false, note: '', tag: '' });
+      // Enter in a note never sends.
+      await photo(2).locator('input.site-note').press('Enter');
+      assert.equal(await page.locator('#thumbs li').count(), 3);
+      await sendAndWait();
+      assert.deepEqual(await sent(), { site: ['knee', 'chest', ''], side: ['B', '', ''], note: ['medial side', '', ''] });
+      assert.equal((await page.evaluate(() => window.sentForms)).length, 2, 'two uploads');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Phone-sized screenshots of home, the photos with their body sites, settings and a
+  // success, in both languages.
   async screenshots(base, out) {
     assert.ok(out, 'an output directory is needed');
     mkdirSync(out, { recursive: true });
@@ -866,8 +991,24 @@ const scenarios = {
         await page.fill('#patientId', 'A123456');
         await page.fill('#patientName', tag === 'en' ? 'Wang^Daming' : '王大明');
         await page.fill('#examDescription', tag === 'en' ? 'Wound, left forearm' : '左前臂傷口');
-        await page.setInputFiles('#album', PHOTOS.slice(0, 2));
+        await page.setInputFiles('#album', PHOTOS.slice(0, 1));
         await page.screenshot({ path: join(out, `home-${tag}.png`), fullPage: false });
+        // The first photo's site, side and note; the second takes the site and side.
+        const first = page.locator('#thumbs li').first();
+        await first.locator('select').selectOption('forearm');
+        await first.locator('.site-side button[data-side="L"]').click();
+        await first.locator('input.site-note').fill(tag === 'en' ? 'before suturing' : '縫合前');
+        await page.setInputFiles('#album', PHOTOS.slice(1, 2));
+        const scrolled = await page.evaluate(() => {
+          const before = window.scrollY;
+          const images = document.getElementById('thumbs').closest('fieldset');
+          const top = images.getBoundingClientRect().top + window.scrollY - document.querySelector('.bar').offsetHeight - 8;
+          window.scrollTo({ top, behavior: 'instant' });
+          return before;
+        });
+        await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+        await page.screenshot({ path: join(out, `sites-${tag}.png`), fullPage: false });
+        await page.evaluate((y) => window.scrollTo({ top: y, behavior: 'instant' }), scrolled);
         await page.click('#send');
         await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
         await page.screenshot({ path: join(out, `sent-${tag}.png`), fullPage: false });
