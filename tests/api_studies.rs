@@ -167,12 +167,25 @@ fn small_routes_answer_as_the_reference() {
     let c = client();
     let health: Value = c.get(gw.url("/healthz")).send().unwrap().json().unwrap();
     assert_eq!(health, serde_json::json!({"status": "ok"}));
-    let info: Value = c
+    let mut info: Value = c
         .get(gw.url("/api/settings/info"))
         .send()
         .unwrap()
         .json()
         .unwrap();
+    // The body site picker's regions, head to toe.
+    let sites = info
+        .as_object_mut()
+        .unwrap()
+        .remove("bodySites")
+        .expect("bodySites");
+    let sites = sites.as_array().unwrap();
+    assert_eq!(sites.len(), 32);
+    assert_eq!(
+        sites[0],
+        serde_json::json!({"key": "head", "code": "69536005", "scheme": "SCT", "meaning": "Head", "paired": false})
+    );
+    assert_eq!(sites[31]["key"], "toe");
     // The reference's one member, then ours for the worklist and the wristband scanner.
     assert_eq!(
         info,
