@@ -586,3 +586,119 @@ fn turned_photos_come_out_upright_without_recompression() {
     }
     assert!(trimmed > 0, "sizes off the MCU grid must have been trimmed");
 }
+
+/// Through the real binary to Orthanc, once by C-STORE and once by STOW-RS: VL Photographic
+/// Images of camera JPEGs kept as they are, with their sites, stored as sent.
+#[test]
+#[cfg_attr(
+    missing_peer = "orthanc",
+    ignore = "Orthanc or its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+)]
+fn kept_originals_with_sites_reach_orthanc_by_c_store_and_stow_rs() {
+    use common::orthanc::{Orthanc, OrthancConfig, find_orthanc};
+    let Some(orthanc_bin) = find_orthanc()
+        .or_else(|| common::storescp::missing_peer("Orthanc", "orthanc orthanc-dicomweb"))
+    else {
+        return;
+    };
+    for stow in [false, true] {
+        let orthanc = Orthanc::start(&orthanc_bin, OrthancConfig::new("ORTHANC"));
+        let mut env = if stow {
+            vec![
+                (
+                    "PHOTO_PACS_PACS_BACKEND".to_string(),
+                    "dicomweb".to_string(),
+                ),
+                (
+                    "PHOTO_PACS_DICOMWEB_BASE_URL".into(),
+                    orthanc.dicomweb_base(),
+                ),
+            ]
+        } else {
+            common::cstore_env(orthanc.dicom_port(), "ORTHANC", &[])
+        };
+        for (k, v) in [
+            ("PHOTO_PACS_LOCAL_IOD", "vl-photo"),
+            ("PHOTO_PACS_LOCAL_RESIZE_MAX", "original"),
+            ("PHOTO_PACS_LOCAL_TRANSFER_SYNTAX", "1.2.840.10008.1.2.4.50"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        let (_dir, gw) = common::gateway_env(&env);
+        let fields = [
+            ("patientId", "A123456"),
+            ("bodySite[]", "forearm"),
+            ("bodySite[]", "nose"),
+            ("laterality[]", "L"),
+            ("laterality[]", ""),
+        ];
+        let photos = [("a.jpg", "pillow_flower.jpg"), ("b.jpg", "pillow_iptc.jpg")];
+        let resp = common::upload(&gw, &fields, &photos);
+        assert_eq!(resp.status(), 200, "{}", gw.logs());
+        let ids = orthanc.get_json("/instances");
+        let ids = ids.as_array().unwrap();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        let mut seen = Vec::new();
+        for id in ids {
+            let file = orthanc.get(&format!("/instances/{}/file", id.as_str().unwrap()));
+            assert_eq!(file.status, 200);
+            let obj = dicom_object::from_reader(&file.body[128..]).unwrap();
+            assert_eq!(
+                obj.meta()
+                    .media_storage_sop_class_uid()
+                    .trim_end_matches('\0'),
+                "1.2.840.10008.5.1.4.1.1.77.1.4"
+            );
+            assert_eq!(
+                obj.meta().transfer_syntax().trim_end_matches('\0'),
+                "1.2.840.10008.1.2.4.50"
+            );
+            let number: u32 = obj
+                .element(tags::INSTANCE_NUMBER)
+                .unwrap()
+                .to_int()
+                .unwrap();
+            let (photo, code, side) = if number == 1 {
+                ("pillow_flower.jpg", "14975008", "L")
+            } else {
+                ("pillow_iptc.jpg", "45206002", "U")
+            };
+            let region = &obj
+                .element(tags::ANATOMIC_REGION_SEQUENCE)
+                .unwrap()
+                .items()
+                .unwrap()[0];
+            assert_eq!(
+                region
+                    .element(tags::CODE_VALUE)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_end(),
+                code
+            );
+            assert_eq!(
+                obj.element(tags::IMAGE_LATERALITY)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_end(),
+                side
+            );
+            let frags = obj
+                .element(tags::PIXEL_DATA)
+                .unwrap()
+                .value()
+                .fragments()
+                .unwrap()
+                .to_vec();
+            assert!(
+                scans(&frags[0]) == scans(&common::read_data(photo)),
+                "{photo} (stow {stow}): Orthanc holds other scan data than the camera wrote"
+            );
+            seen.push(number);
+        }
+        seen.sort();
+        assert_eq!(seen, [1, 2]);
+    }
+}

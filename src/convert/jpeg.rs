@@ -29,7 +29,15 @@ pub struct Header {
     pub adobe_transform: Option<u8>,
     /// EXIF orientation, 1 (upright) to 8; 1 when absent or unreadable.
     pub orientation: u8,
+    /// Start-of-scan segments before EOI: a progressive picture is refined scan by scan,
+    /// each pass over every block, so their number bounds the decoding time.
+    pub scans: u32,
 }
+
+/// More scans than any encoder writes (libjpeg's progressive script has 10; libjpeg-turbo
+/// refuses more than 500 when asked to limit them): a file with more is built to make the
+/// decoder spin, and is refused before decoding.
+pub const MAX_SCANS: u32 = 500;
 
 impl Header {
     /// Samples are 8-bit YCbCr (or gray) in a sequential or progressive Huffman frame: what
@@ -254,6 +262,7 @@ pub fn header(bytes: &[u8]) -> Result<Header, ConvertError> {
     let mut adobe = None;
     let mut orientation = 1;
     let mut exif_seen = false;
+    let mut scans = 0;
     for segment in Walker::new(bytes)? {
         let s = segment?;
         let payload = &bytes[s.payload..s.end.min(bytes.len())];
@@ -271,13 +280,19 @@ pub fn header(bytes: &[u8]) -> Result<Header, ConvertError> {
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF if frame.is_none() => {
                 frame = Some(read_frame(s.marker, payload)?);
             }
-            0xDA => break,
+            0xDA => scans += 1,
             _ => {}
         }
     }
     let mut h = frame.ok_or_else(|| ConvertError::Decode("no JPEG frame header".into()))?;
     h.adobe_transform = adobe;
     h.orientation = orientation;
+    h.scans = scans;
+    if scans > MAX_SCANS {
+        return Err(ConvertError::Decode(format!(
+            "the JPEG has {scans} scans, more than the {MAX_SCANS} any camera writes"
+        )));
+    }
     Ok(h)
 }
 
@@ -310,6 +325,7 @@ fn read_frame(marker: u8, p: &[u8]) -> Result<Header, ConvertError> {
         sampling,
         adobe_transform: None,
         orientation: 1,
+        scans: 0,
     })
 }
 
@@ -664,6 +680,23 @@ mod tests {
                 let _ = keep(&bad, &h);
             }
         }
+    }
+
+    #[test]
+    fn a_flood_of_scans_is_refused_before_decoding() {
+        let src = jpeg(16, 16, turbojpeg::Subsamp::Sub2x2);
+        let h = header(&src).unwrap();
+        assert_eq!(h.scans, 1);
+        // Copy the one scan (SOS and its data) many times before EOI.
+        let sos = src.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let eoi = src.len() - 2;
+        let mut flood = src[..eoi].to_vec();
+        for _ in 0..MAX_SCANS {
+            flood.extend_from_slice(&src[sos..eoi]);
+        }
+        flood.extend_from_slice(&[0xFF, 0xD9]);
+        let e = header(&flood).unwrap_err();
+        assert!(e.to_string().contains("scans"), "{e}");
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn memory_for_turned_48mp() -> u64 {
         sampling: [(2, 2), (1, 1), (1, 1), (1, 1)],
         adobe_transform: None,
         orientation: 6,
+        scans: 1,
     };
     header.memory_needed(20 << 20)
 }
