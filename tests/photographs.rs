@@ -700,5 +700,15 @@ fn kept_originals_with_sites_reach_orthanc_by_c_store_and_stow_rs() {
         }
         seen.sort();
         assert_eq!(seen, [1, 2]);
+        let metrics = common::client()
+            .get(gw.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            metrics.contains(r#"photo_pacs_conversions_total{path="kept"} 2"#),
+            "{metrics}"
+        );
     }
 }

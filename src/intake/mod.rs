@@ -474,7 +474,7 @@ impl Intake {
         let running = self.metrics.conversion_started();
         // The photo is read again rather than kept from the probe: holding every photo of a
         // 50-photo upload in memory at once would not fit a Pi.
-        let (sop_class_uid, transfer_syntax) = tokio::task::spawn_blocking(move || {
+        let (sop_class_uid, transfer_syntax, path) = tokio::task::spawn_blocking(move || {
             // Dropped in reverse order: the gauge falls before the next photo may start.
             let _permit = permit;
             let _memory = memory;
@@ -486,11 +486,16 @@ impl Intake {
             log::debug!(image = index, path = converted.path.as_str(); "photo converted");
             // Written once and synced: the outbox's promise starts with the files.
             storage::write_new_synced(&dst, &converted.dicom)?;
-            Ok::<_, IntakeError>((converted.sop_class_uid, converted.transfer_syntax))
+            Ok::<_, IntakeError>((
+                converted.sop_class_uid,
+                converted.transfer_syntax,
+                converted.path,
+            ))
         })
         .await
         .map_err(|e| IntakeError::Internal(e.to_string()))??;
-        self.metrics.conversion(started.elapsed().as_secs_f64());
+        self.metrics
+            .conversion(started.elapsed().as_secs_f64(), path.as_str());
         Ok(RecordInstance {
             index,
             sop_instance_uid: sop_uid,

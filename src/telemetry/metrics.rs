@@ -20,6 +20,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
     backend: &'static str,
@@ -31,6 +36,7 @@ pub struct Metrics {
     studies: Family<ResultLabels, Counter>,
     instances: Family<ResultLabels, Counter>,
     conversion_seconds: Histogram,
+    conversions: Family<PathLabels, Counter>,
     conversions_running: Gauge,
     conversions_peak: Gauge,
     deliveries: Family<ResultLabels, Counter>,
@@ -86,6 +92,11 @@ impl Metrics {
             "conversion_seconds",
             "Time to turn one photo into a DICOM object",
             Histogram::new(exponential_buckets(0.005, 2.0, 13)),
+        );
+        let conversions: Family<PathLabels, Counter> = registered(
+            &mut registry,
+            "conversions",
+            "Photos converted, by how their pixels reached the object: kept (the camera's JPEG as it is), transformed (turned or made baseline losslessly) or decoded",
         );
         let conversions_running: Gauge = registered(
             &mut registry,
@@ -146,6 +157,7 @@ impl Metrics {
             studies,
             instances,
             conversion_seconds,
+            conversions,
             conversions_running,
             conversions_peak,
             deliveries,
@@ -202,8 +214,9 @@ impl Metrics {
         self.instances.get_or_create(&ResultLabels { result }).inc();
     }
 
-    pub fn conversion(&self, seconds: f64) {
+    pub fn conversion(&self, seconds: f64, path: &'static str) {
         self.conversion_seconds.observe(seconds);
+        self.conversions.get_or_create(&PathLabels { path }).inc();
     }
 
     /// Counts a conversion as running for as long as the guard lives.
@@ -234,7 +247,7 @@ mod tests {
         m.http_request("GET", "/healthz", 200);
         m.study("sent");
         m.instance("success");
-        m.conversion(0.02);
+        m.conversion(0.02, "kept");
         {
             let _a = m.conversion_started();
             let _b = m.conversion_started();
@@ -255,6 +268,10 @@ mod tests {
         );
         assert!(
             text.contains("photo_pacs_conversion_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"photo_pacs_conversions_total{path="kept"} 1"#),
             "{text}"
         );
         assert!(text.contains(r#"photo_pacs_build{version="#), "{text}");
