@@ -185,6 +185,10 @@ fuzz_target!(|data: &[u8]| {
         let now = chrono::Local::now().fixed_offset();
         let _ = form.validate(now, Charset::IsoIr192);
         let _ = form.validate(now, Charset::IsoIr100);
+        // The body site fields against the photos that came, and a few counts that did not.
+        for count in [sink.photos.len(), 1, 50] {
+            let _ = form.sites(count, Charset::IsoIr100);
+        }
         for photo in &sink.photos {
             let _ = photo_pacs::convert::probe(photo, 1 << 20);
         }
