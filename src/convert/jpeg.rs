@@ -380,14 +380,19 @@ pub fn keep(bytes: &[u8], header: &Header) -> Result<Original, TransformFailed> 
                 copy_none: true,
                 ..Transform::default()
             };
-            let turned = match transformer.transform_to_owned(&t, bytes) {
+            // Sized for the result up front: left to itself libjpeg-turbo starts from 4 KB
+            // and doubles, copying the picture each time.
+            let capacity = bytes.len() + bytes.len() / 8 + 64 * 1024;
+            let mut run = |t: &Transform| {
+                let mut out = turbojpeg::OutputBuf::allocate_owned(capacity);
+                transformer.transform(t, bytes, &mut out).map(|()| out)
+            };
+            let turned = match run(&t) {
                 Ok(out) => out,
                 Err(_) if op != TransformOp::None => {
                     t.perfect = false;
                     t.trim = true;
-                    transformer
-                        .transform_to_owned(&t, bytes)
-                        .map_err(|e| TransformFailed(e.to_string()))?
+                    run(&t).map_err(|e| TransformFailed(e.to_string()))?
                 }
                 Err(e) => return Err(TransformFailed(e.to_string())),
             };

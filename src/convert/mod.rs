@@ -226,7 +226,7 @@ pub fn convert(
     let derivation = (size != (w, h) && size != (h, w))
         .then(|| format!("Resized from {w}x{h} to {}x{} pixels", size.0, size.1));
     let pixels = Pixels::Decoded {
-        image: &image,
+        image,
         source_lossy_ratio: probe.source_lossy_ratio,
         derivation,
     };

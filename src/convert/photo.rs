@@ -448,8 +448,9 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let mut pos = 2;
     loop {
         // Find the next marker; padding 0xFF bytes may precede it.
-        while pos < n && bytes[pos] != 0xFF {
-            pos += 1;
+        match memchr::memchr(0xFF, &bytes[pos..]) {
+            Some(i) => pos += i,
+            None => return false,
         }
         while pos < n && bytes[pos] == 0xFF {
             pos += 1;
@@ -474,7 +475,7 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
                 if marker == 0xDA {
                     // Entropy-coded data runs until a marker other than a stuffed zero or a restart.
                     loop {
-                        match bytes[pos..].iter().position(|&b| b == 0xFF) {
+                        match memchr::memchr(0xFF, &bytes[pos..]) {
                             None => return false,
                             Some(i) => pos += i,
                         }
