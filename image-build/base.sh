@@ -20,8 +20,9 @@ packages=(
     wpasupplicant wireless-regdb firmware-brcm80211
     # remote maintenance, off unless the first-boot file gives a key
     openssh-server
-    # what the photo-pacs .deb and the DICOMweb/TLS peers need
-    adduser ca-certificates
+    # what the photo-pacs .deb depends on (build.sh installs it with dpkg -i, which installs
+    # no dependencies: each one must be here), and the CA certificates for DICOMweb/TLS peers
+    adduser libturbojpeg0 ca-certificates
 )
 
 # The initramfs must find the root on an SD card (Pi) and on virtio (the qemu test), so it

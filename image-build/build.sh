@@ -28,10 +28,12 @@ step() { echo "== $* ($(( $(date +%s) - started )) s)"; }
 # ---- what the build host needs (image-build/README.md) -------------------------------
 [ "$(id -u)" -eq 0 ] || die "run as root: the root file system is unpacked with its owners and entered with chroot"
 missing=()
-for tool in mmdebstrap mke2fs mkfs.vfat mcopy mmd sfdisk qemu-aarch64-static tar sha256sum; do
+# arch-test: mmdebstrap's check that arm64 programs run here (a Recommends of mmdebstrap,
+# so --no-install-recommends leaves it out).
+for tool in mmdebstrap arch-test mke2fs mkfs.vfat mcopy mmd sfdisk qemu-aarch64-static tar sha256sum; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-[ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}; on Debian 12: apt-get install mmdebstrap e2fsprogs dosfstools mtools fdisk qemu-user-static"
+[ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}; on Debian 12: apt-get install mmdebstrap arch-test e2fsprogs dosfstools mtools fdisk qemu-user-static"
 mke2fs_version=$(mke2fs -V 2>&1 | head -n1 | awk '{print $2}')
 [ "$(printf '%s\n1.47.0\n' "$mke2fs_version" | sort -V | head -n1)" = 1.47.0 ] ||
     die "mke2fs $mke2fs_version is too old: 1.47 or later copies a directory with owners and attributes (-d)"
@@ -93,7 +95,9 @@ step "installing $(basename "$deb")${CLOUDFLARED_DEB:+ and $(basename "$CLOUDFLA
 mkdir -p "$root/tmp/debs"
 cp "$deb" "$root/tmp/debs/"
 [ -z "${CLOUDFLARED_DEB:-}" ] || cp "$CLOUDFLARED_DEB" "$root/tmp/debs/"
-chroot "$root" sh -c 'dpkg -i /tmp/debs/*.deb'
+# dpkg -i fetches nothing: everything the packages depend on must already be in the base.
+chroot "$root" sh -c 'dpkg -i /tmp/debs/*.deb' ||
+    die "dpkg -i failed: if it names a dependency that is not installed, add that package to base.sh's list (the .deb's Depends: $(dpkg-deb -f "$deb" Depends))"
 rm -rf "$root/tmp/debs"
 
 step "configuring: read-only root, /data, first-boot file"

@@ -108,8 +108,15 @@ warnings() {
     curl -fsS -b "$work/cookies" "$base/api/settings" |
         python3 -c "import json,sys; print('\n'.join(json.load(sys.stdin)['warnings']))"
 }
+# Two JPEGs, an upright one and one whose EXIF orientation asks for a turn: at the default
+# size limit the gateway decodes both with libjpeg-turbo (libturbojpeg0 on the image).
 upload() {
-    curl -sS -o "$work/upload.json" -w '%{http_code}' -F patientId=BOOTTEST -F "images[]=@$repo/tests/data/pillow_hopper.jpg" "$base/api/studies"
+    curl -sS -o "$work/upload.json" -w '%{http_code}' -F patientId=BOOTTEST \
+        -F "images[]=@$repo/tests/data/pillow_hopper.jpg" \
+        -F "images[]=@$repo/tests/data/pillow_hopper_orientation_6.jpg" "$base/api/studies"
+}
+upload_stored() {
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); i=d["instances"]; assert len(i) == 2 and all(x["status"] == "success" and x["sopInstanceUID"] for x in i), d' "$work/upload.json"
 }
 guest_checks() {
     check "photo-pacs.service active (running)" \
@@ -122,6 +129,11 @@ guest_checks() {
     check "/ is mounted ro, /data rw with noatime ($(tr '\n' ' ' < "$work/mounts"))" \
         sh -c 'sed -n 1p "$1" | grep -q "^ro," && sed -n 2p "$1" | grep -q "^rw,.*noatime"' _ "$work/mounts"
     check "journald keeps the journal in memory" guest 'test -d /run/log/journal && ! test -d /var/log/journal'
+    guest 'ldd /usr/bin/photo-pacs' > "$work/ldd.out" 2>&1 || true
+    check "every library the gateway links is on the image ($(grep -o 'lib[a-z0-9_-]*\.so[.0-9]*' "$work/ldd.out" | sort -u | tr '\n' ' '))" \
+        sh -c 'grep -q "libc.so.6 => /" "$1" && ! grep -q "not found" "$1"' _ "$work/ldd.out"
+    check "the running gateway has libjpeg-turbo loaded (libturbojpeg.so.0 in its memory map)" \
+        guest 'grep -q /libturbojpeg.so /proc/$(systemctl show -P MainPID photo-pacs.service)/maps'
     local failed
     failed=$(guest systemctl --failed --plain --no-legend)
     check "systemctl --failed shows nothing${failed:+: $failed}" test -z "$failed"
@@ -132,7 +144,7 @@ power_on 0
 first_ready_ms=$ready_ms
 code=$(upload)
 check "upload in mock mode answers 200 ($(head -c 200 "$work/upload.json"))" test "$code" = 200
-check "the upload stored one instance in mock mode" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["instances"]) == 1 and d["instances"][0]["sopInstanceUID"]' "$work/upload.json"
+check "the upload stored both JPEGs (decoded by libjpeg-turbo; one EXIF-turned) in mock mode" upload_stored
 ssh_banner() { timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port && head -c 4 <&3" 2>/dev/null || true; }
 check "SSH is off without a key (no sshd banner)" test -z "$(ssh_banner)"
 curl -fsS "$base/api/settings" -o "$work/settings0.json"
@@ -197,6 +209,7 @@ check "the data partition grew to the end of the card (${data_mb} MiB)" test "$d
 guest_checks
 code=$(upload)
 check "an upload after the reboots answers 200" test "$code" = 200
+check "and stored both JPEGs" upload_stored
 guest systemctl poweroff || true
 for _ in $(seq 1 240); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
 if kill -0 "$qemu_pid" 2>/dev/null; then fail "poweroff did not end the VM within 120 s"; else pass "clean poweroff"; qemu_pid=; fi
