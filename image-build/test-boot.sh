@@ -42,7 +42,11 @@ not() { ! "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 http_port=$(free_port)
 ssh_port=$(free_port)
-base="http://127.0.0.1:$http_port"
+# As localhost: the gateway takes state-changing requests (an upload, a settings change)
+# only under its own names or the address they arrived on (421 WRONG_HOST otherwise), and a
+# request forwarded by qemu arrives on the guest's 10.0.2.15, not on the 127.0.0.1 it was
+# sent to. localhost is always one of its names.
+base="http://localhost:$http_port"
 
 # A copy, 1 GiB bigger than the image: a card larger than the image, as in the field.
 disk="$work/disk.img"
