@@ -256,7 +256,18 @@ impl Iterator for Walker<'_> {
     }
 }
 
-/// Reads the headers of a complete JPEG stream.
+/// Whether a JPEG stream runs from SOI to EOI. Decoders fill a truncated scan with grey and
+/// report success; a half-grey photo in the PACS is worse than a clear "send it again".
+/// Data after the first EOI (MPO and Ultra HDR files carry a second image there) is ignored.
+pub fn is_complete(bytes: &[u8]) -> bool {
+    Walker::new(bytes).is_ok_and(|walk| {
+        walk.last()
+            .is_some_and(|s| s.is_ok_and(|s| s.marker == 0xD9))
+    })
+}
+
+/// Reads the headers of a complete JPEG stream; [`ConvertError::Truncated`] when it stops
+/// before its EOI.
 pub fn header(bytes: &[u8]) -> Result<Header, ConvertError> {
     let mut frame: Option<Header> = None;
     let mut adobe = None;
@@ -351,6 +362,8 @@ pub struct Original {
     /// SOI to EOI, baseline, no APPn or COM segments.
     pub data: Vec<u8>,
     pub header: Header,
+    /// How it was kept.
+    pub route: Route,
     /// Columns and rows dropped at the right and bottom edges because turning would have
     /// moved partial MCU blocks (always fewer than one MCU).
     pub trimmed: (u32, u32),
@@ -369,64 +382,73 @@ pub fn keep(bytes: &[u8], header: &Header) -> Result<Original, TransformFailed> 
     let route = header
         .route()
         .ok_or_else(|| TransformFailed("this JPEG cannot be kept as it is".into()))?;
-    let (data, trimmed) = match route {
-        Route::Verbatim => (strip_metadata(bytes).map_err(failed)?, (0, 0)),
+    let (data, out, trimmed) = match route {
+        Route::Verbatim => {
+            // The same frame, only its metadata gone: nothing to read again.
+            let out = Header {
+                adobe_transform: None,
+                orientation: 1,
+                ..*header
+            };
+            (strip_metadata(bytes).map_err(failed)?, out, (0, 0))
+        }
         Route::Transform(op) => {
-            let mut transformer =
-                turbojpeg::Transformer::new().map_err(|e| TransformFailed(e.to_string()))?;
-            let mut t = Transform {
-                op,
-                perfect: true,
-                copy_none: true,
-                ..Transform::default()
-            };
-            // Sized for the result up front: left to itself libjpeg-turbo starts from 4 KB
-            // and doubles, copying the picture each time.
-            let capacity = bytes.len() + bytes.len() / 8 + 64 * 1024;
-            let mut run = |t: &Transform| {
-                let mut out = turbojpeg::OutputBuf::allocate_owned(capacity);
-                transformer.transform(t, bytes, &mut out).map(|()| out)
-            };
-            let turned = match run(&t) {
-                Ok(out) => out,
-                Err(_) if op != TransformOp::None => {
-                    t.perfect = false;
-                    t.trim = true;
-                    run(&t).map_err(|e| TransformFailed(e.to_string()))?
-                }
-                Err(e) => return Err(TransformFailed(e.to_string())),
-            };
-            let data = strip_metadata(&turned).map_err(failed)?;
-            drop(turned);
+            let data = transform(bytes, op)?;
+            let out = self::header(&data).map_err(failed)?;
+            if out.sof != 0xC0 || out.precision != 8 || out.components != header.components {
+                return Err(TransformFailed(format!(
+                    "the result is not a baseline JPEG (SOF 0x{:02X})",
+                    out.sof
+                )));
+            }
             let (w, h) = (u32::from(header.width), u32::from(header.height));
-            let (ew, eh) = if matches!(
+            let turned = matches!(
                 op,
                 TransformOp::Transpose
                     | TransformOp::Transverse
                     | TransformOp::Rot90
                     | TransformOp::Rot270
-            ) {
-                (h, w)
-            } else {
-                (w, h)
-            };
-            let out = self::header(&data).map_err(failed)?;
+            );
+            let (ew, eh) = if turned { (h, w) } else { (w, h) };
             let (ow, oh) = (u32::from(out.width), u32::from(out.height));
-            (data, (ew.saturating_sub(ow), eh.saturating_sub(oh)))
+            (data, out, (ew.saturating_sub(ow), eh.saturating_sub(oh)))
         }
     };
-    let out = self::header(&data).map_err(failed)?;
-    if out.sof != 0xC0 || out.precision != 8 || out.components != header.components {
-        return Err(TransformFailed(format!(
-            "the result is not a baseline JPEG (SOF 0x{:02X})",
-            out.sof
-        )));
-    }
     Ok(Original {
         data,
         header: out,
+        route,
         trimmed,
     })
+}
+
+/// libjpeg-turbo's lossless `op` (perfect, else trimming), metadata removed.
+fn transform(bytes: &[u8], op: TransformOp) -> Result<Vec<u8>, TransformFailed> {
+    let mut transformer =
+        turbojpeg::Transformer::new().map_err(|e| TransformFailed(e.to_string()))?;
+    let mut t = Transform {
+        op,
+        perfect: true,
+        copy_none: true,
+        ..Transform::default()
+    };
+    // Sized for the result up front: left to itself libjpeg-turbo starts from 4 KB and
+    // doubles, copying the picture each time.
+    let capacity = bytes.len() + bytes.len() / 8 + 64 * 1024;
+    let mut run = |t: &Transform| {
+        let mut out = turbojpeg::OutputBuf::allocate_owned(capacity);
+        transformer.transform(t, bytes, &mut out).map(|()| out)
+    };
+    let turned = match run(&t) {
+        Ok(out) => out,
+        Err(_) if op != TransformOp::None => {
+            t.perfect = false;
+            t.trim = true;
+            run(&t).map_err(|e| TransformFailed(e.to_string()))?
+        }
+        Err(e) => return Err(TransformFailed(e.to_string())),
+    };
+    strip_metadata(&turned).map_err(|e| TransformFailed(e.to_string()))
 }
 
 /// Decodes with libjpeg-turbo at `eighths`/8 of the full size (1, 2, 4 or 8) through its

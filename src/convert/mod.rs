@@ -4,8 +4,9 @@ mod jpeg;
 mod object;
 mod photo;
 
+pub use jpeg::is_complete as jpeg_is_complete;
 pub use object::{DicomOptions, InstanceIds, JPEG_QUALITY};
-pub use photo::{Probe, fit_within, jpeg_is_complete, probe};
+pub use photo::{Probe, fit_within, probe};
 
 use crate::anatomy::Site;
 use crate::config::{Settings, TransferSyntax};
@@ -125,7 +126,7 @@ impl Path {
 /// [`jpeg::Header::route`]). Without subsampling (4:4:4) it would be YBR_FULL, which neither
 /// the Secondary Capture nor the VL Photographic Image IOD allows: such a photo is
 /// re-encoded as 4:2:2 instead.
-fn keep_route(probe: &Probe, opts: &Options) -> Option<(jpeg::Header, Route)> {
+fn kept_header(probe: &Probe, opts: &Options) -> Option<jpeg::Header> {
     if opts.resize_max != 0 || opts.dicom.transfer_syntax != TransferSyntax::JpegBaseline {
         return None;
     }
@@ -133,18 +134,18 @@ fn keep_route(probe: &Probe, opts: &Options) -> Option<(jpeg::Header, Route)> {
     if header.components != 1 && !header.subsampled() {
         return None;
     }
-    Some((header, header.route()?))
+    header.route().map(|_| header)
 }
 
 /// The memory converting a probed photo of `file_len` bytes needs, or its refusal when that
 /// is more than one conversion may hold.
 pub fn memory_needed(probe: &Probe, file_len: u64, opts: &Options) -> Result<u64, ConvertError> {
     let decoding = probe.memory_needed(file_len, opts.resize_max);
-    let needed = match keep_route(probe, opts) {
+    let needed = match kept_header(probe, opts) {
         // Keeping is what happens; decoding only if libjpeg-turbo refuses the transform,
         // so its memory is set aside too when the budget allows it, and otherwise that
         // fallback is refused.
-        Some((header, _)) => {
+        Some(header) => {
             let keeping = header.memory_needed(file_len);
             if decoding <= opts.memory_budget {
                 keeping.max(decoding)
@@ -198,10 +199,10 @@ pub fn convert(
     opts: &Options,
 ) -> Result<Converted, ConvertError> {
     memory_needed(probe, bytes.len() as u64, opts)?;
-    if let Some((header, route)) = keep_route(probe, opts) {
+    if let Some(header) = kept_header(probe, opts) {
         match jpeg::keep(bytes, &header) {
             Ok(original) => {
-                let path = match route {
+                let path = match original.route {
                     Route::Verbatim => Path::Kept,
                     Route::Transform(_) => Path::Transformed,
                 };

@@ -99,15 +99,13 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, ConvertError> {
         });
     }
     let (width, height, source_lossy_ratio, layout) = if format == ImageFormat::Jpeg {
-        if !jpeg_is_complete(bytes) {
-            return Err(ConvertError::Truncated);
-        }
+        // One walk over the whole stream: its headers, and Truncated when it stops short.
+        let header = jpeg::header(bytes)?;
         let mut d = jpeg_decoder::Decoder::new(bytes);
         d.read_info().map_err(jpeg_err)?;
         let info = d
             .info()
             .ok_or_else(|| ConvertError::Decode("no JPEG frame header".into()))?;
-        let header = jpeg::header(bytes)?;
         let (w, h) = (u32::from(info.width), u32::from(info.height));
         if (w, h) != (u32::from(header.width), u32::from(header.height)) {
             return Err(ConvertError::Decode(
@@ -437,60 +435,6 @@ pub fn riff_is_complete(bytes: &[u8]) -> bool {
     bytes.len() >= declared.saturating_add(8)
 }
 
-/// Whether a JPEG stream runs from SOI to EOI. Decoders fill a truncated scan with grey and
-/// report success; a half-grey photo in the PACS is worse than a clear "send it again".
-/// Data after the first EOI (MPO and Ultra HDR files carry a second image there) is ignored.
-pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let n = bytes.len();
-    if n < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
-        return false;
-    }
-    let mut pos = 2;
-    loop {
-        // Find the next marker; padding 0xFF bytes may precede it.
-        match memchr::memchr(0xFF, &bytes[pos..]) {
-            Some(i) => pos += i,
-            None => return false,
-        }
-        while pos < n && bytes[pos] == 0xFF {
-            pos += 1;
-        }
-        if pos >= n {
-            return false;
-        }
-        let marker = bytes[pos];
-        pos += 1;
-        match marker {
-            0xD9 => return true,
-            0xD0..=0xD7 | 0x01 => {}
-            _ => {
-                if pos + 2 > n {
-                    return false;
-                }
-                let len = usize::from(u16::from_be_bytes([bytes[pos], bytes[pos + 1]]));
-                if len < 2 || pos + len > n {
-                    return false;
-                }
-                pos += len;
-                if marker == 0xDA {
-                    // Entropy-coded data runs until a marker other than a stuffed zero or a restart.
-                    loop {
-                        match memchr::memchr(0xFF, &bytes[pos..]) {
-                            None => return false,
-                            Some(i) => pos += i,
-                        }
-                        match bytes.get(pos + 1) {
-                            None => return false,
-                            Some(0x00) | Some(0xD0..=0xD7) => pos += 2,
-                            Some(_) => break,
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,9 +459,9 @@ mod tests {
     #[test]
     fn a_complete_jpeg_passes_and_every_truncation_fails() {
         let data = jpeg(64, 48);
-        assert!(jpeg_is_complete(&data));
+        assert!(jpeg::is_complete(&data));
         for cut in 0..data.len() - 1 {
-            assert!(!jpeg_is_complete(&data[..cut]), "cut at {cut}");
+            assert!(!jpeg::is_complete(&data[..cut]), "cut at {cut}");
             assert!(probe(&data[..cut], 1 << 30).is_err(), "probe cut at {cut}");
         }
     }
