@@ -127,8 +127,9 @@ class HealthWatch:
 
 
 def multipart(fields, files, boundary="hostileBOUNDARY"):
+    """`fields` is a dict, or a list of (name, value) pairs when names repeat."""
     out = b""
-    for name, value in fields.items():
+    for name, value in (fields.items() if isinstance(fields, dict) else fields):
         out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").encode()
     for data in files:
         out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images[]\"; filename=\"p.png\"\r\n"
@@ -165,6 +166,49 @@ def attack_png_bomb(gw, cache):
     body, ctype = multipart(STUDY, [png_bomb(os.path.join(cache, "bomb.png"))])
     status, _, text = gw.request("POST", "/api/studies", body, {"Content-Type": ctype}, timeout=300)
     return f"{status}", 400 <= status < 500, text[:160].decode(errors="replace")
+
+
+def small_jpeg():
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 90)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def scan_flood_jpeg():
+    """A 64x64 baseline JPEG whose one scan is repeated 20000 times before its EOI: 6 MB that
+    would keep a decoder refining the same blocks for a long time."""
+    data = small_jpeg()
+    sos = data.index(b"\xff\xda")
+    return data[:-2] + data[sos:-2] * 20000 + b"\xff\xd9"
+
+
+def attack_jpeg_scan_flood(gw, _):
+    """Originals kept as JPEG (libjpeg-turbo's transform path): refused before decoding."""
+    body, ctype = multipart(STUDY, [scan_flood_jpeg()])
+    started = time.time()
+    status, _, text = gw.request("POST", "/api/studies", body, {"Content-Type": ctype}, timeout=120)
+    took = time.time() - started
+    ok = status == 400 and b"scans" in text
+    return f"{status} in {took:.1f}s", ok, text[:160].decode(errors="replace")
+
+
+def attack_body_site_fields(gw, _):
+    """51 per-photo body sites (one more than photos may be), then 50 for one photo: each
+    refused, naming the field, and nothing kept."""
+    photo = small_jpeg()
+    many = list(STUDY.items()) + [("bodySite[]", "forearm")] * 51
+    body, ctype = multipart(many, [photo])
+    first, _, text1 = gw.request("POST", "/api/studies", body, {"Content-Type": ctype})
+    fewer = list(STUDY.items()) + [("bodySite[]", "x" * 60)] * 50
+    body, ctype = multipart(fewer, [photo])
+    second, _, text2 = gw.request("POST", "/api/studies", body, {"Content-Type": ctype})
+    dicom = os.path.join(gw.dir, "dicom")
+    kept = [n for n in os.listdir(dicom) if not n.startswith(".")] if os.path.isdir(dicom) else []
+    ok = (first == 400 and b"bodySite" in text1 and second == 400 and b"bodySite" in text2
+          and not kept)
+    return f"{first} {second}", ok, (text1[:80] + b" | " + text2[:80]).decode(errors="replace")
 
 
 def attack_logins(gw, _):
@@ -404,6 +448,12 @@ SILENT_ENV = {
 }
 
 
+ORIGINALS_ENV = {
+    "PHOTO_PACS_LOCAL_RESIZE_MAX": "original",
+    "PHOTO_PACS_LOCAL_TRANSFER_SYNTAX": "1.2.840.10008.1.2.4.50",
+}
+
+
 def attack_lookup_flood(gw, _):
     """60 lookups and 20 worklist reads at once from one address, against a PACS that never
     answers: each gets a 429 (over its connection share or the lookup limit) or a 504,
@@ -437,6 +487,8 @@ ATTACKS = [
     ("one IPv6 /64 guessing; a 4-character PIN", "ipv6", ADMIN_ENV, attack_ipv6_and_short_pin),
     ("/metrics body and content type", "metrics", {}, attack_metrics_type),
     ("80 lookups and worklist reads, a PACS that never answers", "lookups", SILENT_ENV, attack_lookup_flood),
+    ("a JPEG with 20000 scans, originals kept as JPEG", "scans", ORIGINALS_ENV, attack_jpeg_scan_flood),
+    ("51 body sites, then 50 for one photo", "sites", {}, attack_body_site_fields),
     ("files of an upload under umask 022", "modes", {"PHOTO_PACS_KEEP_FILES_ON_SUCCESS": "true", "umask": "022"}, attack_file_modes),
 ]
 
