@@ -47,12 +47,10 @@ impl Header {
         let colour = match self.components {
             1 => true,
             3 => {
-                // libjpeg's own rule: an Adobe marker decides, else component IDs 'R','G','B'
-                // mean RGB stored without a transform.
-                match self.adobe_transform {
-                    Some(t) => t != 0,
-                    None => self.ids[..3] != [b'R', b'G', b'B'],
-                }
+                // libjpeg's rule: an Adobe marker decides, else component IDs 'R','G','B'
+                // mean RGB stored without a transform. The marker does not survive keeping,
+                // so the IDs must say YCbCr on their own too.
+                self.adobe_transform != Some(0) && self.ids[..3] != [b'R', b'G', b'B']
             }
             _ => false,
         };
@@ -683,6 +681,9 @@ mod tests {
         assert_eq!(h.route(), None);
         h.adobe_transform = None;
         h.ids = [b'R', b'G', b'B', 0];
+        assert_eq!(h.route(), None);
+        // An Adobe marker saying YCbCr is dropped when kept; the IDs would then say RGB.
+        h.adobe_transform = Some(1);
         assert_eq!(h.route(), None);
         h.ids = [1, 2, 3, 0];
         h.precision = 12;
