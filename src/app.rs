@@ -11,7 +11,7 @@ use crate::intake::Intake;
 use crate::outbox::{Opened, Outbox, OutboxError};
 use crate::pacs::Sender;
 use crate::reception::Reception;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Events, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,6 +52,10 @@ pub struct App {
     pub intake: Arc<Intake>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
+    /// What happened lately, for the status page (no patient data).
+    pub events: Arc<Events>,
+    /// When this process started, for the status page's uptime.
+    pub started: std::time::Instant,
     /// The worklist and patient lookups, cached in memory only.
     pub reception: Reception,
     /// What the outbox's start-up found (old folders to tell the admin about).
@@ -175,13 +179,16 @@ impl App {
         let sender = Arc::new(Sender::for_backend(env.backend));
         let metrics = Arc::new(Metrics::new(env.backend.as_str()));
         let settings = SettingsStore::load(env.settings_path.clone(), env.defaults.clone());
-        let (outbox, opened) = Outbox::open(
+        let (mut outbox, opened) = Outbox::open(
             &env.dicom_dir,
             env.keep_files_on_success,
             env.retry_max,
             metrics.clone(),
             true,
         )?;
+        let events = Arc::new(Events::new());
+        events.started(env!("CARGO_PKG_VERSION"));
+        outbox.set_events(events.clone());
         let outbox = Arc::new(outbox);
         let intake = Arc::new(Intake::new(
             &env,
@@ -213,6 +220,8 @@ impl App {
             intake,
             outbox,
             metrics,
+            events,
+            started: std::time::Instant::now(),
             reception: Reception::new(env_backend, env_worklist_max),
             opened,
         })

@@ -51,6 +51,8 @@ pub enum Key {
     WorklistFutureDays,
     PatientLookupEnabled,
     PatientIdPattern,
+    SystemTimeZone,
+    SystemNtpServers,
 }
 
 /// Where a key lives in each of its three spellings.
@@ -66,7 +68,7 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 37] = [
+    pub const ALL: [Key; 39] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
@@ -104,6 +106,8 @@ impl Key {
         Key::WorklistFutureDays,
         Key::PatientLookupEnabled,
         Key::PatientIdPattern,
+        Key::SystemTimeZone,
+        Key::SystemNtpServers,
     ];
 
     pub fn names(self) -> KeyNames {
@@ -250,6 +254,8 @@ impl Key {
                 "patient",
                 "id_pattern",
             ),
+            Key::SystemTimeZone => ("timeZone", "TIME_ZONE", "system", "time_zone"),
+            Key::SystemNtpServers => ("ntpServers", "NTP_SERVERS", "system", "ntp_servers"),
         };
         KeyNames {
             json,
@@ -386,6 +392,11 @@ pub struct Settings {
     /// A regular expression with one capture group that takes the Patient ID out of what a
     /// wristband encodes; empty: the whole code is the ID.
     pub patient_id_pattern: String,
+    /// The box's time zone (an IANA name such as Asia/Taipei); empty: the system's own.
+    /// Applied by the image's privileged time helper, not by the gateway.
+    pub time_zone: String,
+    /// NTP servers (host names or addresses, space-separated); empty: the system's own.
+    pub ntp_servers: String,
 }
 
 impl Default for Settings {
@@ -429,6 +440,8 @@ impl Default for Settings {
             worklist_future_days: 0,
             patient_lookup_enabled: true,
             patient_id_pattern: String::new(),
+            time_zone: String::new(),
+            ntp_servers: String::new(),
         }
     }
 }
@@ -582,6 +595,10 @@ impl Settings {
             Key::PatientIdPattern => {
                 self.patient_id_pattern = parse_id_pattern(trimmed).map_err(invalid)?
             }
+            Key::SystemTimeZone => self.time_zone = parse_time_zone(trimmed).map_err(invalid)?,
+            Key::SystemNtpServers => {
+                self.ntp_servers = parse_ntp_servers(trimmed).map_err(invalid)?
+            }
         }
         Ok(())
     }
@@ -628,6 +645,8 @@ impl Settings {
             Key::WorklistFutureDays => self.worklist_future_days.to_string(),
             Key::PatientLookupEnabled => self.patient_lookup_enabled.to_string(),
             Key::PatientIdPattern => self.patient_id_pattern.clone(),
+            Key::SystemTimeZone => self.time_zone.clone(),
+            Key::SystemNtpServers => self.ntp_servers.clone(),
         }
     }
 
@@ -797,6 +816,41 @@ fn has_control(s: &str) -> bool {
 
 /// An Application Entity title: 1-16 characters of the DICOM default repertoire, no backslash.
 /// Leading and trailing spaces are not significant in an AE title, so they are dropped.
+/// An IANA time zone name as systemd accepts it (`Area/City`, `UTC`): letters, digits,
+/// `-`, `_`, `+`, and single slashes between parts. Whether the zone exists is checked
+/// against the box's zone files where the value is applied.
+pub fn parse_time_zone(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/'));
+    // No empty part (`//`, a leading `/`) and no part that reads as an option.
+    let ok_parts = s.split('/').all(|p| !p.is_empty() && !p.starts_with('-'));
+    if s.len() > 64 || !ok_chars || !ok_parts {
+        return Err("must be a time zone name such as Asia/Taipei or UTC".into());
+    }
+    Ok(s.to_string())
+}
+
+/// Up to 8 NTP servers, each a host name or an IP address, separated by spaces or commas.
+/// Stored space-separated, as timesyncd's NTP= takes them.
+pub fn parse_ntp_servers(s: &str) -> Result<String, String> {
+    let servers: Vec<&str> = s
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if servers.len() > 8 {
+        return Err("at most 8 NTP servers".into());
+    }
+    for server in &servers {
+        parse_host(server)
+            .map_err(|_| "each NTP server must be a host name or an IP address".to_string())?;
+    }
+    Ok(servers.join(" "))
+}
+
 pub fn parse_aet(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("must not be empty".into());

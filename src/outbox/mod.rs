@@ -27,7 +27,8 @@ pub use record::RecordInstance;
 use crate::config::Settings;
 use crate::pacs::{Destination, InstanceStatus, Outgoing, PacsError, Sender};
 use crate::storage;
-use crate::telemetry::Metrics;
+use crate::telemetry::events::Outcome;
+use crate::telemetry::{Events, Metrics};
 
 /// How long an `Idempotency-Key` answers for its study.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -232,6 +233,17 @@ pub struct Outbox {
     key_locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// The flock on `.lock`, held while this lives.
     _lock: Option<File>,
+    /// Deliveries and retries, for the status page (study IDs only).
+    events: Arc<Events>,
+    /// The last stored delivery and the last failure, for the status page.
+    health: Mutex<DeliveryHealth>,
+}
+
+/// When the outbox last got a study into the PACS, and its last failure.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryHealth {
+    pub last_stored: Option<DateTime<Utc>>,
+    pub last_error: Option<(DateTime<Utc>, PacsError)>,
 }
 
 impl Outbox {
@@ -297,6 +309,8 @@ impl Outbox {
             wake: tokio::sync::Notify::new(),
             key_locks: Mutex::new(HashMap::new()),
             _lock: lock,
+            events: Arc::new(Events::new()),
+            health: Mutex::new(DeliveryHealth::default()),
         };
         outbox
             .metrics
@@ -310,6 +324,18 @@ impl Outbox {
 
     fn touch(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Where deliveries and retries are told (the gateway's one ring).
+    pub fn set_events(&mut self, events: Arc<Events>) {
+        self.events = events;
+    }
+
+    pub fn health(&self) -> DeliveryHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn root(&self) -> &Path {
@@ -535,6 +561,7 @@ impl Outbox {
         let mut to_clean = Vec::new();
         let mut destination_up = false;
         let mut finished = Vec::new();
+        let mut told = Vec::new();
         {
             let mut inner = self.lock();
             // Each answered object was recorded by `note` as it came; a delivery that could
@@ -574,7 +601,18 @@ impl Outbox {
                 e.state.attempts += 1;
                 e.state.last_attempt = Some(now);
                 e.state.last_error = first_failure.remove(seq);
+                let error_code = e.state.last_error.as_ref().map(|f| match f.code {
+                    Some(c) => c.label(),
+                    None => f.class.as_str().to_string(),
+                });
                 if e.has_pending() {
+                    told.push((
+                        e.record.id.clone(),
+                        Outcome::Retrying,
+                        e.state.instances.len(),
+                        e.state.attempts,
+                        error_code,
+                    ));
                     let pause = backoff::delay(e.state.attempts, self.retry_max);
                     e.state.next_attempt =
                         Some(now + chrono::Duration::from_std(pause).unwrap_or_default());
@@ -588,6 +626,18 @@ impl Outbox {
                         .iter()
                         .map(|i| i.delivery.as_str())
                         .collect();
+                    let outcome = match state {
+                        StudyState::Stored if e.state.last_error.is_none() => Outcome::Stored,
+                        StudyState::Stored => Outcome::StoredWithWarnings,
+                        _ => Outcome::Failed,
+                    };
+                    told.push((
+                        e.record.id.clone(),
+                        outcome,
+                        outcomes.len(),
+                        e.state.attempts,
+                        error_code,
+                    ));
                     finished.push((e.record.id.clone(), state, outcomes));
                     if state == StudyState::Stored && !self.keep_files {
                         e.state.files_removed = true;
@@ -644,6 +694,26 @@ impl Outbox {
                 self.metrics.instance(outcome);
             }
             log::info!(study = id.as_str(), images = outcomes.len(), state = state.as_str(); "study delivery finished");
+        }
+        {
+            let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            if destination_up {
+                health.last_stored = Some(now);
+            }
+            let failure = match &result {
+                Err(e) => Some(e.clone()),
+                Ok(statuses) => statuses.iter().find_map(|s| match s {
+                    InstanceStatus::Failed(f) => Some(f.clone()),
+                    _ => None,
+                }),
+            };
+            if let Some(f) = failure {
+                health.last_error = Some((now, f));
+            }
+        }
+        for (id, outcome, objects, attempts, code) in told {
+            self.events
+                .delivery(&id, outcome, objects, attempts, code.as_deref());
         }
         log::debug!(instances = owners.len(); "delivery attempt to {} ended", destination.describe());
         self.touch();

@@ -1,7 +1,9 @@
 //! Logs (journald or stderr, never patient data) and Prometheus metrics.
 
+pub mod events;
 mod metrics;
 
+pub use events::Events;
 pub use metrics::Metrics;
 
 use std::io::Write;
