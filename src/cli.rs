@@ -32,8 +32,28 @@ pub enum CliError {
     Outbox(#[from] OutboxError),
     #[error(transparent)]
     Backup(#[from] BackupError),
-    #[error(transparent)]
-    Restore(#[from] RestoreError),
+    #[error("{0}")]
+    Restore(String),
+}
+
+/// A refused value is named with its reason, as the settings page shows it.
+impl From<RestoreError> for CliError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Values(ref fields) => CliError::Restore(format!(
+                "{e}: {}",
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            RestoreError::Save(crate::config::UpdateError::Invalid(fields)) => {
+                RestoreError::Values(fields).into()
+            }
+            other => CliError::Restore(other.to_string()),
+        }
+    }
 }
 
 /// The study fields of `photo-pacs convert`, named as in the upload form.
