@@ -46,8 +46,15 @@ const WORK_FACTOR: u8 = 16;
 const MAX_WORK_FACTOR: u8 = 17;
 
 /// Environment variables that say how this box is laid out (where it listens, where its
-/// files are): carried in a backup so it is complete, never restored onto another box.
-const LAYOUT_VARS: &[&str] = &["LISTEN", "UPLOAD_DIR", "DICOM_DIR", "SETTINGS_PATH"];
+/// files are, where the system marks its clock synchronised): carried in a backup so it is
+/// complete, never restored onto another box.
+const LAYOUT_VARS: &[&str] = &[
+    "LISTEN",
+    "UPLOAD_DIR",
+    "DICOM_DIR",
+    "SETTINGS_PATH",
+    "CLOCK_SYNC_FILE",
+];
 /// Environment variables no backup carries. The admin password is the box's own.
 const SECRET_VARS: &[&str] = &["ADMIN_PASSWORD"];
 
@@ -167,6 +174,28 @@ impl Facts {
             hostname: crate::access::host_name(),
             system: System::of_this_box(),
         }
+    }
+
+    /// [`Facts::of_this_box`], and where the tunnel token's folder is closed to the gateway
+    /// (the image's `/data/tunnel` is root's, mode 0700), what systemd found when it last
+    /// judged the tunnel unit's start condition (the token's existence), as the status page
+    /// reads it.
+    pub async fn gather() -> Self {
+        let mut facts = Self::of_this_box();
+        if facts.system.tunnel.is_none() {
+            let unit = crate::status::units(&[crate::status::TUNNEL_UNIT])
+                .await
+                .pop()
+                .unwrap_or_default();
+            if unit.load == "loaded" {
+                facts.system.tunnel = match unit.condition.as_str() {
+                    "yes" => Some(true),
+                    "no" => Some(false),
+                    _ => None,
+                };
+            }
+        }
+        facts
     }
 }
 
@@ -904,17 +933,9 @@ pub async fn off_thread<T: Send + 'static>(
         .map_err(io::Error::other)
 }
 
-/// The settings in force and the document of this box, shared by the HTTP route and the CLI.
-pub fn document_of_this_box(settings: &Settings, include_secrets: bool) -> (Value, Facts) {
-    let facts = Facts::of_this_box();
-    let doc = document(
-        settings,
-        &process_env(),
-        &facts,
-        include_secrets,
-        Utc::now(),
-    );
-    (doc, facts)
+/// The document of this box now: `settings` in force, this process's environment, `facts`.
+pub fn document_now(settings: &Settings, facts: &Facts, include_secrets: bool) -> Value {
+    document(settings, &process_env(), facts, include_secrets, Utc::now())
 }
 
 #[cfg(test)]

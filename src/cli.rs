@@ -262,7 +262,9 @@ pub fn backup_file(
     passphrase: Option<&str>,
 ) -> Result<(Vec<u8>, String), CliError> {
     let settings = settings_in_force(env)?;
-    let (doc, facts) = backup::document_of_this_box(&settings, passphrase.is_some());
+    // Run as root on the box, the CLI sees the Wi-Fi and tunnel files' folders itself.
+    let facts = backup::Facts::of_this_box();
+    let doc = backup::document_now(&settings, &facts, passphrase.is_some());
     let plain = serde_json::to_vec_pretty(&doc).map_err(|e| BackupError::Encrypt(e.to_string()))?;
     let bytes = match passphrase {
         Some(p) => backup::seal(&plain, p)?,

@@ -70,7 +70,8 @@ pub async fn post_backup(
         }
     }
     let settings = app.settings.current();
-    let (doc, facts) = backup::document_of_this_box(&settings, include_secrets);
+    let facts = backup::Facts::gather().await;
+    let doc = backup::document_now(&settings, &facts, include_secrets);
     let plain = serde_json::to_vec_pretty(&doc).map_err(|e| ApiError::internal(e.to_string()))?;
     let bytes = if include_secrets {
         backup::off_thread(move || backup::seal(&plain, &passphrase))

@@ -12,9 +12,7 @@ use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
 use super::pace::{Paced, RequestBody};
-use super::{
-    assets, backup, health, openapi, outbox, pacs, settings, status, studies, worklist,
-};
+use super::{assets, backup, health, openapi, outbox, pacs, settings, status, studies, worklist};
 use crate::app::App;
 
 /// Who may use a route.
