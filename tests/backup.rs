@@ -457,8 +457,17 @@ fn a_file_that_is_not_a_good_backup_is_refused_and_changes_nothing() {
         gw: &gw,
         password: None,
     };
-    admin.put(&json!({"pacsCalledAET": "BEFORE"}));
+    admin.put(&json!({"pacsCalledAET": "BEFORE", "dicomwebPassword": "pw-CANARY-3"}));
     let before = settings_ini(&gw);
+    // Without an admin password there is no one to ask it of: no secrets leave this box.
+    let (status, _, body) =
+        admin.backup(&json!({"includeSecrets": true, "passphrase": PASSPHRASE}));
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, doc["field"].as_str()),
+        (400, Some("includeSecrets")),
+        "{doc}"
+    );
     let (_, _, file) = admin.backup(&json!({}));
     let good: Value = serde_json::from_slice(&file).unwrap();
 

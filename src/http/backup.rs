@@ -25,7 +25,8 @@ const MAX_PARTS: usize = 8;
 
 /// `{"includeSecrets": bool, "password": "...", "passphrase": "..."}` → the backup file.
 /// With secrets the admin password is asked again (a session left open on a shared
-/// computer must not be enough to carry the secrets away), and the file is encrypted.
+/// computer must not be enough to carry the secrets away), and the file is encrypted; a box
+/// without an admin password gives no secrets at all.
 pub async fn post_backup(
     app: &App,
     req: Request<RequestBody>,
@@ -63,11 +64,18 @@ pub async fn post_backup(
     if include_secrets {
         // Judged before the password, so a short passphrase costs no password attempt.
         backup::check_passphrase(&passphrase).map_err(ApiError::from)?;
-        if let Some(hash) = admin_hash(app)? {
-            check_password(app, caller, password, hash)
-                .await
-                .map_err(|e| e.for_field("password"))?;
-        }
+        // Secrets leave the box only for someone who knows the admin password: on a box
+        // without one, anyone on the network could carry them away (a new DICOMweb address
+        // does not get the old password either).
+        let Some(hash) = admin_hash(app)? else {
+            return Err(ApiError::validation(
+                Some("includeSecrets"),
+                "a backup with secrets needs an admin password: set one on the settings page first",
+            ));
+        };
+        check_password(app, caller, password, hash)
+            .await
+            .map_err(|e| e.for_field("password"))?;
     }
     let settings = app.settings.current();
     let facts = backup::Facts::gather().await;
