@@ -316,7 +316,25 @@ pub async fn restore_file(
         facts: &facts,
     };
     let plan = backup::plan(&opened, here, check)?;
-    Ok(backup::apply(plan, &store, check).await?)
+    let mut report = backup::apply(plan, &store, check).await?;
+    // Run as root in the service's folder, the files just written are root's: give them to
+    // the folder's owner, or the gateway could not read its own settings at its next start.
+    let settings = &env.settings_path;
+    for path in [
+        settings.clone(),
+        crate::config::admin_hash_path(settings),
+        settings.with_file_name(backup::RESTORED_ENV),
+    ] {
+        if path.exists()
+            && let Err(e) = crate::provision::follow_owner(&path)
+        {
+            report.warnings.push(format!(
+                "could not give {} to its folder's owner ({e}): the gateway may not be able to read it",
+                path.display()
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// The lines `photo-pacs restore` prints for a report.

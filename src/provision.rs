@@ -475,7 +475,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProvisionError
 
 /// Gives `path` its directory's owner. lchown, not chown: this runs as root, and in the
 /// service's directory the name could be swapped for a symlink after the rename.
-fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
+pub(crate) fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let meta = fs::metadata(dir).map_err(io_err(dir))?;
     let own = fs::symlink_metadata(path).map_err(io_err(path))?;

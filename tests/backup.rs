@@ -753,4 +753,23 @@ fn the_command_line_pair_backs_up_and_restores() {
         password: None,
     };
     assert_eq!(b.settings(), a_settings);
+
+    // Run as root in a folder that is the service user's, the files written become its.
+    use std::os::unix::fs::MetadataExt;
+    let c_dir = tempfile::tempdir().unwrap();
+    let data = c_dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    if std::fs::metadata(&data).unwrap().uid() == 0 {
+        std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+        let out = run(c_dir.path(), &["restore", file, "--apply"], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in ["settings.ini", "restored.env"] {
+            let meta = std::fs::metadata(data.join(name)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{name}");
+        }
+    }
 }
