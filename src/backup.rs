@@ -31,10 +31,10 @@ pub const MAX_FILE: usize = 64 * 1024;
 pub const MIN_PASSPHRASE: usize = 8;
 /// Longer is a paste gone wrong; it also bounds what scrypt is given.
 pub const MAX_PASSPHRASE: usize = 1024;
-/// Beside settings.ini: the `PHOTO_PACS_*` values a restore brought. The service unit reads
-/// it at its next start (`EnvironmentFile=-`, after the box's own environment files), as the
-/// gateway cannot write those (they are root's).
-pub const RESTORED_ENV: &str = "restored.env";
+/// Beside settings.ini: the `PHOTO_PACS_*` values a restore brought. The gateway reads it at
+/// its next start, after its environment (see `config::EnvConfig::from_process`), as it
+/// cannot write the box's own environment files (they are root's).
+pub use crate::config::RESTORED_ENV;
 
 /// scrypt's work factor (N = 2^16, 64 MiB, r = 8) for the files we write: about 0.2 s on a
 /// desktop and 1 to 2 s on a Raspberry Pi 3. age's own default is measured to take a second
@@ -895,7 +895,7 @@ async fn write_env(
         let mut merged = String::new();
         if old.is_none() {
             merged.push_str(
-                "# PHOTO_PACS_* values brought by a restore (photo-pacs restore or the settings page).\n# The service reads this file at its start, after its other environment files.\n",
+                "# PHOTO_PACS_* values brought by a restore (photo-pacs restore or the settings page).\n# The gateway reads this file at its start; its values win over its environment.\n",
             );
         }
         merged.push_str(

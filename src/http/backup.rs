@@ -156,6 +156,8 @@ pub async fn post_restore(
     // A new provider, or lookups turned off: answers from before must not be served.
     app.reception.forget().await;
     app.events.restore(report.fields(), None, actor);
+    // The time helper's request follows restored time settings, as after a PUT.
+    app.settings_changed();
     log::info!(changed = report.changes.len(), restart = report.restart_needed; "configuration restored");
     Ok(body::json(StatusCode::OK, &report))
 }
