@@ -25,6 +25,7 @@ const PEERS: &[&str] = &[
     "schemathesis",
     "namespaces",
     "prometheus",
+    "faketime",
 ];
 
 fn main() {
@@ -79,6 +80,7 @@ fn main() {
     missing("schemathesis", program("schemathesis").is_some());
     missing("namespaces", can_unshare());
     missing("prometheus", program("prometheus").is_some());
+    missing("faketime", program("faketime").is_some());
 }
 
 /// Whether `path` exists; asks cargo to run this script again when it (or, while it is
