@@ -243,6 +243,19 @@
     saveAnswer,
     // The settings form again, after a restore changed them.
     reloadSettings: () => loadSettings(),
+    // A setting's value as its field shows it: a checkbox's yes / no, a list's choice.
+    fieldValue(key, value) {
+      const input = $('settings').elements[key];
+      if (input instanceof HTMLInputElement && input.type === 'checkbox') {
+        if (value === true || value === 'true') return t('yes');
+        if (value === false || value === 'false') return t('no');
+      }
+      if (input instanceof HTMLSelectElement) {
+        const option = [...input.options].find((o) => o.value === String(value));
+        if (option) return option.textContent;
+      }
+      return String(value);
+    },
     // What the settings form calls a field ("pacsHost" -> "PACS host (IP or name)").
     fieldLabel(key) {
       const input = $('settings').elements[key];

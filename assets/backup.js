@@ -194,8 +194,13 @@ export function initBackup(ctx) {
     if (SECRET_KEY.test(field) && (value === 'set' || value === 'not set')) {
       return value === 'set' ? t('secretSetShort') : t('secretUnsetShort');
     }
-    if (typeof value === 'boolean') return value ? t('yes') : t('no');
-    return String(value);
+    return ctx.fieldValue(field, value);
+  }
+
+  /// What the page calls something a restore does not bring ("wifi", "uploadPin").
+  function itemName(item) {
+    const known = { adminPassword: t('adminPassword'), wifi: 'Wi-Fi', tunnel: 'Cloudflare Tunnel', hostname: t('factHostname') };
+    return known[item] || ctx.fieldLabel(item) || item;
   }
 
   function renderPlan() {
@@ -242,7 +247,7 @@ export function initBackup(ctx) {
     }
     $('restore-unchanged').textContent = t('restoreUnchanged', { n: plan.unchanged || 0 });
     const notes = [];
-    for (const item of plan.notRestored || []) notes.push(t('restoreNotRestored', { item: item.item, reason: item.reason || '' }));
+    for (const item of plan.notRestored || []) notes.push(t('restoreNotRestored', { item: itemName(item.item), reason: item.reason || '' }));
     for (const w of plan.warnings || []) notes.push(w);
     if (plan.restartNeeded) notes.push(t('restoreRestart'));
     const notesBox = $('restore-notes');
