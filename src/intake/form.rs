@@ -17,6 +17,9 @@ pub struct RawForm {
     pub sex: Option<String>,
     pub exam_date_time: Option<String>,
     pub exam_description: Option<String>,
+    /// The phone's clock when the user pressed send, with its UTC offset. Phones keep
+    /// network time and the box may not: it stands in for the box's clock.
+    pub client_time: Option<String>,
     /// The worklist entry the patient was picked from, as `GET /api/worklist` gave it.
     pub worklist_entry: Option<String>,
     /// Where the photos were taken: one value for all of them (`bodySite`, ...) or one per
@@ -128,6 +131,7 @@ impl RawForm {
             "sex" => ("sex", &mut self.sex),
             "examDateTime" => ("examDateTime", &mut self.exam_date_time),
             "examDescription" => ("examDescription", &mut self.exam_description),
+            "clientTime" => ("clientTime", &mut self.client_time),
             "worklistEntry" => ("worklistEntry", &mut self.worklist_entry),
             "bodySite" => ("bodySite", &mut self.sites.body_site.all),
             "laterality" => ("laterality", &mut self.sites.laterality.all),
@@ -141,14 +145,42 @@ impl RawForm {
         Ok(true)
     }
 
-    /// Validates every field. `now` is the box's clock; `charset` is the character set the
-    /// DICOM object will be written in, so a name that cannot be written is refused here.
+    /// The phone's clock as sent: RFC 3339 with its offset, seconds or finer. `None` when
+    /// the client sent none (API clients of the reference).
+    pub fn client_time(&self) -> Result<Option<DateTime<FixedOffset>>, FormError> {
+        const F: &str = "clientTime";
+        let Some(raw) = self.client_time.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let t = DateTime::parse_from_rfc3339(raw).map_err(|_| {
+            refuse(
+                F,
+                "must be the device's time in ISO 8601 with its UTC offset, such as 2026-11-30T14:05:09+08:00",
+            )
+        })?;
+        // A phone's clock is off by minutes, not decades: outside this it is not a clock.
+        if !(2000..=2199).contains(&t.year()) {
+            return Err(refuse(F, "must be a year from 2000 to 2199"));
+        }
+        Ok(Some(t))
+    }
+
+    /// Validates every field. `box_now` is the box's clock: the phone's time (`clientTime`)
+    /// replaces it when sent, for the exam time and the "not in the future" checks.
+    /// `charset` is the character set the DICOM object will be written in, so a name that
+    /// cannot be written is refused here.
     pub fn validate(
         &self,
-        now: DateTime<FixedOffset>,
+        box_now: DateTime<FixedOffset>,
         charset: Charset,
     ) -> Result<Study, FormError> {
         let text = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or("").to_string();
+        let phone = self.client_time()?;
+        let now = phone.unwrap_or(box_now);
+        let clock_correction = phone.map(|p| p - box_now).unwrap_or_default();
 
         let id = text(&self.patient_id);
         if id.is_empty() {
@@ -208,7 +240,11 @@ impl RawForm {
 
         Ok(Study {
             patient,
-            exam: Exam { time, description },
+            exam: Exam {
+                time,
+                description,
+                clock_correction,
+            },
             order,
         })
     }

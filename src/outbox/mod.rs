@@ -239,6 +239,16 @@ pub struct Outbox {
     health: Mutex<DeliveryHealth>,
 }
 
+/// The outbox at a glance.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    pub queued: usize,
+    /// When the oldest waiting study arrived.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Refused (all or part) and waiting for an admin.
+    pub failed: usize,
+}
+
 /// When the outbox last got a study into the PACS, and its last failure.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryHealth {
@@ -883,6 +893,24 @@ impl Outbox {
             }
         }
         self.metrics.outbox(queued, oldest, failed);
+    }
+
+    /// How many studies wait, since when, and how many need an admin.
+    pub fn summary(&self) -> Summary {
+        let inner = self.lock();
+        let mut summary = Summary::default();
+        for e in inner.entries.values() {
+            match e.state.study_state(e.sending) {
+                StudyState::Queued | StudyState::Sending => {
+                    summary.queued += 1;
+                    let created = e.record.created;
+                    summary.oldest = Some(summary.oldest.map_or(created, |o| o.min(created)));
+                }
+                StudyState::Partial | StudyState::Failed => summary.failed += 1,
+                StudyState::Stored => {}
+            }
+        }
+        summary
     }
 
     /// Queued studies addressed to another PACS than the settings name today.
