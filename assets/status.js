@@ -29,7 +29,9 @@ export function initStatus(ctx) {
 
   // ---- formatting -------------------------------------------------------------------------
   function duration(total) {
-    const s = Math.max(0, Math.round(total));
+    let s = Math.max(0, Math.round(total));
+    // Past an hour, to the nearest minute: 259199 s is "3 d 0 h", not "2 d 23 h".
+    if (s >= 3600) s = Math.round(s / 60) * 60;
     const d = Math.floor(s / 86400);
     const h = Math.floor((s % 86400) / 3600);
     const m = Math.floor((s % 3600) / 60);

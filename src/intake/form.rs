@@ -69,14 +69,15 @@ impl PerPhoto {
 }
 
 /// The multipart names of the text fields, as the reference defines them.
-/// `worklistEntry` and the body site fields are ours: the reference has neither.
-pub const TEXT_FIELDS: [&str; 13] = [
+/// `worklistEntry`, `clientTime` and the body site fields are ours: the reference has none.
+pub const TEXT_FIELDS: [&str; 14] = [
     "patientId",
     "patientName",
     "birthDate",
     "sex",
     "examDateTime",
     "examDescription",
+    "clientTime",
     "worklistEntry",
     "bodySite",
     "bodySite[]",
