@@ -127,13 +127,22 @@ impl Clock {
 
 /// `3 days 2 h`, `5 min 3 s`: enough to see at a glance how far off a clock is.
 pub fn human_duration(s: u64) -> String {
-    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec} s"),
-        (0, 0, _) => format!("{m} min {sec} s"),
-        (0, _, _) => format!("{h} h {m} min"),
-        _ => format!("{d} day{} {h} h", if d == 1 { "" } else { "s" }),
+    // Rounded to the smallest unit shown: three days less a second reads "3 days 0 h".
+    if s < 3600 {
+        let (m, sec) = (s / 60, s % 60);
+        return if m == 0 {
+            format!("{sec} s")
+        } else {
+            format!("{m} min {sec} s")
+        };
     }
+    if s < 86_400 {
+        let minutes = (s + 30) / 60;
+        return format!("{} h {} min", minutes / 60, minutes % 60);
+    }
+    let hours = (s + 1800) / 3600;
+    let d = hours / 24;
+    format!("{d} day{} {} h", if d == 1 { "" } else { "s" }, hours % 24)
 }
 
 /// The zone the box's local time is in: `TZ` when set, else where /etc/localtime points.
@@ -241,5 +250,6 @@ mod tests {
         assert_eq!(human_duration(125), "2 min 5 s");
         assert_eq!(human_duration(3 * 3600 + 60), "3 h 1 min");
         assert_eq!(human_duration(86_400 + 7200), "1 day 2 h");
+        assert_eq!(human_duration(3 * 86_400 - 1), "3 days 0 h");
     }
 }

@@ -78,6 +78,7 @@ pub async fn handle(
             let field = e.field.as_deref().unwrap_or("-");
             if e.status == http::StatusCode::INTERNAL_SERVER_ERROR {
                 log::error!(request_id = request_id.as_str(), code = e.code, field; "{}", e.message);
+                app.events.server_error(route, e.code);
             } else if e.status.is_server_error() {
                 // The PACS's refusal or silence: worth a look, not the gateway's own fault.
                 log::warn!(request_id = request_id.as_str(), code = e.code, field; "{}", e.message);

@@ -640,6 +640,40 @@ mod tests {
     }
 
     #[test]
+    fn the_phone_time_stands_in_for_a_box_clock_days_behind() {
+        // The box (now()) is 2026-11-28 10:00 +08:00; the phone says three days later.
+        let phone = "2026-12-01T10:00:05+08:00";
+        let s = form(&[("patientId", "x"), ("clientTime", phone)])
+            .validate(now(), Charset::IsoIr192)
+            .unwrap();
+        assert_eq!(s.exam.time, DateTime::parse_from_rfc3339(phone).unwrap());
+        assert_eq!(
+            s.exam.clock_correction,
+            Duration::days(3) + Duration::seconds(5)
+        );
+        // A time the user typed is judged against the phone's clock, not the box's.
+        let s = form(&[
+            ("patientId", "x"),
+            ("clientTime", phone),
+            ("examDateTime", "2026-12-01T09:00:00+08:00"),
+        ])
+        .validate(now(), Charset::IsoIr192)
+        .unwrap();
+        assert_eq!(s.exam.time.naive_local().to_string(), "2026-12-01 09:00:00");
+        for bad in ["tomorrow", "2026-12-01T10:00:05", "1999-12-31T23:00:00Z"] {
+            let e = form(&[("patientId", "x"), ("clientTime", bad)])
+                .validate(now(), Charset::IsoIr192)
+                .unwrap_err();
+            assert_eq!(e.field, "clientTime", "{bad}");
+        }
+        // Without a phone time, the box's clock as before.
+        let s = form(&[("patientId", "x")])
+            .validate(now(), Charset::IsoIr192)
+            .unwrap();
+        assert_eq!(s.exam.clock_correction, Duration::zero());
+    }
+
+    #[test]
     fn offsets_are_kept() {
         let s = form(&[
             ("patientId", "x"),

@@ -927,13 +927,16 @@ impl Outbox {
 fn take_lock(root: &Path) -> Result<File, OutboxError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = root.join(spool::LOCK);
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(&path)
         .map_err(|e| OutboxError::io(&path, e))?;
+    // Held read-only: a handle open for writing for the process's whole life would keep
+    // the data partition from being remounted read-only (an admin checking a failing card).
+    let file = File::open(&path).map_err(|e| OutboxError::io(&path, e))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(OutboxError::Locked(root.to_path_buf())),
