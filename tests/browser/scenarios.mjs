@@ -1471,9 +1471,10 @@ const scenarios = {
         await page.click('#sub-backup');
         await page.setInputFiles('#restore-file', { name: file.name, mimeType: 'application/json', buffer: file.bytes });
         await page.waitForSelector('#restore-plan', { state: 'visible' });
+        // The file's name, then the preview down to Apply.
         await page.evaluate(() => {
-          const card = document.getElementById('restore-form');
-          const top = card.getBoundingClientRect().top + window.scrollY - document.querySelector('.bar').offsetHeight - 8;
+          const from = document.getElementById('restore-file-name');
+          const top = from.getBoundingClientRect().top + window.scrollY - document.querySelector('.bar').offsetHeight - 8;
           window.scrollTo({ top, behavior: 'instant' });
         });
         await settle(page);
@@ -1534,6 +1535,9 @@ const scenarios = {
         await page.screenshot({ path: join(out, `sent-${tag}.png`), fullPage: false });
         await page.click('#tab-settings');
         await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
+        // From the top: the admin's three views, then the settings.
+        await page.evaluate(() => window.scrollTo({ top: 0, behavior: 'instant' }));
+        await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
         await page.screenshot({ path: join(out, `settings-${tag}.png`), fullPage: false });
       }
     } finally {
