@@ -341,7 +341,7 @@ impl EnvConfig {
 }
 
 /// Variables that are ours but not runtime settings.
-const OWN_VARS: &[&str] = &[
+pub const OWN_VARS: &[&str] = &[
     "LISTEN",
     "PACS_BACKEND",
     "ENVIRONMENT",
