@@ -33,7 +33,13 @@ export function initBackup(ctx) {
 
   // ---- backup -------------------------------------------------------------------------------
   function renderSecretFields() {
-    $('backup-secret-fields').hidden = !$('backup-secrets').checked;
+    // A box without an admin password gives no secrets: anyone on its network could take them.
+    const can = Boolean(ctx.session().adminPasswordSet);
+    const box = $('backup-secrets');
+    box.disabled = !can;
+    if (!can) box.checked = false;
+    $('backup-secrets-off').hidden = can;
+    $('backup-secret-fields').hidden = !box.checked;
     $('backup-password-box').hidden = !ctx.session().adminPasswordSet;
   }
 

@@ -536,7 +536,7 @@ const scenarios = {
       for (const sub of ['status', 'backup']) {
         await page.click(`#sub-${sub}`);
         if (sub === 'status') await page.waitForFunction(() => document.getElementById('status-note').textContent !== '');
-        if (sub === 'backup') await page.check('#backup-secrets');
+        if (sub === 'backup' && await page.isEnabled('#backup-secrets')) await page.check('#backup-secrets');
         const problems = await page.evaluate(() => {
           const out = [];
           const visible = (el) => !el.closest('[hidden]') && el.getClientRects().length > 0;
@@ -1278,6 +1278,9 @@ const scenarios = {
       // The second box, fresh: the file chosen, the preview, then applied.
       const bp = (await openPage(b, second)).page;
       await openAdmin(bp, 'backup');
+      // This box has no admin password: it offers no secrets, and says why.
+      assert.equal(await bp.isDisabled('#backup-secrets'), true);
+      assert.match(await bp.textContent('#backup-secrets-off'), /only on a box with an admin password/);
       const before = await settingsOf(bp);
       await bp.setInputFiles('#restore-file', { name: plain.name, mimeType: 'application/json', buffer: plain.bytes });
       await bp.waitForSelector('#restore-plan', { state: 'visible' });
