@@ -639,30 +639,6 @@ fn the_outbox_card_lists_a_waiting_study_masked_and_deletes_it() {
 /// The admin password scenarios.mjs types (ADMIN_PASSWORD there).
 const ADMIN_PASSWORD: &str = "admin-pass-123";
 
-/// Environment that sets a gateway's clock 3 days behind: a box with no battery clock and
-/// no time server. libfaketime is preloaded into the gateway itself rather than run as
-/// `faketime -f -3d photo-pacs`, whose own process would stand between the test and the
-/// gateway (it forks, and passes neither SIGTERM nor SIGKILL on). The monotonic clock is
-/// left alone, so timers and deadlines run as usual.
-fn three_days_behind() -> Option<Vec<(String, String)>> {
-    peer("faketime", "faketime")?;
-    let lib = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("faketime/libfaketime.so.1"))
-        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
-        .find(|p| p.is_file());
-    let Some(lib) = lib else {
-        return missing_peer("libfaketime.so.1", "faketime");
-    };
-    Some(vec![
-        ("LD_PRELOAD".into(), lib.display().to_string()),
-        ("FAKETIME".into(), "-3d".into()),
-        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-    ])
-}
-
 #[test]
 #[cfg_attr(
     any(missing_peer = "browser", missing_peer = "faketime"),
