@@ -231,6 +231,11 @@ guest_checks() {
         sh -c 'grep -q "libc.so.6 => /" "$1" && ! grep -q "not found" "$1"' _ "$work/ldd.out"
     check "the running gateway has libjpeg-turbo loaded (libturbojpeg.so.0 in its memory map)" \
         guest 'grep -q /libturbojpeg.so /proc/$(systemctl show -P MainPID photo-pacs.service)/maps'
+    local cycles
+    cycles=$(guest "journalctl -b -o cat | grep -i 'ordering cycle' | head -n 3" | tr '\n' ' ' || true)
+    check "no ordering cycle among the units${cycles:+: $cycles}" test -z "$cycles"
+    check "the time request is watched (photo-pacs-time.path active)" \
+        test "$(guest systemctl is-active photo-pacs-time.path)" = active
     local failed
     failed=$(guest systemctl --failed --plain --no-legend)
     check "systemctl --failed shows nothing${failed:+: $failed}" test -z "$failed"
