@@ -25,10 +25,12 @@ const PEERS: &[&str] = &[
     "schemathesis",
     "namespaces",
     "prometheus",
+    "faketime",
 ];
 
 fn main() {
     compress_assets();
+    build_info();
     let names: Vec<String> = PEERS.iter().map(|p| format!("\"{p}\"")).collect();
     println!(
         "cargo::rustc-check-cfg=cfg(missing_peer, values({}))",
@@ -79,6 +81,7 @@ fn main() {
     missing("schemathesis", program("schemathesis").is_some());
     missing("namespaces", can_unshare());
     missing("prometheus", program("prometheus").is_some());
+    missing("faketime", program("faketime").is_some());
 }
 
 /// Whether `path` exists; asks cargo to run this script again when it (or, while it is
@@ -229,4 +232,37 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
             files.push(path);
         }
     }
+}
+
+/// The commit the gateway was built from, for the status page and diagnostics: from
+/// PHOTO_PACS_BUILD_COMMIT when a packager sets it, else from git, else none.
+fn build_info() {
+    println!("cargo::rerun-if-env-changed=PHOTO_PACS_BUILD_COMMIT");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = std::env::var("PHOTO_PACS_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=10", "HEAD"]));
+    for path in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo::rerun-if-changed={p}");
+        }
+    }
+    if let Some(c) = commit.filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric())) {
+        println!("cargo::rustc-env=PHOTO_PACS_COMMIT={c}");
+    }
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let profile = std::env::var("PROFILE").unwrap_or_default();
+    println!("cargo::rustc-env=PHOTO_PACS_TARGET={target}");
+    println!("cargo::rustc-env=PHOTO_PACS_PROFILE={profile}");
 }

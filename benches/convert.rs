@@ -30,6 +30,7 @@ fn main() {
         exam: Exam {
             time: Local::now().fixed_offset(),
             description: String::new(),
+            clock_correction: chrono::Duration::zero(),
         },
         order: None,
     };

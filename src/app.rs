@@ -6,6 +6,7 @@ use crate::access::{
     FAILURE_WINDOW, LOOKUPS, Limiter, PASSWORD_CHECKS, PASSWORD_FAILURES, PIN_FAILURES, Sessions,
     Verifier, hash_password,
 };
+use crate::clock::Clock;
 use crate::config::{AdminGuard, EnvConfig, Key, Settings, SettingsStore};
 use crate::intake::Intake;
 use crate::outbox::{Opened, Outbox, OutboxError};
@@ -42,6 +43,13 @@ pub struct Access {
     pub verifier: Verifier,
 }
 
+/// One echo of the PACS made by the gateway itself.
+#[derive(Clone, Debug)]
+pub struct PacsCheck {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub result: Result<std::time::Duration, crate::pacs::PacsError>,
+}
+
 pub struct App {
     pub env: EnvConfig,
     /// The first-boot file's problems: written before the service starts, so read once.
@@ -56,6 +64,11 @@ pub struct App {
     pub events: Arc<Events>,
     /// When this process started, for the status page's uptime.
     pub started: std::time::Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Whether the box's clock is set, and how far it is from the phones'.
+    pub clock: Clock,
+    /// The last echo of the PACS, for the status page.
+    pub pacs_check: std::sync::Mutex<Option<PacsCheck>>,
     /// The worklist and patient lookups, cached in memory only.
     pub reception: Reception,
     /// What the outbox's start-up found (old folders to tell the admin about).
@@ -136,6 +149,15 @@ impl App {
         warnings
     }
 
+    /// After the settings changed (a PUT, a restore): the time helper's request follows.
+    pub fn settings_changed(&self) {
+        if let Err(e) =
+            crate::clock::write_request(&self.env.settings_path, &self.settings.current())
+        {
+            log::warn!("cannot write the time helper's request beside the settings: {e}");
+        }
+    }
+
     /// What guards the settings: the password set from the settings page, else the
     /// environment's; a password file that cannot be read keeps them locked unless the
     /// environment gives a password.
@@ -211,6 +233,13 @@ impl App {
             log::info!(studies = opened.resumed; "outbox: resuming delivery of queued studies");
         }
         let (env_backend, env_worklist_max) = (env.backend, env.worklist_max);
+        let clock = Clock::new(env.clock_sync_file.clone());
+        let app_settings = settings.current();
+        // The time helper (on the SD image) applies what the settings say; a box moved to a
+        // new card, or settings restored, get their zone and servers back at start.
+        if let Err(e) = crate::clock::write_request(&env.settings_path, &app_settings) {
+            log::warn!("cannot write the time helper's request beside the settings: {e}");
+        }
         Ok(App {
             boot_problems: crate::provision::reported_problems(&env.settings_path),
             env,
@@ -222,6 +251,9 @@ impl App {
             metrics,
             events,
             started: std::time::Instant::now(),
+            started_at: chrono::Utc::now(),
+            clock,
+            pacs_check: std::sync::Mutex::new(None),
             reception: Reception::new(env_backend, env_worklist_max),
             opened,
         })

@@ -64,6 +64,7 @@ pub fn convert_files(
         birth_date: req.birth_date,
         sex: req.sex,
         exam_date_time: req.exam_date_time,
+        client_time: None,
         exam_description: req.exam_description,
         worklist_entry: None,
         sites: SiteFields {
@@ -112,7 +113,7 @@ pub fn convert_files(
             series_uid: series_uid.clone(),
             sop_uid: env.uid_root.new_uid(),
             number: i as u32 + 1,
-            created: chrono::Local::now().fixed_offset(),
+            created: chrono::Utc::now().with_timezone(study.exam.time.offset()),
         };
         let site = sites.get(i).and_then(Option::as_ref);
         let converted = convert::convert(&bytes, &probe, &study, &ids, site, &opts)

@@ -12,7 +12,7 @@ use photo_pacs::app::App;
 use photo_pacs::cli::{self, ConvertRequest};
 use photo_pacs::config::{Backend, EnvConfig};
 use photo_pacs::pacs::InstanceStatus;
-use photo_pacs::{http, outbox, provision, supervisor, telemetry};
+use photo_pacs::{http, outbox, provision, status, supervisor, telemetry};
 
 /// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
 /// variables and the settings page; see README.md.
@@ -343,6 +343,7 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
             app.sender.clone(),
             move || settings_of.settings.current(),
         ));
+        tokio::spawn(status::watch_pacs(app.clone()));
         let server = tokio::spawn(http::serve(listener, app, shutdown_signal()));
         let probe = supervisor::self_address(addr);
         supervisor::announce_ready(probe, &status).await;

@@ -45,6 +45,10 @@ pub struct Exam {
     pub time: DateTime<FixedOffset>,
     /// Empty when not given.
     pub description: String,
+    /// How far the phone's clock was ahead of the box's when the study arrived (zero when
+    /// the client sent no time): the box's own times in the objects (instance creation)
+    /// are corrected by it, so every time in an object reads on the same clock.
+    pub clock_correction: chrono::Duration,
 }
 
 /// A coded entry (Code Value, Coding Scheme Designator, Code Meaning), e.g. one item of

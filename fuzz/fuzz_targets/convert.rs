@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         exam: Exam {
             time: chrono::Local::now().fixed_offset(),
             description: String::new(),
+            clock_correction: chrono::Duration::zero(),
         },
         // Half the inputs go as a worklist entry's study, with its request attributes.
         order: (pick & 0x40 != 0).then(|| Order {

@@ -91,6 +91,12 @@ pub struct EnvConfig {
     pub min_free_bytes: u64,
     /// Worklist matches taken at most; the query is cancelled after that many.
     pub worklist_max: usize,
+    /// A study waiting longer than this makes the box "not ready" (`/readyz`).
+    pub outbox_stuck_after: std::time::Duration,
+    /// How often the PACS is echoed for the status page; zero: never.
+    pub pacs_check_every: std::time::Duration,
+    /// The file systemd-timesyncd creates once it has set the clock.
+    pub clock_sync_file: PathBuf,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -271,6 +277,20 @@ impl EnvConfig {
         let min_free_bytes =
             1024 * 1024 * number("MIN_FREE_MB", 500, 0, 1_048_576, "a number of megabytes")?;
         let worklist_max = number("WORKLIST_MAX", 200, 1, 5000, "a number of entries")? as usize;
+        let outbox_stuck_after = std::time::Duration::from_secs(number(
+            "OUTBOX_STUCK_S",
+            3600,
+            1,
+            7 * 86_400,
+            "a number of seconds",
+        )?);
+        let pacs_check_every = std::time::Duration::from_secs(number(
+            "PACS_CHECK_S",
+            300,
+            0,
+            86_400,
+            "a number of seconds (0: never)",
+        )?);
         let admin_password = match vars.get("ADMIN_PASSWORD") {
             None => None,
             Some(v) if (8..=256).contains(&v.chars().count()) => Some(Secret::new(v.clone())),
@@ -310,6 +330,9 @@ impl EnvConfig {
             retry_max,
             min_free_bytes,
             worklist_max,
+            outbox_stuck_after,
+            pacs_check_every,
+            clock_sync_file: path_var("CLOCK_SYNC_FILE", "/run/systemd/timesync/synchronized"),
             log_level,
             defaults,
             unknown_vars,
@@ -342,6 +365,9 @@ const OWN_VARS: &[&str] = &[
     "RETRY_MAX_S",
     "MIN_FREE_MB",
     "WORKLIST_MAX",
+    "OUTBOX_STUCK_S",
+    "PACS_CHECK_S",
+    "CLOCK_SYNC_FILE",
     "LOG_LEVEL",
 ];
 

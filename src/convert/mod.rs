@@ -267,6 +267,7 @@ mod tests {
             exam: Exam {
                 time: DateTime::parse_from_rfc3339("2026-11-27T09:15:00+08:00").unwrap(),
                 description: "Skin photo".into(),
+                clock_correction: chrono::Duration::zero(),
             },
             order: None,
         }

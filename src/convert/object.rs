@@ -205,6 +205,9 @@ pub fn write(
     put(tags::PATIENT_ORIENTATION, VR::CS, empty());
     put(tags::CONTENT_DATE, VR::DA, text(&da(exam)));
     put(tags::CONTENT_TIME, VR::TM, text(&tm(exam)));
+    // The photo was taken when the exam was: the phone's time, or the one the user gave.
+    put(tags::ACQUISITION_DATE, VR::DA, text(&da(exam)));
+    put(tags::ACQUISITION_TIME, VR::TM, text(&tm(exam)));
     let image_type = match (vl, &frame.derivation) {
         // A Secondary Capture is by definition a secondary, derived image.
         (false, _) => "DERIVED\\SECONDARY",

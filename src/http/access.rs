@@ -14,6 +14,7 @@ use super::json::read_object;
 use crate::access::{SESSION_COOKIE, client_address, hash_password};
 use crate::app::App;
 use crate::config::AdminGuard;
+use crate::telemetry::events::Actor;
 
 /// Who is asking: the client address that counts for rate limits, and whether the
 /// request reached the box over HTTPS (through the tunnel).
@@ -241,7 +242,17 @@ pub async fn login(
             &json!({ "status": "ok", "adminPasswordSet": false }),
         ));
     };
-    check_password(app, caller, password, hash).await?;
+    let checked = check_password(app, caller, password, hash).await;
+    // Only a wrong password is a login event; a refusal for too many guesses is already
+    // one.
+    match &checked {
+        Ok(()) => app.events.login(true, Actor::Admin(caller.client)),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            app.events.login(false, Actor::Anyone(caller.client))
+        }
+        Err(_) => {}
+    }
+    checked?;
     Ok(with_new_session(app, caller))
 }
 
@@ -333,6 +344,7 @@ pub async fn change_password(
     app.settings.set_admin_hash(hash).await?;
     app.access.sessions.end_all();
     log::info!("admin password changed; all sessions ended");
+    app.events.password_changed(Actor::Admin(caller.client));
     Ok(with_new_session(app, caller))
 }
 

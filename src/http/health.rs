@@ -18,5 +18,6 @@ pub fn healthz() -> Response {
 pub fn metrics(app: &App) -> Response {
     // The oldest study's age grows by itself: refresh the outbox's gauges at each scrape.
     app.outbox.update_gauges();
+    crate::status::update_gauges(app);
     body::bytes(StatusCode::OK, METRICS_CONTENT_TYPE, app.metrics.render())
 }

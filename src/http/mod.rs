@@ -13,6 +13,7 @@ mod pace;
 mod pacs;
 mod router;
 mod settings;
+mod status;
 mod studies;
 mod worklist;
 

@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::studies::status_document;
 use crate::app::App;
 use crate::outbox::{OutboxError, StudyState};
+use crate::telemetry::events::Actor;
 
 /// The most studies one list shows: it reads a file header for each, and a box whose PACS
 /// refused for weeks may hold thousands.
@@ -58,10 +59,12 @@ pub async fn list(app: &App) -> Result<Response, ApiError> {
     ))
 }
 
-pub fn retry(app: &App, id: &str) -> Result<Response, ApiError> {
+pub fn retry(app: &App, id: &str, caller: Caller) -> Result<Response, ApiError> {
     let current = app.sender.destination(&app.settings.current());
     let view = app.outbox.retry(id, current)?;
     log::info!(study = id, images = view.instances.len(); "admin: outbox retry");
+    app.events
+        .outbox(id, "retried", Actor::Admin(caller.client));
     Ok(body::json(StatusCode::OK, &status_document(&view)))
 }
 
@@ -75,6 +78,8 @@ pub fn delete(app: &App, id: &str, caller: Caller) -> Result<Response, ApiError>
         client = caller.client.to_string().as_str();
         "admin: outbox study deleted with its files"
     );
+    app.events
+        .outbox(id, "deleted", Actor::Admin(caller.client));
     Ok(body::json(StatusCode::OK, &json!({ "deleted": id })))
 }
 

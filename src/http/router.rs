@@ -12,7 +12,7 @@ use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
 use super::pace::{Paced, RequestBody};
-use super::{assets, health, openapi, outbox, pacs, settings, studies, worklist};
+use super::{assets, health, openapi, outbox, pacs, settings, status, studies, worklist};
 use crate::app::App;
 
 /// Who may use a route.
@@ -48,7 +48,13 @@ pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     // Checks the current password itself.
     ("/api/admin/password", &[Method::POST], Guard::Public),
     ("/api/openapi.json", &[Method::GET], Guard::Public),
+    // The box's facts (addresses, disk, PACS, clock) are for the admin only.
+    ("/api/status", &[Method::GET], Guard::Admin),
+    ("/api/events", &[Method::GET], Guard::Admin),
+    ("/api/diagnostics", &[Method::GET], Guard::Admin),
     ("/healthz", &[Method::GET], Guard::Public),
+    // Readiness: a load balancer or monitor asks it; the reasons name no patient.
+    ("/readyz", &[Method::GET], Guard::Public),
     ("/metrics", &[Method::GET], Guard::Public),
 ];
 
@@ -72,6 +78,7 @@ pub async fn handle(
             let field = e.field.as_deref().unwrap_or("-");
             if e.status == http::StatusCode::INTERNAL_SERVER_ERROR {
                 log::error!(request_id = request_id.as_str(), code = e.code, field; "{}", e.message);
+                app.events.server_error(route, e.code);
             } else if e.status.is_server_error() {
                 // The PACS's refusal or silence: worth a look, not the gateway's own fault.
                 log::warn!(request_id = request_id.as_str(), code = e.code, field; "{}", e.message);
@@ -119,7 +126,7 @@ pub async fn handle(
     let elapsed_ms = started.elapsed().as_millis() as u64;
     // Probes and scrapes come every few seconds; they would drown the lines that matter.
     let level = match route {
-        "/healthz" | "/metrics" | "asset" if status < 500 => log::Level::Debug,
+        "/healthz" | "/readyz" | "/metrics" | "asset" if status < 500 => log::Level::Debug,
         _ if status == 500 => log::Level::Error,
         _ if status >= 500 => log::Level::Warn,
         _ => log::Level::Info,
@@ -198,23 +205,27 @@ async fn dispatch(
     }
     let id = id.unwrap_or_default();
     let result = match (req.method(), route) {
-        (&Method::POST, "/api/studies") => studies::post(app, req, request_id).await,
+        (&Method::POST, "/api/studies") => studies::post(app, req, request_id, caller).await,
         (&Method::GET, "/api/studies/{id}") => studies::get(app, &id),
         (&Method::GET, "/api/worklist") => worklist::today(app, &req).await,
         (&Method::POST, "/api/patients/lookup") => worklist::lookup(app, req, caller).await,
         (&Method::GET, "/api/outbox") => outbox::list(app).await,
         (&Method::DELETE, "/api/outbox/{id}") => outbox::delete(app, &id, caller),
-        (&Method::POST, "/api/outbox/{id}/retry") => outbox::retry(app, &id),
+        (&Method::POST, "/api/outbox/{id}/retry") => outbox::retry(app, &id, caller),
         (&Method::POST, "/api/pacs/echo") => pacs::echo(app, req).await,
         (&Method::GET, "/api/settings") => Ok(settings::get(app)),
-        (&Method::PUT, "/api/settings") => settings::put(app, req).await,
+        (&Method::PUT, "/api/settings") => settings::put(app, req, caller).await,
         (&Method::GET, "/api/settings/info") => Ok(settings::info(app)),
         (&Method::GET, "/api/session") => Ok(access::session(app, req.headers())),
         (&Method::POST, "/api/login") => access::login(app, req, caller).await,
         (&Method::POST, "/api/logout") => Ok(access::logout(app, req.headers(), caller)),
         (&Method::POST, "/api/admin/password") => access::change_password(app, req, caller).await,
         (&Method::GET, "/api/openapi.json") => Ok(openapi::document()),
+        (&Method::GET, "/api/status") => Ok(status::get(app).await),
+        (&Method::GET, "/api/events") => Ok(status::events(app)),
+        (&Method::GET, "/api/diagnostics") => status::diagnostics(app).await,
         (&Method::GET, "/healthz") => Ok(health::healthz()),
+        (&Method::GET, "/readyz") => Ok(status::readyz(app)),
         (&Method::GET, "/metrics") => Ok(health::metrics(app)),
         _ => Err(ApiError::method_not_allowed(methods)),
     };

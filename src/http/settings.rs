@@ -4,10 +4,13 @@ use super::pace::RequestBody;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::body::{self, Response};
 use super::error::ApiError;
 use super::json::read_object;
 use crate::app::App;
+use crate::config::Key;
+use crate::telemetry::events::Actor;
 
 /// What the phone app needs to know before anyone logs in. Nothing here is secret.
 pub fn info(app: &App) -> Response {
@@ -52,15 +55,31 @@ pub fn get(app: &App) -> Response {
 
 /// Takes the `settings` object GET returns, all keys or a subset, bare or still wrapped as
 /// GET answers it (`{"settings": {...}, "warnings": [...]}`), and answers like GET.
-pub async fn put(app: &App, req: Request<RequestBody>) -> Result<Response, ApiError> {
+pub async fn put(
+    app: &App,
+    req: Request<RequestBody>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let mut update = read_object(req, false).await?;
     let wrapped = update.keys().all(|k| k == "settings" || k == "warnings");
     if wrapped && let Some(Value::Object(inner)) = update.remove("settings") {
         update = inner;
     }
+    let before = app.settings.current();
     app.settings
         .update(&update, |s| app.sender.check(s))
         .await?;
+    let after = app.settings.current();
+    let changed: Vec<String> = Key::ALL
+        .into_iter()
+        .filter(|k| before.raw(*k) != after.raw(*k))
+        .map(|k| k.names().json.to_string())
+        .collect();
+    if !changed.is_empty() {
+        app.events
+            .settings_changed(changed, Actor::Admin(caller.client));
+        app.settings_changed();
+    }
     // A new provider, or lookups turned off: answers from before must not be served.
     app.reception.forget().await;
     Ok(body::json(StatusCode::OK, &document(app)))

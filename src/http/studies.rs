@@ -7,12 +7,14 @@ use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::body::{self, Response};
 use super::error::ApiError;
 use crate::app::App;
 use crate::intake::upload::{self, UploadLimits};
 use crate::intake::{IntakeError, Submission};
 use crate::outbox::{StudyState, StudyView};
+use crate::telemetry::events::Actor;
 
 /// The header a phone sends with a fresh random value per submission and repeats when it
 /// sends the same submission again (after a lost answer).
@@ -41,7 +43,11 @@ pub async fn post(
     app: &App,
     req: Request<RequestBody>,
     request_id: &str,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    // The phone's time is compared with this: when it pressed send, give or take the
+    // headers' trip, not after the photos have arrived.
+    let received = chrono::Utc::now();
     let key = idempotency_key(req.headers())?;
     // The same submission again (its answer was lost): the first one's study, not a new one.
     // Its body is read and dropped first: a client cut off mid-send would see an error.
@@ -89,6 +95,12 @@ pub async fn post(
     let form = upload::receive(body, boundary, limits, &mut staging).await?;
     let now = chrono::Local::now().fixed_offset();
     let study = form.validate(now, settings.local_charset)?;
+    if let Some(phone) = form.client_time()?
+        && let Some(skew_s) = app.clock.observe_phone(phone, received)
+    {
+        log::warn!(skew_s; "the box's clock and a phone's differ by more than two minutes; exam times come from the phone");
+        app.events.clock_skew(skew_s, Actor::Anyone(caller.client));
+    }
     if staging.is_empty() {
         return Err(ApiError::validation(
             Some("images[]"),

@@ -17,6 +17,9 @@ pub struct RawForm {
     pub sex: Option<String>,
     pub exam_date_time: Option<String>,
     pub exam_description: Option<String>,
+    /// The phone's clock when the user pressed send, with its UTC offset. Phones keep
+    /// network time and the box may not: it stands in for the box's clock.
+    pub client_time: Option<String>,
     /// The worklist entry the patient was picked from, as `GET /api/worklist` gave it.
     pub worklist_entry: Option<String>,
     /// Where the photos were taken: one value for all of them (`bodySite`, ...) or one per
@@ -66,14 +69,15 @@ impl PerPhoto {
 }
 
 /// The multipart names of the text fields, as the reference defines them.
-/// `worklistEntry` and the body site fields are ours: the reference has neither.
-pub const TEXT_FIELDS: [&str; 13] = [
+/// `worklistEntry`, `clientTime` and the body site fields are ours: the reference has none.
+pub const TEXT_FIELDS: [&str; 14] = [
     "patientId",
     "patientName",
     "birthDate",
     "sex",
     "examDateTime",
     "examDescription",
+    "clientTime",
     "worklistEntry",
     "bodySite",
     "bodySite[]",
@@ -128,6 +132,7 @@ impl RawForm {
             "sex" => ("sex", &mut self.sex),
             "examDateTime" => ("examDateTime", &mut self.exam_date_time),
             "examDescription" => ("examDescription", &mut self.exam_description),
+            "clientTime" => ("clientTime", &mut self.client_time),
             "worklistEntry" => ("worklistEntry", &mut self.worklist_entry),
             "bodySite" => ("bodySite", &mut self.sites.body_site.all),
             "laterality" => ("laterality", &mut self.sites.laterality.all),
@@ -141,14 +146,42 @@ impl RawForm {
         Ok(true)
     }
 
-    /// Validates every field. `now` is the box's clock; `charset` is the character set the
-    /// DICOM object will be written in, so a name that cannot be written is refused here.
+    /// The phone's clock as sent: RFC 3339 with its offset, seconds or finer. `None` when
+    /// the client sent none (API clients of the reference).
+    pub fn client_time(&self) -> Result<Option<DateTime<FixedOffset>>, FormError> {
+        const F: &str = "clientTime";
+        let Some(raw) = self.client_time.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let t = DateTime::parse_from_rfc3339(raw).map_err(|_| {
+            refuse(
+                F,
+                "must be the device's time in ISO 8601 with its UTC offset, such as 2026-11-30T14:05:09+08:00",
+            )
+        })?;
+        // A phone's clock is off by minutes, not decades: outside this it is not a clock.
+        if !(2000..=2199).contains(&t.year()) {
+            return Err(refuse(F, "must be a year from 2000 to 2199"));
+        }
+        Ok(Some(t))
+    }
+
+    /// Validates every field. `box_now` is the box's clock: the phone's time (`clientTime`)
+    /// replaces it when sent, for the exam time and the "not in the future" checks.
+    /// `charset` is the character set the DICOM object will be written in, so a name that
+    /// cannot be written is refused here.
     pub fn validate(
         &self,
-        now: DateTime<FixedOffset>,
+        box_now: DateTime<FixedOffset>,
         charset: Charset,
     ) -> Result<Study, FormError> {
         let text = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or("").to_string();
+        let phone = self.client_time()?;
+        let now = phone.unwrap_or(box_now);
+        let clock_correction = phone.map(|p| p - box_now).unwrap_or_default();
 
         let id = text(&self.patient_id);
         if id.is_empty() {
@@ -208,7 +241,11 @@ impl RawForm {
 
         Ok(Study {
             patient,
-            exam: Exam { time, description },
+            exam: Exam {
+                time,
+                description,
+                clock_correction,
+            },
             order,
         })
     }
@@ -600,6 +637,40 @@ mod tests {
         assert_eq!(s.patient.sex, Sex::Female);
         assert_eq!(s.exam.time.naive_local().to_string(), "2026-11-27 09:15:00");
         assert_eq!(s.exam.description, "Skin photo, left forearm");
+    }
+
+    #[test]
+    fn the_phone_time_stands_in_for_a_box_clock_days_behind() {
+        // The box (now()) is 2026-11-28 10:00 +08:00; the phone says three days later.
+        let phone = "2026-12-01T10:00:05+08:00";
+        let s = form(&[("patientId", "x"), ("clientTime", phone)])
+            .validate(now(), Charset::IsoIr192)
+            .unwrap();
+        assert_eq!(s.exam.time, DateTime::parse_from_rfc3339(phone).unwrap());
+        assert_eq!(
+            s.exam.clock_correction,
+            Duration::days(3) + Duration::seconds(5)
+        );
+        // A time the user typed is judged against the phone's clock, not the box's.
+        let s = form(&[
+            ("patientId", "x"),
+            ("clientTime", phone),
+            ("examDateTime", "2026-12-01T09:00:00+08:00"),
+        ])
+        .validate(now(), Charset::IsoIr192)
+        .unwrap();
+        assert_eq!(s.exam.time.naive_local().to_string(), "2026-12-01 09:00:00");
+        for bad in ["tomorrow", "2026-12-01T10:00:05", "1999-12-31T23:00:00Z"] {
+            let e = form(&[("patientId", "x"), ("clientTime", bad)])
+                .validate(now(), Charset::IsoIr192)
+                .unwrap_err();
+            assert_eq!(e.field, "clientTime", "{bad}");
+        }
+        // Without a phone time, the box's clock as before.
+        let s = form(&[("patientId", "x")])
+            .validate(now(), Charset::IsoIr192)
+            .unwrap();
+        assert_eq!(s.exam.clock_correction, Duration::zero());
     }
 
     #[test]

@@ -429,7 +429,10 @@ impl Intake {
                 series_uid: series_uid.to_string(),
                 sop_uid: self.uid_root.new_uid(),
                 number: index,
-                created: chrono::Local::now().fixed_offset(),
+                // On the exam's clock and in its offset: an object has one Timezone Offset
+                // From UTC for all its times.
+                created: (chrono::Utc::now() + study.exam.clock_correction)
+                    .with_timezone(study.exam.time.offset()),
             };
             let dst = out_dir.join(format!("{index:03}.dcm"));
             jobs.push(self.convert_one(

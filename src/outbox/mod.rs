@@ -239,6 +239,16 @@ pub struct Outbox {
     health: Mutex<DeliveryHealth>,
 }
 
+/// The outbox at a glance.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    pub queued: usize,
+    /// When the oldest waiting study arrived.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Refused (all or part) and waiting for an admin.
+    pub failed: usize,
+}
+
 /// When the outbox last got a study into the PACS, and its last failure.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryHealth {
@@ -885,6 +895,24 @@ impl Outbox {
         self.metrics.outbox(queued, oldest, failed);
     }
 
+    /// How many studies wait, since when, and how many need an admin.
+    pub fn summary(&self) -> Summary {
+        let inner = self.lock();
+        let mut summary = Summary::default();
+        for e in inner.entries.values() {
+            match e.state.study_state(e.sending) {
+                StudyState::Queued | StudyState::Sending => {
+                    summary.queued += 1;
+                    let created = e.record.created;
+                    summary.oldest = Some(summary.oldest.map_or(created, |o| o.min(created)));
+                }
+                StudyState::Partial | StudyState::Failed => summary.failed += 1,
+                StudyState::Stored => {}
+            }
+        }
+        summary
+    }
+
     /// Queued studies addressed to another PACS than the settings name today.
     pub fn elsewhere(&self, current: &Destination) -> usize {
         self.lock()
@@ -899,13 +927,16 @@ impl Outbox {
 fn take_lock(root: &Path) -> Result<File, OutboxError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = root.join(spool::LOCK);
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(&path)
         .map_err(|e| OutboxError::io(&path, e))?;
+    // Held read-only: a handle open for writing for the process's whole life would keep
+    // the data partition from being remounted read-only (an admin checking a failing card).
+    let file = File::open(&path).map_err(|e| OutboxError::io(&path, e))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(OutboxError::Locked(root.to_path_buf())),

@@ -25,6 +25,37 @@ struct PathLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The box's health at one scrape (see `status::update_gauges`).
+pub struct Health {
+    /// Each readiness reason and whether it holds now.
+    pub not_ready: Vec<(&'static str, bool)>,
+    pub data_free_bytes: u64,
+    pub data_read_only: bool,
+    /// `None`: no timesyncd to ask.
+    pub clock_synchronized: Option<bool>,
+    pub phone_skew_seconds: Option<i64>,
+    /// `None`: not checked yet (or checks are off).
+    pub pacs_reachable: Option<bool>,
+    pub pacs_checked: Option<i64>,
+}
+
+/// The health gauges, set at each scrape.
+struct HealthGauges {
+    ready: Gauge,
+    not_ready: Family<ReasonLabels, Gauge>,
+    data_free_bytes: Gauge,
+    data_read_only: Gauge,
+    clock_synchronized: Gauge,
+    clock_phone_skew_seconds: Gauge,
+    pacs_reachable: Gauge,
+    pacs_checked_timestamp_seconds: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
     backend: &'static str,
@@ -46,6 +77,7 @@ pub struct Metrics {
     outbox_failed: Gauge,
     outbox_incomplete_removed: Counter,
     staging_swept: Counter,
+    health: HealthGauges,
 }
 
 /// Registers `metric` under `name` and hands back the handle the gateway updates.
@@ -144,6 +176,48 @@ impl Metrics {
             "staging_swept",
             "Upload staging folders a crash left, removed at start-up",
         );
+        let health = HealthGauges {
+            ready: registered(
+                &mut registry,
+                "ready",
+                "1 when the box can take and keep photos (what /readyz answers 200 for)",
+            ),
+            not_ready: registered(
+                &mut registry,
+                "not_ready",
+                "1 for each reason the box is not ready: DATA_READ_ONLY, DATA_LOW_SPACE, SETTINGS_LOCKED, OUTBOX_STUCK",
+            ),
+            data_free_bytes: registered(
+                &mut registry,
+                "data_free_bytes",
+                "Free bytes on the data partition (the outbox's file system)",
+            ),
+            data_read_only: registered(
+                &mut registry,
+                "data_read_only",
+                "1 when the data partition is mounted read-only",
+            ),
+            clock_synchronized: registered(
+                &mut registry,
+                "clock_synchronized",
+                "1 when systemd-timesyncd has set the clock, 0 when not, -1 without timesyncd",
+            ),
+            clock_phone_skew_seconds: registered(
+                &mut registry,
+                "clock_phone_skew_seconds",
+                "The box's clock minus the last phone's, when the study arrived",
+            ),
+            pacs_reachable: registered(
+                &mut registry,
+                "pacs_reachable",
+                "1 when the last echo of the PACS succeeded, 0 when it failed, -1 before the first",
+            ),
+            pacs_checked_timestamp_seconds: registered(
+                &mut registry,
+                "pacs_checked_timestamp_seconds",
+                "When the PACS was last echoed (Unix time)",
+            ),
+        };
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -166,6 +240,7 @@ impl Metrics {
             outbox_oldest_seconds,
             outbox_failed,
             outbox_incomplete_removed,
+            health,
             staging_swept,
         }
     }
@@ -186,6 +261,27 @@ impl Metrics {
         self.outbox_queued.set(queued);
         self.outbox_oldest_seconds.set(oldest_seconds);
         self.outbox_failed.set(failed);
+    }
+
+    pub fn health(&self, h: Health) {
+        let g = &self.health;
+        g.ready
+            .set(i64::from(h.not_ready.iter().all(|(_, failing)| !failing)));
+        for (reason, failing) in h.not_ready {
+            g.not_ready
+                .get_or_create(&ReasonLabels { reason })
+                .set(i64::from(failing));
+        }
+        g.data_free_bytes
+            .set(i64::try_from(h.data_free_bytes).unwrap_or(i64::MAX));
+        g.data_read_only.set(i64::from(h.data_read_only));
+        g.clock_synchronized
+            .set(h.clock_synchronized.map_or(-1, i64::from));
+        g.clock_phone_skew_seconds
+            .set(h.phone_skew_seconds.unwrap_or(0));
+        g.pacs_reachable.set(h.pacs_reachable.map_or(-1, i64::from));
+        g.pacs_checked_timestamp_seconds
+            .set(h.pacs_checked.unwrap_or(0));
     }
 
     pub fn outbox_incomplete_removed(&self, n: u64) {

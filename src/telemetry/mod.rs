@@ -4,7 +4,7 @@ pub mod events;
 mod metrics;
 
 pub use events::Events;
-pub use metrics::Metrics;
+pub use metrics::{Health, Metrics};
 
 use std::io::Write;
 

@@ -44,6 +44,7 @@ pub fn study() -> Study {
         exam: Exam {
             time: DateTime::parse_from_rfc3339("2026-11-27T09:15:00+08:00").unwrap(),
             description: "傷口 wound check".into(),
+            clock_correction: chrono::Duration::zero(),
         },
         order: None,
     }

@@ -37,7 +37,20 @@ impl Gateway {
     /// Starts the gateway in `dir` (its working directory, so `data/` lands there) with
     /// `env` on top of a clean environment.
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Gateway {
-        let mut cmd = Command::new(BIN);
+        Self::start_wrapped(dir, &[], env)
+    }
+
+    /// [`Gateway::start_in`] under a wrapper program (`faketime -f -3d`): `wrapper[0]` is
+    /// run with the rest of it, then the gateway's path.
+    pub fn start_wrapped(dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -211,6 +211,24 @@ def attack_body_site_fields(gw, _):
     return f"{first} {second}", ok, (text1[:80] + b" | " + text2[:80]).decode(errors="replace")
 
 
+def attack_client_times(gw, _):
+    """A phone time that is no time (garbage, year 9999, no offset, 1 MB long): each
+    refused naming clientTime, nothing kept; then /readyz and the events still answer."""
+    photo = small_jpeg()
+    answers = []
+    for value in ["yesterday", "9999-01-01T00:00:00+00:00", "2026-11-30T10:00:00", "9" * (1 << 20)]:
+        body, ctype = multipart(dict(STUDY, clientTime=value), [photo])
+        status, _, text = gw.request("POST", "/api/studies", body, {"Content-Type": ctype})
+        answers.append((status, text))
+    dicom = os.path.join(gw.dir, "dicom")
+    kept = [n for n in os.listdir(dicom) if not n.startswith(".")] if os.path.isdir(dicom) else []
+    ready, _, _ = gw.request("GET", "/readyz")
+    events, _, etext = gw.request("GET", "/api/events")
+    ok = (all(s in (400, 413) and b"clientTime" in t for s, t in answers) and not kept
+          and ready == 200 and events == 200 and b"9999" not in etext)
+    return " ".join(str(s) for s, _ in answers), ok, answers[0][1][:120].decode(errors="replace")
+
+
 def attack_logins(gw, _):
     def one(_):
         body = json.dumps({"password": "wrong guess 123"})
@@ -489,6 +507,7 @@ ATTACKS = [
     ("80 lookups and worklist reads, a PACS that never answers", "lookups", SILENT_ENV, attack_lookup_flood),
     ("a JPEG with 20000 scans, originals kept as JPEG", "scans", ORIGINALS_ENV, attack_jpeg_scan_flood),
     ("51 body sites, then 50 for one photo", "sites", {}, attack_body_site_fields),
+    ("phone times that are no time, one 1 MB long", "clienttime", {}, attack_client_times),
     ("files of an upload under umask 022", "modes", {"PHOTO_PACS_KEEP_FILES_ON_SUCCESS": "true", "umask": "022"}, attack_file_modes),
 ]
 
