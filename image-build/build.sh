@@ -113,7 +113,13 @@ chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-ba
 # enabled) and the machine ID (empty: systemd makes a new one in memory at each boot).
 rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
-rm -f "$root/var/lib/dbus/machine-id"
+# D-Bus reads the ID through this link (its tmpfiles.d would make it at each boot, and fail
+# on the read-only root).
+if [ -d "$root/var/lib/dbus" ]; then
+    ln -sfn /etc/machine-id "$root/var/lib/dbus/machine-id"
+else
+    rm -f "$root/var/lib/dbus/machine-id"
+fi
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/data" "$root/boot/firmware" "$root/var/lib/photo-pacs"
 # systemd-update-done would otherwise try to write /etc/.updated at every boot.

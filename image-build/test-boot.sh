@@ -222,10 +222,12 @@ guest_checks() {
     guest 'findmnt -no OPTIONS /; findmnt -no OPTIONS /data' > "$work/mounts"
     check "/ is mounted ro, /data rw with noatime ($(tr '\n' ' ' < "$work/mounts"))" \
         sh -c 'sed -n 1p "$1" | grep -q "^ro," && sed -n 2p "$1" | grep -q "^rw,.*noatime"' _ "$work/mounts"
-    guest 'findmnt -no SOURCE /var/log/journal; ls /var/log/journal; cat /etc/machine-id' > "$work/journal-dir" 2>&1 || true
-    check "the journal is on /data, under this box's machine ID ($(tr '\n' ' ' < "$work/journal-dir"))" \
-        sh -c 'grep -q "\[/system/journal\]" "$1" && id=$(tail -n1 "$1") && grep -qx "$id" "$1" &&
-            [ "$(grep -cx "[0-9a-f]\{32\}" "$1")" -eq 2 ]' _ "$work/journal-dir"
+    # Three lines: the mount's source, the journal's directories, the machine ID. One
+    # directory, named by the ID: every boot's journal in one place, under one cap.
+    guest 'findmnt -no SOURCE /var/log/journal; echo $(ls /var/log/journal); cat /etc/machine-id' > "$work/journal-dir" 2>&1 || true
+    check "the journal is on /data, in one directory named by the machine ID ($(tr '\n' ' ' < "$work/journal-dir"))" \
+        sh -c 'sed -n 1p "$1" | grep -q "\[/system/journal\]\$" && [ "$(sed -n 2p "$1")" = "$(sed -n 3p "$1")" ] &&
+            sed -n 3p "$1" | grep -qx "[0-9a-f]\{32\}"' _ "$work/journal-dir"
     guest 'ldd /usr/bin/photo-pacs' > "$work/ldd.out" 2>&1 || true
     check "every library the gateway links is on the image ($(grep -o 'lib[a-z0-9_-]*\.so[.0-9]*' "$work/ldd.out" | sort -u | tr '\n' ' '))" \
         sh -c 'grep -q "libc.so.6 => /" "$1" && ! grep -q "not found" "$1"' _ "$work/ldd.out"
@@ -335,7 +337,7 @@ check_eq "the NTP servers are in effect again after the reboot" "$ntp_servers" "
 if status_line=$(status_facts ward-7 "$zone" "$ntp_servers"); then pass "GET /api/status after the reboot: $status_line"; else fail "GET /api/status after the reboot: $status_line"; fi
 check_eq "the machine ID is the one of boot 1 (kept at the first boot)" "$machine_id1" "$(guest cat /etc/machine-id)"
 guest journalctl -b -1 -u photo-pacs-provision -o cat > "$work/provision-prev.log" 2>&1 || true
-check "the journal kept boot 1's lines through the power cut (journalctl -b -1: $(guest journalctl --list-boots --no-pager 2>&1 | wc -l) boots listed)" \
+check "the journal kept boot 1's lines through the power cut (journalctl -b -1; $(guest journalctl --list-boots --no-pager 2>&1 | grep -cE '[0-9a-f]{32}') boots listed, $(guest journalctl --disk-usage | grep -o '[0-9.]*[KMG]' | head -n1) on disk)" \
     grep -q 'problem in the first-boot file: line 6: PHOTO_PACS_PACS_PORT' "$work/provision-prev.log"
 data_mb=$(guest df -BM --output=size /data | tail -n1 | tr -dc 0-9)
 check "the data partition grew to the end of the card (${data_mb} MiB)" test "$data_mb" -gt 1000
