@@ -5,7 +5,7 @@
 // The home view's patient part (patient.js: ID field, scanning, lookup, worklist link) and
 // today's list (worklist.js) are ES modules this script imports, and so is each photo's body
 // site picker (sites.js); so is the barcode decoder (scan.js), but only when "Scan wristband"
-// is pressed.
+// is pressed. The admin's status and backup views (status.js, backup.js) load when opened.
 'use strict';
 
 (() => {
@@ -38,6 +38,7 @@
     renderThumbs();
     renderSecrets();
     renderWho();
+    if (!$('card-time').hidden) fillTimeZones();
     for (const hook of languageHooks) hook();
   }
 
@@ -76,7 +77,7 @@
 
   function showLogin(show) {
     $('login').hidden = !show;
-    $('settings').hidden = show;
+    $('admin').hidden = show;
     if (show) $('login-password').focus();
   }
 
@@ -97,7 +98,7 @@
     if (r && r.ok) {
       await loadSession();
       showLogin(false);
-      loadSettings();
+      adminShown();
       return;
     }
     error.textContent = !r ? t('errNetwork') : r.status === 429 ? tooMany(r) : t('loginWrong');
@@ -153,9 +154,117 @@
       await loadSession();
       const needLogin = session.adminPasswordSet && !session.authenticated;
       showLogin(needLogin);
-      if (!needLogin) loadSettings();
+      if (!needLogin) adminShown();
     }
   }
+
+  // ---- the admin's views: settings, status, backup ----------------------------------------
+  // Three views behind the one login, as tabs inside the settings tab: the header has no
+  // room for a third tab on a 360 px phone, and staff taking photos never need these.
+  const SUBVIEWS = { settings: 'settings', status: 'admin-status', backup: 'admin-backup' };
+  let subview = 'settings';
+  const adminModules = {}; // 'status' | 'backup' -> the module's handle, once loaded
+
+  /// Whether the admin view `name` is on screen now (its tab open, logged in, page visible).
+  function adminVisible(name) {
+    return subview === name && !$('view-settings').hidden && !$('admin').hidden && !document.hidden;
+  }
+
+  function showSub(name) {
+    subview = name;
+    for (const [sub, panel] of Object.entries(SUBVIEWS)) {
+      const selected = sub === name;
+      $(`sub-${sub}`).setAttribute('aria-selected', String(selected));
+      $(panel).hidden = !selected;
+    }
+    adminShown();
+  }
+
+  /// The admin area came on screen (the tab opened, a login, another view picked): fill the
+  /// view shown. The status view's refresh stops by itself once it is off screen.
+  async function adminShown() {
+    if (subview === 'settings') {
+      loadSettings();
+      return;
+    }
+    const mod = await adminModule(subview);
+    if (mod && adminVisible(subview)) mod.show();
+  }
+
+  async function adminModule(name) {
+    if (adminModules[name]) return adminModules[name];
+    try {
+      if (name === 'status') adminModules.status = (await import('./status.js')).initStatus(adminCtx);
+      if (name === 'backup') adminModules.backup = (await import('./backup.js')).initBackup(adminCtx);
+    } catch (_) {
+      checkGateway(); // offline, and the module was never fetched
+      return null;
+    }
+    return adminModules[name];
+  }
+
+  /// The file name a download answer gives in its Content-Disposition, or `fallback`.
+  function attachmentName(r, fallback) {
+    const cd = r.headers.get('Content-Disposition') || '';
+    const m = /filename\*=UTF-8''([^;]+)/i.exec(cd) || /filename="?([^";]+)"?/i.exec(cd);
+    if (!m) return fallback;
+    try { return decodeURIComponent(m[1].trim()); } catch (_) { return m[1].trim(); }
+  }
+
+  /// Hands an answer's body to the browser as a download: a blob in page memory, never in a
+  /// cache or storage, released once the browser has it.
+  async function saveAnswer(r, fallback) {
+    const name = attachmentName(r, fallback);
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    return name;
+  }
+
+  // What status.js and backup.js may use of this page.
+  const adminCtx = {
+    $,
+    t: (key, vars) => t(key, vars),
+    lang: () => lang,
+    session: () => session,
+    visible: (name) => adminVisible(name),
+    onLanguage: (hook) => languageHooks.push(hook),
+    // A 401 on an admin call: the session is over, the login form comes back.
+    needLogin: () => showLogin(true),
+    tooMany: (r) => tooMany(r),
+    clearErrors: (el) => clearErrors(el),
+    showFieldError: (el, field, message) => showFieldError(el, field, message),
+    saveAnswer,
+    // The settings form again, after a restore changed them.
+    reloadSettings: () => loadSettings(),
+    // A setting's value as its field shows it: a checkbox's yes / no, a list's choice.
+    fieldValue(key, value) {
+      const input = $('settings').elements[key];
+      if (input instanceof HTMLInputElement && input.type === 'checkbox') {
+        if (value === true || value === 'true') return t('yes');
+        if (value === false || value === 'false') return t('no');
+      }
+      if (input instanceof HTMLSelectElement) {
+        const option = [...input.options].find((o) => o.value === String(value));
+        if (option) return option.textContent;
+      }
+      return String(value);
+    },
+    // What the settings form calls a field ("pacsHost" -> "PACS host (IP or name)").
+    fieldLabel(key) {
+      const input = $('settings').elements[key];
+      const el = input && !(input instanceof RadioNodeList) ? input : null;
+      const label = el && el.labels && el.labels[0];
+      // Without the hint in brackets: "Time zone (empty: the system's own)" -> "Time zone".
+      return label ? label.textContent.trim().replace(/\s*[（(][^（(]*[)）]$/, '') : '';
+    },
+  };
 
   // ---- reachability ---------------------------------------------------------------------
   async function checkGateway() {
@@ -283,16 +392,30 @@
     s.className = kind || '';
   }
 
+  const pad2 = (n) => String(Math.floor(Math.abs(n))).padStart(2, '0');
+
+  /// This phone's UTC offset at `d` ("+08:00").
+  function offsetAt(d) {
+    const off = -d.getTimezoneOffset();
+    return `${off >= 0 ? '+' : '-'}${pad2(off / 60)}:${pad2(off % 60)}`;
+  }
+
   // ISO 8601 with this phone's offset, so the box knows which wall clock was meant.
   function withOffset(localValue) {
     if (!localValue) return '';
     const d = new Date(localValue);
     if (Number.isNaN(d.getTime())) return localValue;
-    const off = -d.getTimezoneOffset();
-    const sign = off >= 0 ? '+' : '-';
-    const pad = (n) => String(Math.floor(Math.abs(n))).padStart(2, '0');
     const seconds = localValue.length === 16 ? ':00' : '';
-    return `${localValue}${seconds}${sign}${pad(off / 60)}:${pad(off % 60)}`;
+    return `${localValue}${seconds}${offsetAt(d)}`;
+  }
+
+  /// This phone's clock now, to the second, with its offset ("2026-11-30T14:05:09+08:00").
+  /// Phones keep network time; the box may have no battery clock and no NTP, so the page
+  /// tells it when the photos were sent (the exam time in automatic mode).
+  function phoneTime(d = new Date()) {
+    const local = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`
+      + `T${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+    return `${local}${offsetAt(d)}`;
   }
 
   function errorText(body) {
@@ -480,11 +603,14 @@
       const when = withOffset(form.elements.examDateTime.value);
       if (when) data.append('examDateTime', when);
     }
+    // The phone's time when send was first pressed for this submission: the same in every
+    // resend (automatic, or a second press after a lost answer), as its Idempotency-Key is.
+    if (!submission) submission = { key: newKey(), clientTime: phoneTime() };
+    data.append('clientTime', submission.clientTime);
     for (const img of images) data.append('images[]', img.file, img.file.name);
     // Each photo's body site, side and note, in image order ('' where none).
     if (sites && sites.enabled()) sites.append(data, images);
 
-    if (!submission) submission = { key: newKey() };
     upload(data, submission.key, pin, 0, identifiers());
   }
 
@@ -674,7 +800,30 @@
     // A box without the worklist settings (an older one) does not show their card, nor
     // send its fields back.
     $('card-worklist').hidden = !('worklistEnabled' in s);
+    $('card-time').hidden = !('timeZone' in s);
+    if (!$('card-time').hidden) fillTimeZones();
     showWarnings(doc.warnings);
+  }
+
+  /// The time zone field's suggestions (the browser's IANA list) and "use this phone's".
+  let zonesFilled = false;
+  function phoneZone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch (_) { return ''; }
+  }
+
+  function fillTimeZones() {
+    const zone = phoneZone();
+    $('time-zone-phone').hidden = !zone;
+    $('time-zone-phone').textContent = t('timeZonePhone', { zone });
+    if (zonesFilled) return;
+    zonesFilled = true;
+    let zones = [];
+    try { zones = Intl.supportedValuesOf('timeZone'); } catch (_) { /* an older browser: type it */ }
+    $('time-zones').replaceChildren(...zones.map((z) => {
+      const option = document.createElement('option');
+      option.value = z;
+      return option;
+    }));
   }
 
   async function loadSettings() {
@@ -868,7 +1017,7 @@
       lang = lang === 'zh-TW' ? 'en' : 'zh-TW';
       writePref(PREFS.lang, lang);
       applyLanguage();
-      if (!$('view-settings').hidden) loadSettings();
+      if (!$('view-settings').hidden && !$('admin').hidden && subview === 'settings') loadSettings();
     });
     $('theme-dark').addEventListener('change', (e) => {
       applyTheme(e.target.checked);
@@ -928,6 +1077,11 @@
     });
     $('test-web').addEventListener('click', () => testConnection($('test-web'), $('web-result'), {}));
     $('outbox-refresh').addEventListener('click', loadOutbox);
+    for (const sub of Object.keys(SUBVIEWS)) $(`sub-${sub}`).addEventListener('click', () => showSub(sub));
+    $('time-zone-phone').addEventListener('click', () => {
+      $('timeZone').value = phoneZone();
+      $('timeZone').focus();
+    });
 
     // Back to the app (the phone unlocked, another app left): today's list may have changed.
     document.addEventListener('visibilitychange', () => {

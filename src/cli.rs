@@ -1,10 +1,12 @@
 //! The command-line tools beside the server: `convert` for the field and benchmarks, `echo`
-//! for the installer on site, `send` for files kept by hand, `outbox` for the queue.
+//! for the installer on site, `send` for files kept by hand, `outbox` for the queue,
+//! `backup` and `restore` for the configuration.
 
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use crate::backup::{self, BackupError, Here, Report, RestoreError};
 use crate::config::{EnvConfig, Settings, SettingsStore};
 use crate::convert::{self, InstanceIds, Options};
 use crate::dicom::TransferSyntax;
@@ -28,6 +30,30 @@ pub enum CliError {
     Pacs(#[from] crate::pacs::PacsError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error("{0}")]
+    Restore(String),
+}
+
+/// A refused value is named with its reason, as the settings page shows it.
+impl From<RestoreError> for CliError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Values(ref fields) => CliError::Restore(format!(
+                "{e}: {}",
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            RestoreError::Save(crate::config::UpdateError::Invalid(fields)) => {
+                RestoreError::Values(fields).into()
+            }
+            other => CliError::Restore(other.to_string()),
+        }
+    }
 }
 
 /// The study fields of `photo-pacs convert`, named as in the upload form.
@@ -222,4 +248,112 @@ pub fn outbox_line(v: &StudyView) -> String {
         line.push_str(&format!("  next try {}", next.format("%H:%M:%SZ")));
     }
     line
+}
+
+/// The environment variable `backup` and `restore` take the passphrase from: never an
+/// argument, which any user of the box could read in the process list.
+pub const PASSPHRASE_VAR: &str = "PHOTO_PACS_BACKUP_PASSPHRASE";
+
+/// `photo-pacs backup`: the settings in force, this process's `PHOTO_PACS_*` environment and
+/// the box's facts; with `passphrase`, secrets included and the whole file encrypted.
+/// Returns the file's bytes and the name the settings page would give it.
+pub fn backup_file(
+    env: &EnvConfig,
+    passphrase: Option<&str>,
+) -> Result<(Vec<u8>, String), CliError> {
+    let settings = settings_in_force(env)?;
+    // Run as root on the box, the CLI sees the Wi-Fi and tunnel files' folders itself.
+    let facts = backup::Facts::of_this_box();
+    let doc = backup::document_now(&settings, &facts, passphrase.is_some());
+    let plain = serde_json::to_vec_pretty(&doc).map_err(|e| BackupError::Encrypt(e.to_string()))?;
+    let bytes = match passphrase {
+        Some(p) => backup::seal(&plain, p)?,
+        None => plain,
+    };
+    let when = chrono::Local::now().format("%Y%m%d-%H%M").to_string();
+    Ok((
+        bytes,
+        backup::file_name(&facts.hostname, &when, passphrase.is_some()),
+    ))
+}
+
+/// `photo-pacs restore`: what `file` would change, judged as the settings page judges a
+/// restore; with `apply`, written through the same settings store the gateway uses.
+pub async fn restore_file(
+    env: &EnvConfig,
+    file: &Path,
+    passphrase: Option<&str>,
+    apply: bool,
+) -> Result<Report, CliError> {
+    let bytes =
+        crate::storage::read_small(file, backup::MAX_FILE as u64).map_err(|e| CliError::File {
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let opened = backup::open(&bytes, passphrase)?;
+    let sender = Sender::for_backend(env.backend);
+    let check = |s: &Settings| sender.check(s);
+    let vars = backup::process_env();
+    let facts = backup::Facts::of_this_box();
+    if !apply {
+        // Read only: a broken settings file is reported, not moved aside.
+        let current = settings_in_force(env)?;
+        let here = Here {
+            settings: &current,
+            env: &vars,
+            facts: &facts,
+        };
+        return Ok(backup::plan(&opened, here, check)?.report);
+    }
+    let store = SettingsStore::load(env.settings_path.clone(), env.defaults.clone());
+    if let Some(problem) = store.problem() {
+        eprintln!("photo-pacs: {problem}");
+    }
+    let current = store.current();
+    let here = Here {
+        settings: &current,
+        env: &vars,
+        facts: &facts,
+    };
+    let plan = backup::plan(&opened, here, check)?;
+    let mut report = backup::apply(plan, &store, check).await?;
+    // Run as root in the service's folder, the files just written are root's: give them to
+    // the folder's owner, or the gateway could not read its own settings at its next start.
+    let settings = &env.settings_path;
+    for path in [
+        settings.clone(),
+        crate::config::admin_hash_path(settings),
+        settings.with_file_name(backup::RESTORED_ENV),
+    ] {
+        if path.exists()
+            && let Err(e) = crate::provision::follow_owner(&path)
+        {
+            report.warnings.push(format!(
+                "could not give {} to its folder's owner ({e}): the gateway may not be able to read it",
+                path.display()
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// The lines `photo-pacs restore` prints for a report.
+pub fn report_lines(report: &Report) -> Vec<String> {
+    let mut lines: Vec<String> = report
+        .changes
+        .iter()
+        .map(|c| format!("{}: {:?} -> {:?}", c.field, c.from, c.to))
+        .collect();
+    lines.push(format!(
+        "{} value(s) already as in the backup",
+        report.unchanged
+    ));
+    lines.extend(
+        report
+            .not_restored
+            .iter()
+            .map(|n| format!("not restored: {}: {}", n.item, n.reason)),
+    );
+    lines.extend(report.warnings.iter().map(|w| format!("warning: {w}")));
+    lines
 }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod anatomy;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

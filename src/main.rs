@@ -1,4 +1,4 @@
-//! `photo-pacs`: serve (the default), `convert` and `echo`. Only wiring lives here.
+//! `photo-pacs`: serve (the default) and the command-line tools. Only wiring lives here.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -41,6 +41,26 @@ enum Command {
     Outbox {
         #[command(subcommand)]
         action: OutboxAction,
+    },
+    /// Save the configuration (settings in force, PHOTO_PACS_* environment, host name, Wi-Fi
+    /// and tunnel presence) as a backup file. Secrets only with --include-secrets, then
+    /// encrypted with the passphrase in PHOTO_PACS_BACKUP_PASSPHRASE.
+    Backup {
+        /// Write the file here (mode 0600) instead of to standard output
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Include the DICOMweb password and token and the upload PIN (encrypted)
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Show what a backup file would change; with --apply, restore it. An encrypted file
+    /// needs its passphrase in PHOTO_PACS_BACKUP_PASSPHRASE. A running gateway keeps its
+    /// settings in memory: restart it after --apply.
+    Restore {
+        file: PathBuf,
+        /// Write the settings (and the restored environment file) instead of only showing them
+        #[arg(long)]
+        apply: bool,
     },
     /// Apply the first-boot file (photo-pacs.env on the SD card's boot partition) to the
     /// data partition; the SD-card image runs this at boot. Prints what it did, never a secret.
@@ -182,6 +202,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox { action } => outbox_command(&env()?, action),
+        Command::Backup {
+            out,
+            include_secrets,
+        } => backup_command(&env()?, out.as_deref(), include_secrets),
+        Command::Restore { file, apply } => {
+            let env = env()?;
+            let passphrase = std::env::var(cli::PASSPHRASE_VAR).ok();
+            let report = runtime()?.block_on(cli::restore_file(
+                &env,
+                &file,
+                passphrase.as_deref(),
+                apply,
+            ))?;
+            for line in cli::report_lines(&report) {
+                println!("{line}");
+            }
+            if !report.applied {
+                println!("preview only: nothing was changed; add --apply to restore");
+            } else {
+                println!(
+                    "restored into {}; restart the gateway (systemctl restart photo-pacs) so that it uses these settings{}",
+                    env.settings_path.display(),
+                    if report.restart_needed {
+                        " and the restored environment"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Echo => {
             let env = env()?;
             let settings = cli::settings_in_force(&env)?;
@@ -253,6 +304,49 @@ fn apply_time(request: PathBuf) -> anyhow::Result<()> {
     }
     if outcome.applied.is_empty() && outcome.problems.is_empty() {
         println!("no time request at {}", paths.request.display());
+    }
+    Ok(())
+}
+
+fn backup_command(
+    env: &EnvConfig,
+    out: Option<&std::path::Path>,
+    include_secrets: bool,
+) -> anyhow::Result<()> {
+    let passphrase = if include_secrets {
+        let p = std::env::var(cli::PASSPHRASE_VAR).with_context(|| {
+            format!(
+                "--include-secrets needs the passphrase to encrypt the file with in {}",
+                cli::PASSPHRASE_VAR
+            )
+        })?;
+        Some(p)
+    } else {
+        None
+    };
+    let (bytes, name) = cli::backup_file(env, passphrase.as_deref())?;
+    match out {
+        Some(path) => {
+            photo_pacs::config::write_atomically(path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "backup written to {} ({} secrets; the settings page would name it {name})",
+                path.display(),
+                if include_secrets {
+                    "with encrypted"
+                } else {
+                    "without"
+                }
+            );
+        }
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&bytes)
+                .and_then(|()| stdout.flush())
+                .context("cannot write the backup to standard output")?;
+        }
     }
     Ok(())
 }

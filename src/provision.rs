@@ -410,7 +410,7 @@ fn wpa_config(ssid: &str, passphrase: Option<&str>, country: Option<&str>) -> St
 /// `None` for a value with a control character: NUL cannot be carried at all (systemd reads
 /// C strings), and a line break, though systemd would keep it inside quotes, would split the
 /// line for [`merge_env`]'s next reading of the file.
-fn env_assignment(name: &str, value: &str) -> Option<String> {
+pub(crate) fn env_assignment(name: &str, value: &str) -> Option<String> {
     if value.chars().any(char::is_control) {
         return None;
     }
@@ -433,7 +433,10 @@ fn env_assignment(name: &str, value: &str) -> Option<String> {
 }
 
 /// Sets `NAME=value` lines in an env file, keeping its other lines and comments.
-fn merge_env(old: &str, updates: &BTreeMap<String, String>) -> Result<String, ProvisionError> {
+pub(crate) fn merge_env(
+    old: &str,
+    updates: &BTreeMap<String, String>,
+) -> Result<String, ProvisionError> {
     let assignment = |n: &str, v: &str| {
         env_assignment(n, v).ok_or_else(|| ProvisionError::Unquotable {
             name: n.to_string(),
@@ -474,7 +477,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProvisionError
 
 /// Gives `path` its directory's owner. lchown, not chown: this runs as root, and in the
 /// service's directory the name could be swapped for a symlink after the rename.
-fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
+pub(crate) fn follow_owner(path: &Path) -> Result<(), ProvisionError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let meta = fs::metadata(dir).map_err(io_err(dir))?;
     let own = fs::symlink_metadata(path).map_err(io_err(path))?;

@@ -40,9 +40,22 @@ fn scenario_at(name: &str, gw: &Gateway, base: &str, out: Option<&Path>) {
 }
 
 fn start_scenario(name: &str, base: &str, out: Option<&Path>) -> Option<std::process::Child> {
+    start_scenario_env(name, base, out, &[])
+}
+
+/// Like [`start_scenario`], with `env` for the script (other gateways, the phone's clock).
+fn start_scenario_env(
+    name: &str,
+    base: &str,
+    out: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Option<std::process::Child> {
     let (node, script) = runner()?;
     let mut cmd = Command::new(node);
-    cmd.arg(script).arg(name).arg(base);
+    cmd.arg(script)
+        .arg(name)
+        .arg(base)
+        .envs(env.iter().copied());
     if let Some(out) = out {
         cmd.arg(out);
     }
@@ -621,4 +634,173 @@ fn the_outbox_card_lists_a_waiting_study_masked_and_deletes_it() {
         "{}",
         gw.logs()
     );
+}
+
+/// The admin password scenarios.mjs types (ADMIN_PASSWORD there).
+const ADMIN_PASSWORD: &str = "admin-pass-123";
+
+#[test]
+#[cfg_attr(
+    any(missing_peer = "browser", missing_peer = "faketime"),
+    ignore = "needs browser and faketime: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); libfaketime is missing (apt-get install faketime)"
+)]
+fn the_status_view_shows_the_boxs_facts_and_warns_of_its_clock_3_days_behind_in_both_languages() {
+    let Some(mut env) = three_days_behind() else {
+        return;
+    };
+    env.push(("PHOTO_PACS_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
+    let (_dir, gw) = gateway_env(&env);
+    scenario("status", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn the_events_list_and_the_diagnostics_hold_no_patient_value_in_both_languages() {
+    let (_dir, gw) = gateway(&[("PHOTO_PACS_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    scenario("events", &gw, None);
+    if runner().is_none() {
+        return;
+    }
+    assert!(
+        !gw.logs().contains("CANARY"),
+        "patient data in the log:\n{}",
+        gw.logs()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
+fn a_backup_restored_through_the_page_on_fresh_boxes_in_both_languages() {
+    // The box backed up has an admin password (asked again for a backup with secrets); the
+    // two fresh ones have none, as a box straight from `cargo run`.
+    let (_a_dir, a) = gateway(&[("PHOTO_PACS_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let (_b_dir, b) = gateway(&[]);
+    let (_c_dir, c) = gateway(&[]);
+    let others = format!("{} {}", b.base, c.base);
+    let Some(child) = start_scenario_env("backup", &a.base, None, &[("RESTORE_BASES", &others)])
+    else {
+        return;
+    };
+    let run = child.wait_with_output().expect("run node");
+    assert!(
+        run.status.success(),
+        "browser scenario backup failed:\n{}\n{}\nfirst box:\n{}\nsecond box:\n{}\nthird box:\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+        a.logs(),
+        b.logs(),
+        c.logs()
+    );
+    // The restored upload PIN is on the third box, as a PIN: it asks for it.
+    let answer = client()
+        .post(c.url("/api/studies"))
+        .multipart(form(
+            &[("patientId", "P-PIN")],
+            &[("a.jpg", read_data("pillow_hopper.jpg"))],
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 401, "{}", c.logs());
+    assert!(
+        !c.logs().contains("2468-1357") && !a.logs().contains("2468-1357"),
+        "the PIN in a log"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(
+        missing_peer = "browser",
+        missing_peer = "dcmtk",
+        missing_peer = "faketime"
+    ),
+    ignore = "needs browser, dcmtk and faketime: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); dcmtk is not installed (apt-get install dcmtk); libfaketime is missing (apt-get install faketime)"
+)]
+fn the_exam_time_comes_from_the_phones_clock_when_the_boxs_is_3_days_behind() {
+    use chrono::{FixedOffset, SecondsFormat, Timelike, Utc};
+    let (Some(storescp), Some(dcmdump)) = (dcmtk_tool("storescp"), dcmtk_tool("dcmdump")) else {
+        return;
+    };
+    let Some(clock) = three_days_behind() else {
+        return;
+    };
+    let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
+    let mut env = cstore_env(scp.port(), "STORESCP", &[]);
+    env.extend(clock);
+    let (_dir, gw) = gateway_env(&env);
+    // The phone, in Taipei, two hours behind this machine's real time: neither the box's
+    // clock nor this machine's could have given the objects their times.
+    let phone = Utc::now().with_nanosecond(0).unwrap() - chrono::Duration::hours(2);
+    let phone_time = phone.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let Some(child) =
+        start_scenario_env("clienttime", &gw.base, None, &[("PHONE_TIME", &phone_time)])
+    else {
+        return;
+    };
+    finish_scenario("clienttime", &gw, child);
+    let files = scp.wait_for_files(2, Duration::from_secs(10));
+    assert_eq!(files.len(), 2, "{}", scp.logs());
+    let mut dumps: Vec<Dump> = files.iter().map(|f| Dump::read(&dcmdump, f)).collect();
+    dumps.sort_by_key(|d| d.value("(0010,0020)"));
+    let taipei = FixedOffset::east_opt(8 * 3600).unwrap();
+    let auto = phone.with_timezone(&taipei);
+    // Manual: two hours before the phone's time, to the minute, as typed on the page.
+    let manual = (phone - chrono::Duration::hours(2))
+        .with_timezone(&taipei)
+        .with_second(0)
+        .unwrap();
+    for (dump, (id, when)) in dumps
+        .iter()
+        .zip([("CLOCK-AUTO", auto), ("CLOCK-MANUAL", manual)])
+    {
+        let what = format!("{id}:\n{}", dump.0);
+        assert_eq!(dump.value("(0010,0020)"), id, "{what}");
+        assert_eq!(
+            dump.value("(0008,0020)"),
+            when.format("%Y%m%d").to_string(),
+            "Study Date of {what}"
+        );
+        assert!(
+            dump.value("(0008,0030)")
+                .starts_with(&when.format("%H%M%S").to_string()),
+            "Study Time {} of {what}",
+            when.format("%H%M%S")
+        );
+        assert_eq!(
+            dump.value("(0008,0201)"),
+            "+0800",
+            "Timezone Offset From UTC of {what}"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_peer = "browser", missing_peer = "faketime"),
+    ignore = "needs browser and faketime: node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser); libfaketime is missing (apt-get install faketime)"
+)]
+fn admin_screenshots_in_both_languages() {
+    let Some(mut env) = three_days_behind() else {
+        return;
+    };
+    env.push(("PHOTO_PACS_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
+    let (dir, gw) = gateway_env(&env);
+    let out = dir.path().join("screenshots");
+    scenario("adminshots", &gw, Some(&out));
+    if runner().is_none() {
+        return;
+    }
+    for view in ["status", "backup"] {
+        for lang in ["en", "zh-TW"] {
+            let png = std::fs::read(out.join(format!("{view}-{lang}.png"))).unwrap();
+            let img = image::load_from_memory(&png).unwrap();
+            assert_eq!((img.width(), img.height()), (390, 844), "{view}-{lang}.png");
+        }
+    }
 }

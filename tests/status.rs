@@ -76,21 +76,15 @@ fn metric(gw: &Gateway, line_start: &str) -> String {
     ignore = "needs libfaketime to set the box's clock back (apt-get install faketime)"
 )]
 fn exam_times_come_from_the_phone_when_the_box_clock_is_three_days_behind() {
-    let Some(faketime) = peer("faketime", "faketime") else {
+    // libfaketime preloaded into the gateway itself (the faketime wrapper would fork and
+    // leave the gateway running when the test stops it). Timers run on the real monotonic
+    // clock; only the wall clock is three days off.
+    let Some(mut env) = three_days_behind() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let faketime = faketime.to_string_lossy().into_owned();
-    let gw = Gateway::start_wrapped(
-        dir.path(),
-        &[&faketime, "-f", "-3d"],
-        &[
-            // Timers run on the real monotonic clock; only the wall clock is three days off.
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            ("TZ", "UTC"),
-            ("PHOTO_PACS_KEEP_FILES_ON_SUCCESS", "true"),
-        ],
-    );
+    env.push(("TZ".into(), "UTC".into()));
+    env.push(("PHOTO_PACS_KEEP_FILES_ON_SUCCESS".into(), "true".into()));
+    let (dir, gw) = gateway_env(&env);
     let status = gw.get_json("/api/status");
     let box_now = chrono::DateTime::parse_from_rfc3339(status["clock"]["now"].as_str().unwrap())
         .unwrap()

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::settings::{Key, Secret, Settings};
 use crate::dicom::UidRoot;
@@ -113,12 +113,19 @@ pub struct EnvError {
 }
 
 impl EnvConfig {
-    /// Reads the process environment.
+    /// Reads the process environment, then the values a restore left beside the settings
+    /// file ([`RESTORED_ENV`]), which win: a restore is the admin's latest word.
     pub fn from_process() -> Result<Self, EnvError> {
-        Self::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        let mut vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let settings = vars
+            .iter()
+            .find(|(k, v)| k == &format!("{PREFIX}SETTINGS_PATH") && !v.trim().is_empty())
+            .map(|(_, v)| PathBuf::from(v.trim()))
+            .unwrap_or_else(|| PathBuf::from("data/settings.ini"));
+        vars.extend(restored_vars(&settings.with_file_name(RESTORED_ENV)));
+        Self::from_vars(vars)
     }
 
     /// Builds the configuration from `(name, value)` pairs; only `PHOTO_PACS_*` names count.
@@ -340,8 +347,74 @@ impl EnvConfig {
     }
 }
 
+/// Beside settings.ini: the `PHOTO_PACS_*` start-up values a restore brought, which the
+/// gateway cannot write into the box's own environment files (root's).
+pub const RESTORED_ENV: &str = "restored.env";
+
+/// The `PHOTO_PACS_*` assignments of the restore's file, in the quoting the backup module
+/// writes (systemd's EnvironmentFile= syntax). Read by the gateway itself, with its own
+/// rights, rather than by systemd as root: the file sits in a folder the service user
+/// controls, and a link planted there must not hand it a root-only file's lines. The
+/// settings path, the admin password and anything not ours are never taken from it; an
+/// unreadable file is reported and skipped.
+fn restored_vars(path: &Path) -> Vec<(String, String)> {
+    let bytes = match crate::storage::read_small(path, 64 * 1024) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            log::warn!("{}: not used ({e})", path.display());
+            return Vec::new();
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let name = name.trim();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if matches!(rest, "SETTINGS_PATH" | "ADMIN_PASSWORD") {
+            continue;
+        }
+        out.push((name.to_string(), unquote(value.trim())));
+    }
+    out
+}
+
+/// systemd's reading of a value: in double quotes, `\"`, `\\`, `` \` `` and `\$` stand
+/// for the second character; single quotes are taken as they are.
+fn unquote(v: &str) -> String {
+    if v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'') {
+        return v[1..v.len() - 1].to_string();
+    }
+    if !(v.len() >= 2 && v.starts_with('"') && v.ends_with('"')) {
+        return v.to_string();
+    }
+    let mut out = String::new();
+    let mut chars = v[1..v.len() - 1].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&next) = chars.peek()
+            && matches!(next, '"' | '\\' | '`' | '$')
+        {
+            out.push(next);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Variables that are ours but not runtime settings.
-const OWN_VARS: &[&str] = &[
+pub const OWN_VARS: &[&str] = &[
     "LISTEN",
     "PACS_BACKEND",
     "ENVIRONMENT",
@@ -373,6 +446,35 @@ const OWN_VARS: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn restored_values_read_back_as_written_and_never_the_guarded_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::RESTORED_ENV);
+        let mut text = String::from("# header\n");
+        for (n, v) in [
+            ("PHOTO_PACS_RETRY_MAX_S", "120"),
+            ("PHOTO_PACS_ALLOWED_HOSTS", "a \"b\" $c `d` \\e"),
+            ("PHOTO_PACS_ADMIN_PASSWORD", "planted-password"),
+            ("PHOTO_PACS_SETTINGS_PATH", "/elsewhere.ini"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+        ] {
+            text.push_str(&crate::provision::env_assignment(n, v).unwrap());
+        }
+        std::fs::write(&path, text).unwrap();
+        let got = super::restored_vars(&path);
+        assert_eq!(
+            got,
+            vec![
+                ("PHOTO_PACS_RETRY_MAX_S".to_string(), "120".to_string()),
+                (
+                    "PHOTO_PACS_ALLOWED_HOSTS".to_string(),
+                    "a \"b\" $c `d` \\e".to_string()
+                ),
+            ]
+        );
+        assert!(super::restored_vars(&dir.path().join("none")).is_empty());
+    }
+
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

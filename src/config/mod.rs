@@ -4,7 +4,7 @@ mod env;
 mod settings;
 mod store;
 
-pub use env::{Backend, EnvConfig, EnvError, Environment, PREFIX};
+pub use env::{Backend, EnvConfig, EnvError, Environment, OWN_VARS, PREFIX, RESTORED_ENV};
 pub use settings::{
     AuthMethod, Charset, FieldError, InvalidValue, Iod, Key, MIN_NEW_PIN, Secret, Settings,
     TransferSyntax, parse_update,

@@ -146,6 +146,16 @@ impl SettingsStore {
         update: &Map<String, Value>,
         check: impl Fn(&Settings) -> Vec<FieldError>,
     ) -> Result<Arc<Settings>, UpdateError> {
+        self.update_from(update, check).await.map(|(_, next)| next)
+    }
+
+    /// [`SettingsStore::update`], also returning the settings it replaced: a restore reports
+    /// what it changed against exactly those, not a snapshot another writer may have passed.
+    pub async fn update_from(
+        &self,
+        update: &Map<String, Value>,
+        check: impl Fn(&Settings) -> Vec<FieldError>,
+    ) -> Result<(Arc<Settings>, Arc<Settings>), UpdateError> {
         let _guard = self.write_lock.lock().await;
         let state = self.read_state().clone();
         if state.blocked {
@@ -179,7 +189,7 @@ impl SettingsStore {
         w.overrides = overrides;
         w.current = next.clone();
         w.problem = None;
-        Ok(next)
+        Ok((state.current, next))
     }
 
     /// Who may change settings, as the admin password file says.

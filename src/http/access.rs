@@ -66,7 +66,7 @@ pub fn is_cross_site(method: &Method, headers: &HeaderMap) -> bool {
 
 /// The admin password hash in force (`None`: no password, the settings are open), or the
 /// refusal while the settings are locked.
-fn admin_hash(app: &App) -> Result<Option<String>, ApiError> {
+pub(super) fn admin_hash(app: &App) -> Result<Option<String>, ApiError> {
     match app.admin() {
         AdminGuard::Open => Ok(None),
         AdminGuard::Hash(hash) => Ok(Some(hash)),
@@ -141,7 +141,7 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
 
 /// Checks a password against the admin hash off the async threads (argon2 is slow on
 /// purpose), counting failures against the client.
-async fn check_password(
+pub(super) async fn check_password(
     app: &App,
     caller: Caller,
     password: String,

@@ -4,6 +4,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::body::{self, Response};
+use crate::backup::{BackupError, RestoreError};
 use crate::config::{FieldError, UpdateError};
 use crate::intake::IntakeError;
 use crate::intake::form::FormError;
@@ -286,6 +287,36 @@ impl From<UpdateError> for ApiError {
                 api
             }
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Passphrase => ApiError::validation(Some("passphrase"), e.to_string()),
+            BackupError::Encrypt(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// A refused file is 400 with its own code, so the page can tell "wrong passphrase" (ask
+/// again) from "not a backup" (choose another file); refused values are a settings PUT's.
+impl From<RestoreError> for ApiError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Invalid { message, field } => {
+                let mut api = ApiError::new(StatusCode::BAD_REQUEST, "BACKUP_INVALID", message);
+                api.field = field;
+                api
+            }
+            RestoreError::Passphrase(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "BACKUP_PASSPHRASE", message)
+                    .for_field("passphrase")
+            }
+            RestoreError::Values(errors) => UpdateError::Invalid(errors).into(),
+            RestoreError::Save(e) => e.into(),
+            other @ RestoreError::EnvFile { .. } => ApiError::internal(other.to_string()),
         }
     }
 }

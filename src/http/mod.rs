@@ -2,6 +2,7 @@
 
 mod access;
 mod assets;
+mod backup;
 mod body;
 mod error;
 mod health;

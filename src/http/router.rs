@@ -12,7 +12,7 @@ use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
 use super::pace::{Paced, RequestBody};
-use super::{assets, health, openapi, outbox, pacs, settings, status, studies, worklist};
+use super::{assets, backup, health, openapi, outbox, pacs, settings, status, studies, worklist};
 use crate::app::App;
 
 /// Who may use a route.
@@ -42,6 +42,9 @@ pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     ("/api/pacs/echo", &[Method::POST], Guard::Admin),
     ("/api/settings", &[Method::GET, Method::PUT], Guard::Admin),
     ("/api/settings/info", &[Method::GET], Guard::Public),
+    // The backup with secrets asks for the admin password again, in its body.
+    ("/api/backup", &[Method::POST], Guard::Admin),
+    ("/api/restore", &[Method::POST], Guard::Admin),
     ("/api/session", &[Method::GET], Guard::Public),
     ("/api/login", &[Method::POST], Guard::Public),
     ("/api/logout", &[Method::POST], Guard::Public),
@@ -216,6 +219,8 @@ async fn dispatch(
         (&Method::GET, "/api/settings") => Ok(settings::get(app)),
         (&Method::PUT, "/api/settings") => settings::put(app, req, caller).await,
         (&Method::GET, "/api/settings/info") => Ok(settings::info(app)),
+        (&Method::POST, "/api/backup") => backup::post_backup(app, req, caller).await,
+        (&Method::POST, "/api/restore") => backup::post_restore(app, req, caller).await,
         (&Method::GET, "/api/session") => Ok(access::session(app, req.headers())),
         (&Method::POST, "/api/login") => access::login(app, req, caller).await,
         (&Method::POST, "/api/logout") => Ok(access::logout(app, req.headers(), caller)),

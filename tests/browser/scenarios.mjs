@@ -5,7 +5,8 @@
 // Debian's Chromium, driven by playwright-core, headless, loopback only. Each scenario
 // throws (exit code 1, with the reason) when the page does not behave.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -16,6 +17,8 @@ const photo = (name) => join(here, '..', 'data', name);
 const PHOTOS = [photo('pillow_flower.jpg'), photo('pillow_iptc.jpg'), photo('pillow_hopper.jpg')];
 const pageErrors = [];
 const PATIENT = { id: 'CANARY-ID-4711', name: 'CANARY王大明', description: 'CANARY wound' };
+// The admin password tests/browser.rs gives the gateways that have one.
+const ADMIN_PASSWORD = 'admin-pass-123';
 
 async function browser(extraArgs = []) {
   return chromium.launch({
@@ -35,11 +38,16 @@ async function browser(extraArgs = []) {
 }
 
 /// `requests`, when given, collects "METHOD /path" of every request from the first one on.
-async function openPage(b, base, { locale = 'en-US', viewport = { width: 390, height: 844 }, requests, hasTouch = false } = {}) {
-  const context = await b.newContext({ locale, viewport, deviceScaleFactor: 1, hasTouch });
+/// `timezoneId` is the phone's time zone; `setup(page)` runs before the page is loaded (to
+/// set the page's clock, or add init scripts).
+async function openPage(b, base, {
+  locale = 'en-US', viewport = { width: 390, height: 844 }, requests, hasTouch = false, timezoneId, setup,
+} = {}) {
+  const context = await b.newContext({ locale, viewport, deviceScaleFactor: 1, hasTouch, timezoneId });
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
   if (requests) context.on('request', (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
+  if (setup) await setup(page);
   await page.goto(base, { waitUntil: 'load' });
   await page.waitForFunction(() => document.getElementById('tab-home').textContent.trim() !== '');
   // The home view's modules (patient.js, worklist.js) are in.
@@ -96,6 +104,82 @@ async function metric(page, line) {
   const text = await page.evaluate(() => fetch('metrics').then((r) => r.text()));
   const found = text.split('\n').find((l) => l.startsWith(line));
   return found ? Number(found.split(' ').pop()) : 0;
+}
+
+/// Keeps the text fields of every upload's form, as the page hands it to XMLHttpRequest
+/// (the browser does not show a multipart body with files to the test), in
+/// `window.sentForms`. For `setup` (before the page loads).
+async function recordUploads(page) {
+  await page.addInitScript(() => {
+    const send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (body) {
+      if (body instanceof FormData) window.sentForms = [...(window.sentForms || []), Object.fromEntries([...body].filter(([, v]) => typeof v === 'string'))];
+      return send.call(this, body);
+    };
+  });
+}
+
+/// Opens the admin area (the Settings tab), signing in with `password` when the box asks,
+/// then its view `sub`: 'settings', 'status' or 'backup'.
+async function openAdmin(page, sub, password = ADMIN_PASSWORD) {
+  await page.click('#tab-settings');
+  await page.waitForFunction(() => !document.getElementById('login').hidden
+    || document.getElementById('pacsCalledAET').value !== '');
+  if (await page.isVisible('#login')) {
+    await page.fill('#login-password', password);
+    await page.click('#login-button');
+  }
+  await page.waitForSelector('#admin', { state: 'visible' });
+  await page.click(`#sub-${sub}`);
+  assert.equal(await page.getAttribute(`#sub-${sub}`, 'aria-selected'), 'true');
+  if (sub === 'settings') await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
+  if (sub === 'status') await page.waitForSelector('#status-facts .card');
+  if (sub === 'backup') await page.waitForSelector('#admin-backup', { state: 'visible' });
+}
+
+/// The facts of one status card: { label: value } as shown.
+async function facts(page, card) {
+  return page.$$eval(`#${card} dt`, (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+}
+
+/// What `action` makes the page download: its file name and bytes.
+async function downloaded(page, action) {
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: 30000 }), action()]);
+  assert.equal(await download.failure(), null);
+  return { name: download.suggestedFilename(), bytes: readFileSync(await download.path()) };
+}
+
+/// The settings as the box gives them (the page must be signed in).
+async function settingsOf(page) {
+  return page.evaluate(() => fetch('api/settings', { cache: 'no-store' }).then((r) => r.json()).then((d) => d.settings));
+}
+
+/// The member names of a tar archive.
+function tarNames(tar) {
+  const names = [];
+  const field = (h, from, to) => h.subarray(from, to).toString('latin1').replace(/\0[^]*$/, '');
+  for (let off = 0; off + 512 <= tar.length;) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((x) => x === 0)) break;
+    const prefix = field(h, 345, 500);
+    names.push(prefix ? `${prefix}/${field(h, 0, 100)}` : field(h, 0, 100));
+    off += 512 + Math.ceil(parseInt(field(h, 124, 136).trim() || '0', 8) / 512) * 512;
+  }
+  return names;
+}
+
+/// Waits (in node) until `check()` holds.
+async function until(check, what, ms = 10000) {
+  for (const end = Date.now() + ms; !(await check());) {
+    assert.ok(Date.now() < end, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/// An instant as a wall clock at a fixed UTC offset: { date: 'YYYY-MM-DD', time: 'HH:MM:SS' }.
+function wallClockAt(ms, offsetMinutes) {
+  const iso = new Date(ms + offsetMinutes * 60000).toISOString();
+  return { date: iso.slice(0, 10), time: iso.slice(11, 19) };
 }
 
 /// Slows uploads so the progress bar can be seen.
@@ -230,6 +314,24 @@ const scenarios = {
       await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
       const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
       assert.equal(info.patientIdPattern, '^PID:([^;]+)');
+      // Time: the zone (or this phone's) and the NTP servers save; a bad one is said beside it.
+      assert.equal(await page.isVisible('#card-time'), true);
+      await page.click('#time-zone-phone');
+      const phoneZone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+      assert.equal(await page.inputValue('#timeZone'), phoneZone);
+      assert.equal(await page.textContent('#time-zone-phone'), `Use this phone's: ${phoneZone}`);
+      await page.fill('#timeZone', 'Asia/Tai pei');
+      await page.fill('#ntpServers', 'ntp1.example, 192.0.2.7');
+      await page.click('#save');
+      await page.locator('.field-error[data-error-for="timeZone"]').waitFor({ state: 'visible' });
+      assert.equal(await page.getAttribute('#timeZone', 'aria-invalid'), 'true');
+      await page.fill('#timeZone', 'Asia/Taipei');
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      const time = await page.evaluate(() => fetch('api/settings').then((r) => r.json()).then((d) => d.settings));
+      assert.equal(time.timeZone, 'Asia/Taipei');
+      assert.equal(time.ntpServers, 'ntp1.example 192.0.2.7');
+      assert.equal(await page.inputValue('#ntpServers'), 'ntp1.example 192.0.2.7');
       // The advanced section opens on its own when its field is wrong.
       await page.fill('#pacsPort', '104');
       await page.click('summary');
@@ -429,6 +531,33 @@ const scenarios = {
         });
         assert.deepEqual(problems, [], view);
       }
+      // The admin's status and backup views (the secrets' fields shown).
+      await page.click('#tab-settings');
+      for (const sub of ['status', 'backup']) {
+        await page.click(`#sub-${sub}`);
+        if (sub === 'status') await page.waitForFunction(() => document.getElementById('status-note').textContent !== '');
+        if (sub === 'backup' && await page.isEnabled('#backup-secrets')) await page.check('#backup-secrets');
+        const problems = await page.evaluate(() => {
+          const out = [];
+          const visible = (el) => !el.closest('[hidden]') && el.getClientRects().length > 0;
+          for (const el of document.querySelectorAll('#admin input, #admin select')) {
+            if (!visible(el) && !el.classList.contains('visually-hidden')) continue;
+            if (!(el.labels && el.labels.length > 0)) out.push(`no label: ${el.id || el.name}`);
+          }
+          for (const el of document.querySelectorAll('#admin button, #admin .button')) {
+            if (!visible(el)) continue;
+            const r = el.getBoundingClientRect();
+            if (r.height < 44 || r.width < 44) out.push(`small target: ${el.id || el.className || el.tagName} ${r.width}x${r.height}`);
+          }
+          if (document.documentElement.scrollWidth > window.innerWidth) out.push(`horizontal scroll: ${document.documentElement.scrollWidth}`);
+          return out;
+        });
+        assert.deepEqual(problems, [], sub);
+        // The three views are tabs: one selected, its panel shown.
+        const tabs = await page.$$eval('#admin [role="tab"]', (els) => els.map((e) => [e.id, e.getAttribute('aria-selected'),
+          !document.getElementById(e.getAttribute('aria-controls')).hidden]));
+        assert.deepEqual(tabs, ['settings', 'status', 'backup'].map((x) => [`sub-${x}`, String(x === sub), x === sub]));
+      }
       // Radio buttons and checkboxes: their whole label row is the target.
       const rows = await page.$$eval('.radio, .check', (els) => els.filter((e) => e.getClientRects().length && e.getBoundingClientRect().height < 44).length);
       assert.equal(rows, 0);
@@ -468,7 +597,7 @@ const scenarios = {
   async dropped(base) {
     const b = await browser();
     try {
-      const { page } = await openPage(b, base);
+      const { page } = await openPage(b, base, { setup: recordUploads });
       const seen = [];
       await page.exposeFunction('statusSeen', (text) => seen.push(text));
       await page.evaluate(() => {
@@ -482,6 +611,11 @@ const scenarios = {
       assert.match(await page.textContent('#status'), /Sent 2 image/);
       assert.ok(seen.some((t) => /Connection lost, sending again/.test(t)), `the page retried: ${seen.join(' | ')}`);
       assert.equal(await page.locator('#sends li').count(), 1, 'one study in the list');
+      // The phone's time of the first press went with both tries, to the second with its offset.
+      const sent = await page.evaluate(() => window.sentForms);
+      assert.equal(sent.length, 2, 'sent twice');
+      assert.match(sent[0].clientTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/);
+      assert.equal(sent[1].clientTime, sent[0].clientTime, 'the same time in the resend');
     } finally {
       await b.close();
     }
@@ -965,6 +1099,396 @@ const scenarios = {
     }
   },
 
+  // The admin's status view on a box whose clock is 3 days behind (tests/browser.rs runs
+  // the gateway under libfaketime): the clock warning first, as an alert; the box's facts as
+  // GET api/status gives them; a refresh every 15 s only while the view is on screen (the
+  // page's clock is Playwright's, so the test moves it on); then the same in Chinese.
+  async status(base) {
+    const b = await browser();
+    try {
+      const requests = [];
+      const { page } = await openPage(b, base, { requests, setup: (p) => p.clock.install() });
+      await openAdmin(page, 'status');
+      const s = await page.evaluate(() => fetch('api/status', { cache: 'no-store' }).then((r) => r.json()));
+      const pageNow = await page.evaluate(() => Date.now());
+      const behind = pageNow - Date.parse(s.clock.now);
+      assert.ok(Math.abs(behind - 3 * 86400e3) < 600e3, `the box is 3 days behind: ${s.clock.now}`);
+
+      const clock = page.locator('#status-clock');
+      await clock.waitFor({ state: 'visible' });
+      assert.equal(await clock.getAttribute('role'), 'alert');
+      assert.match(await clock.textContent(), /The box's clock is 3 d 0 h behind this phone's\./);
+      // It comes first: above readiness, warnings and facts.
+      const order = await page.$$eval('#admin-status > *', (els) => els.filter((e) => !e.hidden).map((e) => e.id).filter(Boolean));
+      assert.equal(order[0], 'status-clock', order.join(' '));
+
+      const box = await facts(page, 'status-box-card');
+      assert.ok(box.Version.startsWith(s.version), box.Version);
+      if (s.build.commit) assert.ok(box.Version.includes(s.build.commit), box.Version);
+      assert.equal(box['Host name'], s.hostname);
+      assert.equal(box.Addresses, s.addresses.join(', ') || 'none');
+      assert.match(box.Up, /^\d+ (s|min|h \d+ min|d \d+ h) \(since /);
+      assert.equal(box['Sends by'], 'demo mode (mock)');
+      const data = await facts(page, 'status-data-card');
+      const percent = Math.round((s.data.freeBytes / s.data.totalBytes) * 100);
+      assert.match(data['Free space'], new RegExp(`^[\\d.,]+ (kB|MB|GB|TB) of [\\d.,]+ (kB|MB|GB|TB) \\(${percent}% free\\)$`));
+      assert.equal(data['Data folder'], s.data.path);
+      const outbox = await facts(page, 'status-outbox-card');
+      assert.equal(outbox.Waiting, `${s.outbox.depth} study(ies)`);
+      const clockCard = await facts(page, 'status-clock-card');
+      assert.ok(clockCard['Box time'].startsWith(`${s.clock.now.slice(0, 10)} `), clockCard['Box time']);
+      assert.match(clockCard['Against this phone'], /^3 d 0 h behind$/);
+      assert.equal(clockCard['Synchronised (NTP)'], { yes: 'yes', no: 'no' }[s.clock.synchronized] || 'unknown');
+      const pacs = await facts(page, 'status-pacs-card');
+      assert.ok(pacs.Connection, 'the PACS row');
+      const tunnel = await facts(page, 'status-tunnel-card');
+      assert.equal(tunnel.State, s.tunnel.configured ? tunnel.State : 'not set up');
+      assert.match(await page.textContent('#status-ready'), s.ready.ready ? /^Ready/ : /^Not ready/);
+      assert.match(await page.textContent('#status-note'), /Updated .*; refreshed every 15 s/);
+
+      // Every 15 s while on screen, not once another view is shown; at once when back.
+      const calls = () => requests.filter((r) => r === 'GET /api/status').length;
+      let seen = calls();
+      await page.clock.fastForward(15500);
+      await until(() => calls() === seen + 1, 'the refresh after 15 s');
+      await page.click('#sub-settings');
+      seen = calls();
+      await page.clock.fastForward(31000);
+      await page.waitForTimeout(500);
+      assert.equal(calls(), seen, 'no refresh while another view is shown');
+      await page.click('#sub-status');
+      await until(() => calls() === seen + 1, 'a refresh when the view opens again');
+
+      // In Chinese: the same facts and the warning in Chinese.
+      await page.click('#lang');
+      assert.match(await clock.textContent(), /閘道器的時鐘比這支手機慢了 3 天 0 小時。/);
+      assert.equal(await page.textContent('#sub-status'), '狀態');
+      assert.equal(await page.textContent('#status-clock-card h2'), '時鐘');
+      const zhBox = await facts(page, 'status-box-card');
+      assert.equal(zhBox['主機名稱'], s.hostname);
+      assert.ok(zhBox['版本'].startsWith(s.version));
+      const zhData = await facts(page, 'status-data-card');
+      assert.match(zhData['可用空間'], new RegExp(`，共 [\\d.,]+ (kB|MB|GB|TB)（剩 ${percent}%）$`));
+      const zhClock = await facts(page, 'status-clock-card');
+      assert.equal(zhClock['與這支手機相比'], '慢了 3 天 0 小時');
+      assert.match(await page.textContent('#status-note'), /更新，每 15 秒自動更新/);
+      // Nothing but the language and the theme in the browser's storage.
+      const kept = await page.evaluate(() => Object.keys(localStorage).concat(Object.keys(sessionStorage)).sort());
+      assert.deepEqual(kept, ['photo-pacs.lang']);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Recent events after a login, a settings change and an upload with a distinctive
+  // patient: the list, newest first, says who did what and which field changed, and holds
+  // no patient value; nor does the diagnostics tarball the page downloads. In both languages.
+  async events(base) {
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base);
+      await openAdmin(page, 'settings');
+      await page.fill('#pacsCalledAET', 'EVENTS_AET');
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      await page.click('#tab-home');
+      await fillPatient(page);
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+
+      await openAdmin(page, 'status');
+      const kinds = () => page.$$eval('#events .ev-kind', (els) => els.map((e) => e.textContent));
+      await until(async () => (await kinds()).includes('Delivery'), 'the delivery in the list', 15000);
+      const list = await kinds();
+      for (const kind of ['Login', 'Settings', 'Delivery']) assert.ok(list.includes(kind), `${kind} in ${list.join(', ')}`);
+      assert.ok(list.indexOf('Delivery') < list.indexOf('Settings') && list.indexOf('Settings') < list.indexOf('Login'),
+        `newest first: ${list.join(', ')}`);
+      const settingsEvent = page.locator('#events li', { has: page.locator('.ev-kind', { hasText: /^Settings$/ }) }).first();
+      assert.match(await settingsEvent.textContent(), /fields: .*pacsCalledAET/);
+      assert.match(await settingsEvent.textContent(), /by admin from 127\.0\.0\.1/);
+      const times = await page.$$eval('#events time', (els) => els.map((e) => Date.parse(e.dateTime)));
+      assert.deepEqual(times, [...times].sort((x, y) => y - x), 'newest first');
+      const canaries = [PATIENT.id, PATIENT.name, PATIENT.description, '1990-01-15', '19900115', 'CANARY', '王大明'];
+      const shown = await page.textContent('#admin-status');
+      for (const v of canaries) assert.ok(!shown.includes(v), `${v} in the status view`);
+
+      const diag = await downloaded(page, () => page.click('#diagnostics'));
+      assert.match(diag.name, /^photo-pacs-diagnostics-.+-\d{8}-\d{4}\.tar\.gz$/);
+      assert.match(await page.textContent('#diagnostics-result'), new RegExp(`Downloaded ${diag.name.replace(/[.]/g, '\\.')}`));
+      const tar = gunzipSync(diag.bytes);
+      const names = tarNames(tar).map((n) => n.split('/').pop());
+      for (const f of ['status.json', 'events.json', 'settings.json', 'version.txt', 'units.txt']) {
+        assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
+      }
+      for (const v of canaries) assert.ok(!tar.includes(Buffer.from(v)), `${v} in the diagnostics`);
+      assert.ok(tar.includes(Buffer.from('EVENTS_AET')), 'the settings are in the diagnostics');
+      assert.ok(!tar.includes(Buffer.from(ADMIN_PASSWORD)), 'no password in the diagnostics');
+
+      await page.click('#lang');
+      const zhKinds = await kinds();
+      for (const kind of ['登入', '設定變更', '送達']) assert.ok(zhKinds.includes(kind), `${kind} in ${zhKinds.join(', ')}`);
+      const zhSettingsEvent = page.locator('#events li', { has: page.locator('.ev-kind', { hasText: /^設定變更$/ }) }).first();
+      assert.match(await zhSettingsEvent.textContent(), /欄位：.*pacsCalledAET/);
+      assert.equal(await page.textContent('#events-title'), '最近事件');
+      const zhShown = await page.textContent('#admin-status');
+      for (const v of canaries) assert.ok(!zhShown.includes(v), `${v} in the Chinese status view`);
+      // (The app's own scripts name 王大明 as an example: the cached shell is not a hit.)
+      const found = await storedValues(page, [PATIENT.id, PATIENT.name, PATIENT.description, 'CANARY']);
+      assert.deepEqual(found.hits, []);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Backup on one box, restore on fresh ones (tests/browser.rs passes their addresses in
+  // RESTORE_BASES). In English: a backup without secrets, restored on the second box after
+  // its preview; every setting equal, the secrets absent. In Chinese: a backup with the
+  // secrets (the admin password asked again, a passphrase twice), refused with a wrong
+  // passphrase and when altered (nothing changes), then restored with the right one.
+  async backup(base) {
+    const [second, third] = (process.env.RESTORE_BASES || '').split(' ').filter(Boolean).map((u) => (u.endsWith('/') ? u : `${u}/`));
+    assert.ok(second && third, 'RESTORE_BASES names two fresh gateways');
+    const pin = '2468-1357';
+    const b = await browser();
+    try {
+      // The first box: settings changed on the page, then a backup without secrets.
+      const a = (await openPage(b, base)).page;
+      await openAdmin(a, 'settings');
+      await a.fill('#pacsCalledAET', 'BACKUP_AET');
+      await a.fill('#pacsHost', '10.1.2.3');
+      await a.fill('#pacsPort', '11112');
+      await a.fill('#timeZone', 'Asia/Taipei');
+      await a.fill('#ntpServers', 'ntp1.example ntp2.example');
+      await a.fill('#uploadPin', pin);
+      await a.click('summary');
+      await a.fill('#localModality', 'XC');
+      await a.click('#save');
+      await a.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      const original = await settingsOf(a);
+      assert.equal(original.uploadPinSet, true);
+      await a.click('#sub-backup');
+      assert.equal(await a.isVisible('#backup-passphrase'), false, 'no passphrase without secrets');
+      const plain = await downloaded(a, () => a.click('#backup-download'));
+      assert.match(plain.name, /\.backup\.json$/);
+      assert.match(await a.textContent('#backup-result'), /without secrets/);
+      assert.ok(!plain.bytes.includes(Buffer.from(pin)), 'no PIN in a backup without secrets');
+      JSON.parse(plain.bytes.toString('utf8'));
+
+      // The second box, fresh: the file chosen, the preview, then applied.
+      const bp = (await openPage(b, second)).page;
+      await openAdmin(bp, 'backup');
+      // This box has no admin password: it offers no secrets, and says why.
+      assert.equal(await bp.isDisabled('#backup-secrets'), true);
+      assert.match(await bp.textContent('#backup-secrets-off'), /only on a box with an admin password/);
+      const before = await settingsOf(bp);
+      await bp.setInputFiles('#restore-file', { name: plain.name, mimeType: 'application/json', buffer: plain.bytes });
+      await bp.waitForSelector('#restore-plan', { state: 'visible' });
+      assert.equal(await bp.isVisible('#restore-pass-box'), false, 'no passphrase for a plain backup');
+      assert.equal(await bp.evaluate(() => document.activeElement.id), 'restore-plan-title');
+      const change = bp.locator('#restore-changes li[data-field="pacsCalledAET"]');
+      assert.match(await change.textContent(), /^PACS AE title pacsCalledAET/);
+      assert.match(await change.locator('.change-values').textContent(), new RegExp(`^was ${before.pacsCalledAET}.*becomes BACKUP_AET$`));
+      for (const field of ['pacsHost', 'pacsPort', 'timeZone', 'ntpServers']) {
+        assert.equal(await bp.locator(`#restore-changes li[data-field="${field}"]`).count(), 1, `${field} changes`);
+      }
+      assert.equal(await bp.locator('#restore-changes li[data-field="uploadPin"]').count(), 0, 'no secret in a plain backup');
+      assert.deepEqual(await settingsOf(bp), before, 'a preview changes nothing');
+      const changes = await bp.locator('#restore-changes li').count();
+      assert.equal(await bp.textContent('#restore-apply'), `Apply ${changes} change(s)`);
+      await bp.click('#restore-apply');
+      await bp.waitForFunction(() => document.getElementById('restore-result').className === 'ok', null, { timeout: 15000 });
+      assert.match(await bp.textContent('#restore-result'), new RegExp(`^Restored: ${changes} setting\\(s\\) changed\\.`));
+      assert.equal(await bp.isVisible('#restore-plan'), false);
+      const restored = await settingsOf(bp);
+      const bare = (doc) => Object.fromEntries(Object.entries(doc).filter(([k]) => !k.endsWith('Set')));
+      assert.deepEqual(bare(restored), bare(original), 'every setting equal');
+      assert.equal(restored.uploadPinSet, false, 'the secrets are not in a plain backup');
+      // The settings view shows them.
+      await bp.click('#sub-settings');
+      await bp.waitForFunction(() => document.getElementById('pacsCalledAET').value === 'BACKUP_AET');
+      assert.equal(await bp.inputValue('#timeZone'), 'Asia/Taipei');
+
+      // In Chinese, on the first box: a backup with the secrets.
+      await a.click('#lang');
+      await a.check('#backup-secrets');
+      await a.waitForSelector('#backup-passphrase', { state: 'visible' });
+      assert.equal(await a.isVisible('#backup-password'), true, 'the admin password is asked again');
+      const phrase = 'correct horse battery staple';
+      await a.fill('#backup-password', ADMIN_PASSWORD);
+      await a.fill('#backup-passphrase', phrase);
+      await a.fill('#backup-passphrase2', 'something else');
+      await a.click('#backup-download');
+      assert.equal(await a.textContent('.field-error[data-error-for="passphrase2"]'), '兩次輸入的加密密碼不同。');
+      await a.fill('#backup-passphrase2', phrase);
+      await a.fill('#backup-password', 'not-the-password');
+      await a.click('#backup-download');
+      await a.locator('.field-error[data-error-for="password"]').waitFor({ state: 'visible' });
+      assert.equal(await a.textContent('.field-error[data-error-for="password"]'), '密碼不正確。');
+      await a.fill('#backup-password', ADMIN_PASSWORD);
+      const sealed = await downloaded(a, () => a.click('#backup-download'));
+      assert.match(sealed.name, /\.backup\.age$/);
+      assert.match(await a.textContent('#backup-result'), /已加密，含機密/);
+      assert.ok(sealed.bytes.toString('latin1').startsWith('-----BEGIN AGE ENCRYPTED FILE-----'), 'an armored age file');
+      assert.ok(!sealed.bytes.includes(Buffer.from(pin)));
+      assert.equal(await a.inputValue('#backup-passphrase'), '', 'the passphrase is forgotten');
+
+      // The third box, fresh, in Chinese: wrong passphrase, an altered file, then the right one.
+      const c = (await openPage(b, third, { locale: 'zh-TW' })).page;
+      await openAdmin(c, 'backup');
+      const fresh = await settingsOf(c);
+      await c.setInputFiles('#restore-file', { name: sealed.name, mimeType: 'application/octet-stream', buffer: sealed.bytes });
+      await c.waitForSelector('#restore-pass-box', { state: 'visible' });
+      assert.equal(await c.evaluate(() => document.activeElement.id), 'restore-passphrase');
+      assert.match(await c.textContent('#restore-file-name'), /（已加密）/);
+      await c.fill('#restore-passphrase', 'wrong passphrase');
+      await c.click('#restore-preview');
+      await c.waitForFunction(() => document.getElementById('restore-result').className === 'error');
+      assert.equal(await c.textContent('#restore-result'), '加密密碼不正確。 沒有變更任何設定。');
+      assert.equal(await c.textContent('#restore-pass-error'), '加密密碼不正確。');
+      assert.equal(await c.getAttribute('#restore-passphrase', 'aria-invalid'), 'true');
+      assert.equal(await c.isVisible('#restore-plan'), false);
+      assert.deepEqual(await settingsOf(c), fresh, 'a wrong passphrase changes nothing');
+      // An altered file: one character in the middle of the armored body (the encrypted
+      // settings, past the header) changed.
+      const text = sealed.bytes.toString('latin1');
+      let at = Math.floor(text.length / 2);
+      while (!/[A-Za-z0-9]/.test(text[at])) at += 1;
+      const altered = Buffer.from(text.slice(0, at) + (text[at] === 'A' ? 'B' : 'A') + text.slice(at + 1), 'latin1');
+      await c.setInputFiles('#restore-file', { name: 'altered.backup.age', mimeType: 'application/octet-stream', buffer: altered });
+      await c.fill('#restore-passphrase', phrase);
+      await c.click('#restore-preview');
+      await c.waitForFunction(() => document.getElementById('restore-result').className === 'error');
+      assert.match(await c.textContent('#restore-result'), /^這不是 Photo PACS 的備份檔，或檔案已被修改。.*沒有變更任何設定。$/);
+      assert.deepEqual(await settingsOf(c), fresh, 'an altered file changes nothing');
+      // Not a backup at all.
+      await c.setInputFiles('#restore-file', { name: 'notes.json', mimeType: 'application/json', buffer: Buffer.from('{"hello": "world"}') });
+      await c.waitForFunction(() => document.getElementById('restore-result').className === 'error');
+      assert.match(await c.textContent('#restore-result'), /^這不是 Photo PACS 的備份檔，或檔案已被修改。.*沒有變更任何設定。$/);
+      // The right passphrase: the preview shows the PIN as set, never its value.
+      await c.setInputFiles('#restore-file', { name: sealed.name, mimeType: 'application/octet-stream', buffer: sealed.bytes });
+      await c.fill('#restore-passphrase', phrase);
+      await c.press('#restore-passphrase', 'Enter');
+      await c.waitForSelector('#restore-plan', { state: 'visible' });
+      const pinChange = c.locator('#restore-changes li[data-field="uploadPin"]');
+      assert.match(await pinChange.textContent(), /^上傳 PIN 碼 uploadPin/);
+      assert.equal(await pinChange.locator('.change-values').textContent(), '原本 未設定 → , 改為 已設定');
+      assert.ok(!(await c.textContent('body')).includes(pin), 'the PIN is never shown');
+      assert.match(await c.textContent('#restore-apply'), /^套用 \d+ 項變更$/);
+      await c.click('#restore-apply');
+      await c.waitForFunction(() => document.getElementById('restore-result').className === 'ok', null, { timeout: 15000 });
+      assert.match(await c.textContent('#restore-result'), /^已還原：變更了 \d+ 項設定。/);
+      const withSecrets = await settingsOf(c);
+      assert.deepEqual(withSecrets, original, 'every setting equal, the PIN set');
+      const found = await storedValues(c, [pin, phrase, 'BACKUP_AET']);
+      assert.deepEqual(found.hits, []);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The exam time comes from the phone (tests/browser.rs runs the gateway 3 days behind
+  // under libfaketime and gives the phone's instant in PHONE_TIME; the phone is in Taipei):
+  // in automatic mode the upload carries clientTime, the phone's time to the second with its
+  // offset; in manual mode examDateTime and clientTime. The test reads the DICOM objects.
+  // Then the status view warns about the box's clock.
+  async clienttime(base) {
+    const phone = Date.parse(process.env.PHONE_TIME || '');
+    assert.ok(!Number.isNaN(phone), 'PHONE_TIME is an instant');
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, {
+        timezoneId: 'Asia/Taipei',
+        setup: async (p) => {
+          await p.clock.setFixedTime(phone);
+          await recordUploads(p);
+        },
+      });
+      const at = wallClockAt(phone, 480);
+      const expected = `${at.date}T${at.time}+08:00`;
+      await page.fill('#patientId', 'CLOCK-AUTO');
+      await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      // Manual: two hours before the phone's time, typed as the phone shows it.
+      await page.fill('#patientId', 'CLOCK-MANUAL');
+      await page.check('input[name="examMode"][value="manual"]');
+      assert.equal(await page.inputValue('#examDateTime'), `${at.date}T${at.time.slice(0, 5)}`, 'prefilled with the phone\'s time');
+      const manual = wallClockAt(phone - 2 * 3600e3, 480);
+      await page.fill('#examDateTime', `${manual.date}T${manual.time.slice(0, 5)}`);
+      await page.setInputFiles('#album', PHOTOS.slice(1, 2));
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+      const sent = await page.evaluate(() => window.sentForms);
+      assert.equal(sent.length, 2);
+      assert.equal(sent[0].clientTime, expected);
+      assert.equal(sent[0].examDateTime, undefined, 'automatic: no exam time of its own');
+      assert.equal(sent[1].clientTime, expected);
+      assert.equal(sent[1].examDateTime, `${manual.date}T${manual.time.slice(0, 5)}:00+08:00`);
+
+      await openAdmin(page, 'status');
+      await page.waitForSelector('#status-clock', { state: 'visible' });
+      assert.match(await page.textContent('#status-clock'), /behind this phone's/);
+      const clock = await facts(page, 'status-clock-card');
+      assert.match(clock['Last phone that sent'], /^(2 d 2\d h|3 d 0 h) behind · /);
+      console.log(`clientTime ${expected}`);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Phone-sized screenshots of the admin's status view (on a box 3 days behind, as
+  // tests/browser.rs runs it: the clock warning shows) and of a restore's preview, in both
+  // languages: status-en.png, status-zh-TW.png, backup-en.png, backup-zh-TW.png.
+  async adminshots(base, out) {
+    assert.ok(out, 'an output directory is needed');
+    mkdirSync(out, { recursive: true });
+    const b = await browser();
+    const settle = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const setSettings = async (page, values) => {
+      await openAdmin(page, 'settings');
+      for (const [id, value] of Object.entries(values)) await page.fill(`#${id}`, value);
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+    };
+    try {
+      for (const [locale, tag] of [['en-US', 'en'], ['zh-TW', 'zh-TW']]) {
+        const { page } = await openPage(b, base, { locale, timezoneId: 'Asia/Taipei' });
+        // A photo sent, so that the box has a delivery, a last stored time and a phone's time.
+        await page.fill('#patientId', 'A123456');
+        await page.setInputFiles('#album', PHOTOS.slice(0, 1));
+        await page.click('#send');
+        await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 30000 });
+        const clinic = { pacsCalledAET: 'HOSP_PACS', pacsHost: '10.20.30.40', pacsPort: '11112', timeZone: 'Asia/Taipei', ntpServers: 'time.stdtime.gov.tw' };
+        await setSettings(page, clinic);
+        await page.click('#sub-status');
+        await page.waitForSelector('#status-clock', { state: 'visible' });
+        await page.evaluate(() => window.scrollTo({ top: 0, behavior: 'instant' }));
+        await settle(page);
+        await page.screenshot({ path: join(out, `status-${tag}.png`), fullPage: false });
+
+        // The clinic's settings backed up, the box reset, then the backup's preview.
+        await page.click('#sub-backup');
+        const file = await downloaded(page, () => page.click('#backup-download'));
+        await setSettings(page, { pacsCalledAET: 'PACS', pacsHost: '127.0.0.1', pacsPort: '104', timeZone: '', ntpServers: '' });
+        await page.click('#sub-backup');
+        await page.setInputFiles('#restore-file', { name: file.name, mimeType: 'application/json', buffer: file.bytes });
+        await page.waitForSelector('#restore-plan', { state: 'visible' });
+        // The file's name, then the preview down to Apply.
+        await page.evaluate(() => {
+          const from = document.getElementById('restore-file-name');
+          const top = from.getBoundingClientRect().top + window.scrollY - document.querySelector('.bar').offsetHeight - 8;
+          window.scrollTo({ top, behavior: 'instant' });
+        });
+        await settle(page);
+        await page.screenshot({ path: join(out, `backup-${tag}.png`), fullPage: false });
+        await page.click('#restore-cancel');
+      }
+    } finally {
+      await b.close();
+    }
+  },
+
   // Phone-sized screenshots of home, the photos with their body sites, settings and a
   // success, in both languages.
   async screenshots(base, out) {
@@ -1014,6 +1538,9 @@ const scenarios = {
         await page.screenshot({ path: join(out, `sent-${tag}.png`), fullPage: false });
         await page.click('#tab-settings');
         await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
+        // From the top: the admin's three views, then the settings.
+        await page.evaluate(() => window.scrollTo({ top: 0, behavior: 'instant' }));
+        await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
         await page.screenshot({ path: join(out, `settings-${tag}.png`), fullPage: false });
       }
     } finally {

@@ -37,20 +37,7 @@ impl Gateway {
     /// Starts the gateway in `dir` (its working directory, so `data/` lands there) with
     /// `env` on top of a clean environment.
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Gateway {
-        Self::start_wrapped(dir, &[], env)
-    }
-
-    /// [`Gateway::start_in`] under a wrapper program (`faketime -f -3d`): `wrapper[0]` is
-    /// run with the rest of it, then the gateway's path.
-    pub fn start_wrapped(dir: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Gateway {
-        let mut cmd = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(BIN);
-                c
-            }
-            None => Command::new(BIN),
-        };
+        let mut cmd = Command::new(BIN);
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -485,4 +472,28 @@ pub fn assert_dciodvfy_clean(dciodvfy: &Path, file: &Path) -> String {
     let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
     assert!(errors.is_empty(), "{}:\n{report}", file.display());
     report
+}
+
+/// Environment that sets a gateway's clock 3 days behind: a box with no battery clock and
+/// no time server. libfaketime is preloaded into the gateway itself rather than run as
+/// `faketime -f -3d photo-pacs`, whose own process would stand between the test and the
+/// gateway (it forks, and passes neither SIGTERM nor SIGKILL on). The monotonic clock is
+/// left alone, so timers and deadlines run as usual.
+pub fn three_days_behind() -> Option<Vec<(String, String)>> {
+    peer("faketime", "faketime")?;
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.is_file());
+    let Some(lib) = lib else {
+        return storescp::missing_peer("libfaketime.so.1", "faketime");
+    };
+    Some(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), "-3d".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
 }

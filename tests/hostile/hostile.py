@@ -451,6 +451,57 @@ def attack_file_modes(gw, cache):
     return f"{status}", status == 200 and not loose, "open to others: " + (", ".join(loose[:4]) or "none")
 
 
+def raw_post(gw, path, headers, chunks):
+    """Sends a request by hand (the body as `chunks`, however long), stops sending when the
+    gateway closes, and returns its status and how much was sent."""
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=60)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock.sendall(head.encode())
+    sent = 0
+    try:
+        for chunk in chunks:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    sock.settimeout(30)
+    try:
+        answer = sock.recv(300).decode(errors="replace")
+    except OSError as e:
+        answer = f"no answer ({e})"
+    sock.close()
+    m = re.match(r"HTTP/1\.1 (\d+)", answer)
+    return (int(m.group(1)) if m else 0), sent, answer
+
+
+def attack_restore_files(gw, _):
+    """POST /api/restore with a 50 MB body (its length declared), the same chunked (no
+    length), and a garbage file: 413, 413 and 400 BACKUP_INVALID, and no settings written."""
+    part = (b"--R\r\nContent-Disposition: form-data; name=\"file\"; filename=\"box.backup.json\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n{")
+    mb = b"x" * (1 << 20)
+    total = 50 << 20
+    declared, sent1, _ = raw_post(gw, "/api/restore", {
+        "Content-Type": "multipart/form-data; boundary=R", "Content-Length": str(total)},
+        [part] + [mb] * 50)
+    chunked_body = (f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in [part] + [mb] * 50)
+    chunked, sent2, _ = raw_post(gw, "/api/restore", {
+        "Content-Type": "multipart/form-data; boundary=R", "Transfer-Encoding": "chunked"},
+        chunked_body)
+    garbage = os.urandom(20000)
+    body = (b"--G\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.backup.age\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + garbage + b"\r\n--G\r\n"
+            b"Content-Disposition: form-data; name=\"apply\"\r\n\r\ntrue\r\n--G--\r\n")
+    status, _, text = gw.request("POST", "/api/restore", body,
+                                 {"Content-Type": "multipart/form-data; boundary=G"})
+    untouched = not os.path.exists(os.path.join(gw.dir, "settings.ini"))
+    ok = (declared, chunked, status) == (413, 413, 400) and b"BACKUP_INVALID" in text and untouched
+    return (f"{declared} {chunked} {status}", ok,
+            f"sent {sent1 >> 20} MB and {sent2 >> 20} MB before the answer; settings untouched {untouched}; "
+            + text[:80].decode(errors="replace"))
+
+
 PREPARE = {"ini": prepare_corrupt_settings}
 ADMIN_ENV = {"PHOTO_PACS_ADMIN_PASSWORD": PASSWORD}
 # A "PACS" that takes connections and never says a word: each association waits out
@@ -509,6 +560,7 @@ ATTACKS = [
     ("51 body sites, then 50 for one photo", "sites", {}, attack_body_site_fields),
     ("phone times that are no time, one 1 MB long", "clienttime", {}, attack_client_times),
     ("files of an upload under umask 022", "modes", {"PHOTO_PACS_KEEP_FILES_ON_SUCCESS": "true", "umask": "022"}, attack_file_modes),
+    ("restore: 50 MB body, the same chunked, a garbage file", "restore", {}, attack_restore_files),
 ]
 
 
