@@ -18,6 +18,12 @@ packages=(
     # systemd-resolved, the clock by systemd-timesyncd (the Pi has no RTC and TLS needs time)
     systemd-resolved libnss-resolve systemd-timesyncd iproute2 netbase
     wpasupplicant wireless-regdb firmware-brcm80211
+    # the system bus: timedatectl (time zone, NTP state), and systemctl run by a user other
+    # than root, talk to systemd-timedated, systemd-timesyncd and systemd over it. minbase
+    # installs no Recommends, so without it `timedatectl show` fails. The time zones
+    # themselves (/usr/share/zoneinfo) come with tzdata, which minbase has (Priority:
+    # required in bookworm).
+    dbus
     # remote maintenance, off unless the first-boot file gives a key
     openssh-server
     # what the photo-pacs .deb depends on (build.sh installs it with dpkg -i, which installs

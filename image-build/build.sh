@@ -104,7 +104,8 @@ step "configuring: read-only root, /data, first-boot file"
 cp -a "$here/overlay/." "$root/"
 chroot "$root" systemctl enable systemd-networkd systemd-resolved systemd-timesyncd \
     photo-pacs.service photo-pacs-provision.service photo-pacs-cloudflared.service \
-    photo-pacs-grow-data.service
+    photo-pacs-grow-data.service photo-pacs-time.service photo-pacs-time.path \
+    photo-pacs-machine-id.service
 # Jobs that write to the read-only root, or fetch package lists nobody installs from.
 chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
     e2scrub_all.timer e2scrub_reap.service
@@ -112,7 +113,13 @@ chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-ba
 # enabled) and the machine ID (empty: systemd makes a new one in memory at each boot).
 rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
-rm -f "$root/var/lib/dbus/machine-id"
+# D-Bus reads the ID through this link (its tmpfiles.d would make it at each boot, and fail
+# on the read-only root).
+if [ -d "$root/var/lib/dbus" ]; then
+    ln -sfn /etc/machine-id "$root/var/lib/dbus/machine-id"
+else
+    rm -f "$root/var/lib/dbus/machine-id"
+fi
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/data" "$root/boot/firmware" "$root/var/lib/photo-pacs"
 # systemd-update-done would otherwise try to write /etc/.updated at every boot.
@@ -146,6 +153,9 @@ gid=$(chroot "$root" id -g photo-pacs)
 install -d -m 0700 -o "$uid" -g "$gid" "$data/photo-pacs" "$data/photo-pacs/data"
 install -d -m 0755 "$data/etc" "$data/system"
 install -d -m 0700 "$data/ssh" "$data/tunnel"
+# The journal's directory, as systemd's tmpfiles.d makes /var/log/journal.
+journal_gid=$(chroot "$root" getent group systemd-journal | cut -d: -f3)
+install -d -m 2755 -o 0 -g "$journal_gid" "$data/system/journal"
 cp -a "$root/var/lib/systemd" "$data/system/systemd"
 find "$root/var/lib/systemd" -mindepth 1 -delete
 

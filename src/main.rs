@@ -75,6 +75,13 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         wipe_free_mib: u64,
     },
+    /// Apply the gateway's time request (time zone, NTP servers) as root; the SD-card image
+    /// runs this at boot and whenever the gateway rewrites the request.
+    ApplyTime {
+        /// The request the gateway writes beside settings.ini
+        #[arg(long, default_value = "/var/lib/photo-pacs/data/time-request.env")]
+        request: PathBuf,
+    },
 }
 
 /// `photo-pacs convert`: the upload form's fields, for files on disk.
@@ -146,7 +153,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // it applies may be what makes it).
     let env = EnvConfig::from_process;
     let command = cli.command.unwrap_or(Command::Serve);
-    if !matches!(command, Command::Provision { .. }) {
+    if !matches!(
+        command,
+        Command::Provision { .. } | Command::ApplyTime { .. }
+    ) {
         // Everything the gateway writes can hold patient data: this user's alone, whatever
         // umask it was started with. (`provision` writes files for others with set modes.)
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
@@ -157,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             wipe_free_mib,
         } => provision(&boot, &data, wipe_free_mib),
+        Command::ApplyTime { request } => apply_time(request),
         Command::Serve => serve(env()?),
         Command::Convert(args) => {
             let ConvertArgs {
@@ -276,6 +287,23 @@ fn provision(
     }
     if outcome.applied.is_empty() && outcome.problems.is_empty() {
         println!("no first-boot file to apply");
+    }
+    Ok(())
+}
+
+fn apply_time(request: PathBuf) -> anyhow::Result<()> {
+    use provision::time;
+    let paths = time::TimePaths::system(request);
+    let now = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let outcome = time::apply_time(&paths, &mut time::System, &now)?;
+    for a in &outcome.applied {
+        println!("in effect: {a}");
+    }
+    for p in &outcome.problems {
+        eprintln!("<4>time request: {p}");
+    }
+    if outcome.applied.is_empty() && outcome.problems.is_empty() {
+        println!("no time request at {}", paths.request.display());
     }
     Ok(())
 }

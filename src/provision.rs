@@ -17,6 +17,8 @@ use crate::access::hash_password;
 use crate::config::{EnvConfig, Key, PREFIX, SettingsStore, write_atomically_with_mode};
 use crate::storage::{self, Opened};
 
+pub mod time;
+
 /// The name of the file a user drops on the boot partition.
 pub const BOOT_FILE: &str = "photo-pacs.env";
 /// What the file becomes once applied: the same lines, secrets blanked, problems on top.

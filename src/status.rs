@@ -132,11 +132,13 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The host's name as the kernel has it.
+/// The host's name as the kernel has it: uname(2), since the service's sandbox
+/// (ProcSubset=pid) hides /proc/sys, where /proc/sys/kernel/hostname reads as nothing.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The box's own addresses, loopback and link-local left out: what a phone could type.
