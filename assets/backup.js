@@ -278,6 +278,29 @@ export function initBackup(ctx) {
     area.setAttribute('aria-busy', String(on));
   }
 
+  // One round trip of the restore form, saying `working` meanwhile. `null` when it did not
+  // come back (no network) or asked for a login; both already told the user.
+  async function exchange(applyIt, out, working) {
+    busy(true);
+    say(out, working);
+    let r;
+    try {
+      r = await send(applyIt);
+    } catch (_) {
+      busy(false);
+      say(out, t('errNetwork'), 'error');
+      return null;
+    }
+    const doc = await body(r);
+    busy(false);
+    if (r.status === 401) {
+      say(out, '');
+      ctx.needLogin();
+      return null;
+    }
+    return { r, doc };
+  }
+
   async function preview() {
     if (!file) return;
     passError('');
@@ -287,23 +310,9 @@ export function initBackup(ctx) {
       $('restore-passphrase').focus();
       return;
     }
-    busy(true);
-    say(out, t('restoreReading'));
-    let r;
-    try {
-      r = await send(false);
-    } catch (_) {
-      busy(false);
-      say(out, t('errNetwork'), 'error');
-      return;
-    }
-    const doc = await body(r);
-    busy(false);
-    if (r.status === 401) {
-      say(out, '');
-      ctx.needLogin();
-      return;
-    }
+    const answer = await exchange(false, out, t('restoreReading'));
+    if (!answer) return;
+    const { r, doc } = answer;
     if (!r.ok) {
       plan = null;
       renderPlan();
@@ -321,23 +330,9 @@ export function initBackup(ctx) {
   async function apply() {
     if (!file || !plan) return;
     const out = $('restore-result');
-    busy(true);
-    say(out, t('restoreApplying'));
-    let r;
-    try {
-      r = await send(true);
-    } catch (_) {
-      busy(false);
-      say(out, t('errNetwork'), 'error');
-      return;
-    }
-    const doc = await body(r);
-    busy(false);
-    if (r.status === 401) {
-      say(out, '');
-      ctx.needLogin();
-      return;
-    }
+    const answer = await exchange(true, out, t('restoreApplying'));
+    if (!answer) return;
+    const { r, doc } = answer;
     if (!r.ok || !doc.applied) {
       refused(r, doc);
       return;

@@ -219,11 +219,7 @@ pub async fn document(app: &App) -> Value {
     let summary = app.outbox.summary();
     let health = app.outbox.health();
     let clock = app.clock.state();
-    let check = app
-        .pacs_check
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let check = last_check(app);
     let tunnel = units(&[TUNNEL_UNIT]).await.pop().unwrap_or_default();
     let current = app.settings.current();
     let servers: Vec<&str> = current.ntp_servers.split_whitespace().collect();
@@ -279,6 +275,13 @@ pub async fn document(app: &App) -> Value {
     })
 }
 
+fn last_check(app: &App) -> Option<PacsCheck> {
+    app.pacs_check
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
 fn pacs_json(check: Option<&PacsCheck>) -> Value {
     match check {
         None => json!({ "checkedAt": null, "reachable": null, "message": null, "elapsedMs": null }),
@@ -304,11 +307,7 @@ pub fn update_gauges(app: &App) {
     let d = data(app);
     let reasons = readiness_with(app, &d);
     let clock = app.clock.state();
-    let check = app
-        .pacs_check
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let check = last_check(app);
     let failing: Vec<&'static str> = reasons.iter().map(|r| r.code.code()).collect();
     app.metrics.health(crate::telemetry::Health {
         not_ready: Reason::ALL
