@@ -82,7 +82,19 @@ echo "command line: $append"
 ssh-keygen -q -t ed25519 -N '' -C boot-test -f "$work/key"
 ssh_opts=(-i "$work/key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
     -o ConnectTimeout=20 -o BatchMode=yes -o LogLevel=ERROR)
-guest() { ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
+# sshd starts beside the gateway, not before it: on a busy host /healthz can answer while
+# sshd is still starting, and qemu's forwarding then resets the connection. ssh's own
+# failure (255) is tried again for up to a minute; the command's own status is passed on.
+guest() {
+    local rc
+    for _ in $(seq 20); do
+        rc=0
+        ssh "${ssh_opts[@]}" root@127.0.0.1 "$@" || rc=$?
+        [ "$rc" -eq 255 ] || return "$rc"
+        sleep 3
+    done
+    return 255
+}
 
 power_on() {
     local n="$1"
