@@ -400,19 +400,34 @@ pub fn apply_time(
     host: &mut dyn Host,
     now: &str,
 ) -> Result<TimeOutcome, TimeError> {
-    let Some(text) = read_request(&paths.request)? else {
-        return Ok(TimeOutcome::default());
-    };
-    let (req, problems) = parse_request(&text, &paths.zoneinfo);
-    let mut out = TimeOutcome {
-        applied: Vec::new(),
-        problems,
-    };
-    if req.ntp_ok {
-        apply_ntp(paths, &req.ntp_servers, host, &mut out);
+    let mut out = TimeOutcome::default();
+    let mut done: Option<String> = None;
+    // A request written while this runs must not be lost: systemd does not start this
+    // oneshot again for a change it sees while it is still running (a settings change then
+    // a restore a moment later). So the file is read again after each round, until it
+    // holds still.
+    for _ in 0..5 {
+        let Some(text) = read_request(&paths.request)? else {
+            break;
+        };
+        if done.as_deref() == Some(text.as_str()) {
+            break;
+        }
+        let (req, problems) = parse_request(&text, &paths.zoneinfo);
+        out = TimeOutcome {
+            applied: Vec::new(),
+            problems,
+        };
+        if req.ntp_ok {
+            apply_ntp(paths, &req.ntp_servers, host, &mut out);
+        }
+        if let Some(zone) = &req.time_zone {
+            apply_zone(paths, zone, host, &mut out);
+        }
+        done = Some(text);
     }
-    if let Some(zone) = &req.time_zone {
-        apply_zone(paths, zone, host, &mut out);
+    if done.is_none() {
+        return Ok(out);
     }
     let applied = paths.request.with_file_name(APPLIED_FILE);
     if let Err(e) = write_file(&applied, applied_text(paths, &out, now).as_bytes(), 0o600) {
@@ -431,6 +446,8 @@ mod tests {
         read_only: bool,
         calls: Vec<&'static str>,
         fail_remount: bool,
+        /// A request the gateway writes while the helper restarts timesyncd.
+        written_meanwhile: Option<(PathBuf, String)>,
     }
 
     impl Host for Fake {
@@ -447,6 +464,9 @@ mod tests {
         }
         fn restart_timesyncd(&mut self) -> io::Result<()> {
             self.calls.push("restart");
+            if let Some((path, text)) = self.written_meanwhile.take() {
+                fs::write(path, text).unwrap();
+            }
             Ok(())
         }
     }
@@ -486,6 +506,22 @@ mod tests {
 
     fn request(t: &Tree, text: &str) {
         fs::write(&t.paths.request, text).unwrap();
+    }
+
+    #[test]
+    fn a_request_written_while_the_helper_runs_is_applied_too() {
+        let t = tree();
+        request(&t, "TIME_ZONE=Etc/UTC\nNTP_SERVERS=ntp1.example\n");
+        let mut host = Fake {
+            written_meanwhile: Some((
+                t.paths.request.clone(),
+                "TIME_ZONE=Asia/Taipei\nNTP_SERVERS=ntp1.example\n".into(),
+            )),
+            ..Fake::default()
+        };
+        let out = apply_time(&t.paths, &mut host, "now").unwrap();
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!(current_zone(&t.paths).as_deref(), Some("Asia/Taipei"));
     }
 
     #[test]
