@@ -373,6 +373,8 @@ export function initBackup(ctx) {
   return {
     show() {
       renderSecretFields();
+      // The secrets box is decided (it starts disabled in the page): tests wait for this.
+      area.dataset.ready = '1';
     },
   };
 }

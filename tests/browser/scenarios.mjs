@@ -134,7 +134,8 @@ async function openAdmin(page, sub, password = ADMIN_PASSWORD) {
   assert.equal(await page.getAttribute(`#sub-${sub}`, 'aria-selected'), 'true');
   if (sub === 'settings') await page.waitForFunction(() => document.getElementById('pacsCalledAET').value !== '');
   if (sub === 'status') await page.waitForSelector('#status-facts .card');
-  if (sub === 'backup') await page.waitForSelector('#admin-backup', { state: 'visible' });
+  // The view shows before its module has decided whether secrets may be included.
+  if (sub === 'backup') await page.waitForSelector('#admin-backup[data-ready="1"]', { state: 'visible' });
 }
 
 /// The facts of one status card: { label: value } as shown.
@@ -536,6 +537,7 @@ const scenarios = {
       for (const sub of ['status', 'backup']) {
         await page.click(`#sub-${sub}`);
         if (sub === 'status') await page.waitForFunction(() => document.getElementById('status-note').textContent !== '');
+        if (sub === 'backup') await page.waitForSelector('#admin-backup[data-ready="1"]');
         if (sub === 'backup' && await page.isEnabled('#backup-secrets')) await page.check('#backup-secrets');
         const problems = await page.evaluate(() => {
           const out = [];
@@ -1268,6 +1270,7 @@ const scenarios = {
       const original = await settingsOf(a);
       assert.equal(original.uploadPinSet, true);
       await a.click('#sub-backup');
+      await a.waitForSelector('#admin-backup[data-ready="1"]');
       assert.equal(await a.isVisible('#backup-passphrase'), false, 'no passphrase without secrets');
       const plain = await downloaded(a, () => a.click('#backup-download'));
       assert.match(plain.name, /\.backup\.json$/);
@@ -1469,6 +1472,7 @@ const scenarios = {
 
         // The clinic's settings backed up, the box reset, then the backup's preview.
         await page.click('#sub-backup');
+        await page.waitForSelector('#admin-backup[data-ready="1"]');
         const file = await downloaded(page, () => page.click('#backup-download'));
         await setSettings(page, { pacsCalledAET: 'PACS', pacsHost: '127.0.0.1', pacsPort: '104', timeZone: '', ntpServers: '' });
         await page.click('#sub-backup');
