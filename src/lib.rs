@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pacs;
 pub mod provision;
 pub mod reception;
+pub mod selfcheck;
 pub mod status;
 pub mod storage;
 pub mod study;

@@ -12,7 +12,7 @@ use photo_pacs::app::App;
 use photo_pacs::cli::{self, ConvertRequest};
 use photo_pacs::config::{Backend, EnvConfig};
 use photo_pacs::pacs::InstanceStatus;
-use photo_pacs::{http, outbox, provision, status, supervisor, telemetry};
+use photo_pacs::{http, outbox, provision, selfcheck, status, supervisor, telemetry};
 
 /// Phone photos into the hospital PACS as DICOM. Configured by PHOTO_PACS_* environment
 /// variables and the settings page; see README.md.
@@ -82,6 +82,15 @@ enum Command {
         #[arg(long, default_value = "/var/lib/photo-pacs/data/time-request.env")]
         request: PathBuf,
     },
+    /// Check a freshly started box, with the gateway's own environment: it answers its
+    /// health check; the data folders, settings and outbox can be read and the folders
+    /// written. One line per check; exit status 1 naming what failed. Meant for the unit
+    /// that marks a newly installed root slot good, run as root.
+    SelfCheck {
+        /// Seconds to wait for the gateway to answer (it may still be starting)
+        #[arg(long, default_value_t = selfcheck::DEFAULT_TIMEOUT.as_secs())]
+        timeout: u64,
+    },
 }
 
 /// `photo-pacs convert`: the upload form's fields, for files on disk.
@@ -141,6 +150,12 @@ enum OutboxAction {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // A failed check is an answer, not a breakdown: the slot-marking unit tells the two
+        // apart by the status (2 is the command itself going wrong).
+        Err(e) if e.downcast_ref::<selfcheck::Failed>().is_some() => {
+            println!("{e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("photo-pacs: {e:#}");
             ExitCode::from(2)
@@ -169,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => provision(&boot, &data, wipe_free_mib),
         Command::ApplyTime { request } => apply_time(request),
         Command::Serve => serve(env()?),
+        Command::SelfCheck { timeout } => self_check(env(), timeout),
         Command::Convert(args) => {
             let ConvertArgs {
                 patient_id,
@@ -305,6 +321,30 @@ fn apply_time(request: PathBuf) -> anyhow::Result<()> {
     if outcome.applied.is_empty() && outcome.problems.is_empty() {
         println!("no time request at {}", paths.request.display());
     }
+    Ok(())
+}
+
+fn self_check(
+    env: Result<EnvConfig, photo_pacs::config::EnvError>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let env = match env {
+        Ok(env) => env,
+        Err(e) => {
+            // The gateway would not start with it either: a check that failed, named.
+            println!("FAIL config: {e}");
+            return Err(selfcheck::Failed(vec!["config"]).into());
+        }
+    };
+    let checks = runtime()?.block_on(selfcheck::run(
+        &env,
+        std::time::Duration::from_secs(timeout),
+    ));
+    for check in &checks {
+        println!("{}", check.line());
+    }
+    selfcheck::verdict(&checks)?;
+    println!("self-check passed");
     Ok(())
 }
 

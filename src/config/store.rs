@@ -47,6 +47,10 @@ pub enum AdminGuard {
 #[derive(Clone)]
 struct State {
     overrides: BTreeMap<Key, String>,
+    /// Keys this version does not know (a newer one wrote them before a rollback, or a
+    /// hand edit): ignored, and written back as they were, so rolling forward again finds
+    /// them.
+    unknown: Vec<UnknownKey>,
     /// Who may change settings, from the admin password file.
     admin: AdminGuard,
     current: Arc<Settings>,
@@ -63,6 +67,7 @@ impl SettingsStore {
     pub fn load(path: PathBuf, defaults: Settings) -> Self {
         let mut state = State {
             overrides: BTreeMap::new(),
+            unknown: Vec::new(),
             admin: AdminGuard::Open,
             current: Arc::new(defaults.clone()),
             problem: None,
@@ -74,7 +79,17 @@ impl SettingsStore {
             Ok(None) => (Ok(None), None),
             Ok(Some(bytes)) => match parse_bytes(&bytes, &defaults) {
                 Ok(file) => {
+                    for k in &file.unknown {
+                        // Named, never its value: it may be a newer version's secret.
+                        log::warn!(
+                            "settings file {}: [{}] {} is not a setting of this version; ignored, and kept in the file",
+                            path.display(),
+                            k.section,
+                            k.name
+                        );
+                    }
                     state.overrides = file.overrides;
+                    state.unknown = file.unknown;
                     state.current = Arc::new(file.settings);
                     (Ok(file.admin_hash), None)
                 }
@@ -183,7 +198,11 @@ impl SettingsStore {
             AdminGuard::Hash(ref h) => Some(h.as_str()),
             _ => None,
         };
-        write_off_thread(self.path.clone(), render_ini(&overrides, hash)).await?;
+        write_off_thread(
+            self.path.clone(),
+            render_ini(&overrides, &state.unknown, hash),
+        )
+        .await?;
         let next = Arc::new(next);
         let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
         w.overrides = overrides;
@@ -217,7 +236,8 @@ impl SettingsStore {
             w.admin = AdminGuard::Hash(hash.clone());
         }
         if !state.blocked {
-            write_off_thread(self.path.clone(), render_ini(&state.overrides, Some(&hash))).await?;
+            let text = render_ini(&state.overrides, &state.unknown, Some(&hash));
+            write_off_thread(self.path.clone(), text).await?;
             let mut w = self.state.write().unwrap_or_else(|p| p.into_inner());
             w.problem = None;
         }
@@ -288,9 +308,18 @@ fn salvage_admin_hash(bytes: &[u8]) -> Option<String> {
     })
 }
 
+/// A key in the settings file that this version has no setting for.
+#[derive(Clone, Debug, PartialEq)]
+struct UnknownKey {
+    section: String,
+    name: String,
+    value: String,
+}
+
 /// What the settings file holds.
 struct FileContents {
     overrides: BTreeMap<Key, String>,
+    unknown: Vec<UnknownKey>,
     settings: Settings,
     admin_hash: Option<String>,
 }
@@ -327,6 +356,7 @@ fn parse_contents(text: &str, defaults: &Settings) -> Result<FileContents, Strin
     let ini = Ini::load_from_str(text).map_err(|e| format!("line {}: {}", e.line, e.msg))?;
     let mut settings = defaults.clone();
     let mut overrides = BTreeMap::new();
+    let mut unknown = Vec::new();
     let mut admin_hash = None;
     for (section, props) in ini.iter() {
         for (name, value) in props.iter() {
@@ -345,8 +375,18 @@ fn parse_contents(text: &str, defaults: &Settings) -> Result<FileContents, Strin
                 admin_hash = Some(value.to_string());
                 continue;
             }
-            let key = Key::from_ini(section, name)
-                .ok_or_else(|| format!("line {line}: unknown key [{section}] {name}"))?;
+            // Settings files only grow (README.md, "Data on /data across updates and
+            // rollbacks"): a key we do not know is a newer version's (read after a
+            // rollback) or a typo. Either way the rest of the file still holds, so it is
+            // kept aside rather than failing the file.
+            let Some(key) = Key::from_ini(section, name) else {
+                unknown.push(UnknownKey {
+                    section: section.to_string(),
+                    name: name.to_string(),
+                    value: value.to_string(),
+                });
+                continue;
+            };
             settings
                 .apply(key, value)
                 .map_err(|e| format!("line {line}: [{section}] {name} {}", e.reason))?;
@@ -355,6 +395,7 @@ fn parse_contents(text: &str, defaults: &Settings) -> Result<FileContents, Strin
     }
     Ok(FileContents {
         overrides,
+        unknown,
         settings,
         admin_hash,
     })
@@ -383,11 +424,19 @@ fn set_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(aside)
 }
 
-fn render_ini(overrides: &BTreeMap<Key, String>, admin_hash: Option<&str>) -> String {
+fn render_ini(
+    overrides: &BTreeMap<Key, String>,
+    unknown: &[UnknownKey],
+    admin_hash: Option<&str>,
+) -> String {
     let mut ini = Ini::new();
     for (key, value) in overrides {
         let n = key.names();
         ini.with_section(Some(n.section)).set(n.ini, value.as_str());
+    }
+    for k in unknown {
+        ini.with_section(Some(k.section.as_str()))
+            .set(k.name.as_str(), k.value.as_str());
     }
     if let Some(hash) = admin_hash {
         ini.with_section(Some(ADMIN_HASH.0)).set(ADMIN_HASH.1, hash);
@@ -566,10 +615,9 @@ mod tests {
     }
 
     #[test]
-    fn syntax_errors_and_unknown_keys_are_problems_too() {
+    fn syntax_errors_are_problems_too() {
         for (text, expect) in [
             ("[pacs\nhost=x\n", "line"),
-            ("[pacs]\nhots=x\n", "unknown key [pacs] hots"),
             ("host=x\n", "outside any [section]"),
         ] {
             let dir = tempfile::tempdir().unwrap();
@@ -607,7 +655,7 @@ mod tests {
             text.contains("admin_password_hash"),
             "kept in the INI too, for older versions"
         );
-        std::fs::write(&ini, format!("{text}\n[pacs]\nunknown_after_downgrade=1\n")).unwrap();
+        std::fs::write(&ini, format!("{text}\n[pacs]\nport=not a port\n")).unwrap();
         let again = store_in(dir.path());
         assert!(again.problem().is_some());
         assert_eq!(again.admin_guard(), AdminGuard::Hash(hash.clone()));
@@ -617,7 +665,7 @@ mod tests {
         std::fs::remove_file(admin_hash_path(&ini)).unwrap();
         std::fs::write(
             &ini,
-            format!("[pacs\n[security]\nadmin_password_hash={hash}\n"),
+            format!("[pacs]\nport=not a port\n[security]\nadmin_password_hash={hash}\n"),
         )
         .unwrap();
         assert_eq!(
@@ -625,6 +673,46 @@ mod tests {
             AdminGuard::Hash(hash.clone())
         );
         assert!(admin_hash_path(&ini).exists());
+    }
+
+    /// What a newer version may add (a key, a section, one in [security]) is ignored here,
+    /// costs none of the known settings, and is still in the file after this version saves.
+    #[tokio::test]
+    async fn unknown_keys_are_ignored_and_kept_when_the_file_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("settings.ini");
+        let newer = "[pacs]\nhost=10.1.2.3\nretry_jitter=0.25\n\n[security]\nsession_pin_digits=8\n\n[update]\nchannel=stable\n";
+        std::fs::write(&ini, newer).unwrap();
+        let store = store_in(dir.path());
+        assert!(store.problem().is_none(), "{:?}", store.problem());
+        assert_eq!(store.current().pacs_host, "10.1.2.3");
+        assert_eq!(
+            SettingsStore::peek(&ini, &Settings::default())
+                .unwrap()
+                .pacs_host,
+            "10.1.2.3"
+        );
+        store
+            .update_unchecked(json!({"pacsPort": 4242}).as_object().unwrap())
+            .await
+            .unwrap();
+        let hash = crate::access::hash_password("correct horse").unwrap();
+        store.set_admin_hash(hash.clone()).await.unwrap();
+        let text = std::fs::read_to_string(&ini).unwrap();
+        let again = Ini::load_from_str(&text).unwrap();
+        for (section, name, value) in [
+            ("pacs", "host", "10.1.2.3"),
+            ("pacs", "port", "4242"),
+            ("pacs", "retry_jitter", "0.25"),
+            ("security", "session_pin_digits", "8"),
+            ("security", "admin_password_hash", hash.as_str()),
+            ("update", "channel", "stable"),
+        ] {
+            assert_eq!(again.get_from(Some(section), name), Some(value), "{text}");
+        }
+        let reloaded = store_in(dir.path());
+        assert!(reloaded.problem().is_none());
+        assert_eq!(reloaded.current().pacs_port, 4242);
     }
 
     #[test]

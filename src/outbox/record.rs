@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::dicom::TransferSyntax;
 use crate::pacs::{Destination, InstanceStatus, PacsError};
@@ -88,6 +89,10 @@ pub struct InstanceState {
     /// The last failure, kept while the instance waits for another try.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<PacsError>,
+    /// Fields a newer version wrote (read after a rollback): kept, so the rewrite after the
+    /// next attempt does not take them from it when it runs again.
+    #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+    pub newer: Map<String, Value>,
 }
 
 impl InstanceState {
@@ -96,6 +101,7 @@ impl InstanceState {
             delivery: Delivery::Pending,
             warning: None,
             error: None,
+            newer: Map::new(),
         }
     }
 
@@ -155,6 +161,10 @@ pub struct State {
     /// The DICOM files were removed after delivery (KEEP_FILES_ON_SUCCESS off).
     #[serde(default)]
     pub files_removed: bool,
+    /// Fields a newer version wrote (read after a rollback), kept through every rewrite:
+    /// this is the one file of a study that changes, and the newer version may run again.
+    #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+    pub newer: Map<String, Value>,
 }
 
 impl State {
@@ -172,6 +182,7 @@ impl State {
             last_error: None,
             finished: None,
             files_removed: false,
+            newer: Map::new(),
         }
     }
 
@@ -286,6 +297,31 @@ mod tests {
         i.apply(&InstanceStatus::Failed(PacsError::permanent("late")));
         assert_eq!(i.delivery, Delivery::Warning);
         assert_eq!(i.reason().as_deref(), Some("coerced"));
+    }
+
+    /// A newer version's record and state (more fields, here and in nested objects) are read
+    /// by this one; the state, which this version rewrites, keeps them.
+    #[test]
+    fn fields_a_newer_version_adds_are_read_past_and_the_state_keeps_them() {
+        use serde_json::json;
+        let r = record(1);
+        let mut newer = serde_json::to_value(&r).unwrap();
+        newer["priority"] = json!("urgent");
+        newer["instances"][0]["thumbnail"] = json!("001.jpg");
+        newer["destination"]["profile"] = json!("fast");
+        assert_eq!(serde_json::from_value::<Record>(newer).unwrap(), r);
+
+        let mut newer = serde_json::to_value(State::new(&r)).unwrap();
+        newer["deliveredVia"] = json!({"node": "b"});
+        newer["instances"][0]["ackedAt"] = json!("2026-11-30T10:00:00Z");
+        let mut s: State = serde_json::from_value(newer).unwrap();
+        s.instances[0].apply(&InstanceStatus::Success);
+        s.attempts += 1;
+        let written = serde_json::to_value(&s).unwrap();
+        assert_eq!(written["deliveredVia"], json!({"node": "b"}));
+        assert_eq!(written["instances"][0]["ackedAt"], "2026-11-30T10:00:00Z");
+        assert_eq!(written["instances"][0]["delivery"], "stored");
+        assert_eq!(written["attempts"], 1);
     }
 
     #[test]
