@@ -26,6 +26,7 @@ const PEERS: &[&str] = &[
     "namespaces",
     "prometheus",
     "faketime",
+    "uboot",
 ];
 
 fn main() {
@@ -82,6 +83,22 @@ fn main() {
     missing("namespaces", can_unshare());
     missing("prometheus", program("prometheus").is_some());
     missing("faketime", program("faketime").is_some());
+    missing(
+        "uboot",
+        [
+            "qemu-system-aarch64",
+            "mkimage",
+            "mkenvimage",
+            "fw_printenv",
+            "mkfs.vfat",
+            "mcopy",
+            "sfdisk",
+            "mke2fs",
+        ]
+        .iter()
+        .all(|p| program(p).is_some())
+            && watch(Path::new("/usr/lib/u-boot/qemu_arm64/u-boot.bin")),
+    );
 }
 
 /// Whether `path` exists; asks cargo to run this script again when it (or, while it is

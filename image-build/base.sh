@@ -26,6 +26,11 @@ packages=(
     dbus
     # remote maintenance, off unless the first-boot file gives a key
     openssh-server
+    # updates without reflashing (issue 18): RAUC installs signed bundles into the other
+    # root slot over D-Bus (rauc-service), fw_setenv/fw_printenv (libubootenv-tool) keep the
+    # boot order and attempts in the raw U-Boot environment, and the Pi boots Debian's
+    # U-Boot (u-boot-rpi), which runs boot.scr to pick the slot
+    rauc rauc-service libubootenv-tool u-boot-rpi
     # what the photo-pacs .deb depends on (build.sh installs it with dpkg -i, which installs
     # no dependencies: each one must be here), and the CA certificates for DICOMweb/TLS peers
     adduser libturbojpeg0 ca-certificates

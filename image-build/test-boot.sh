@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Boots the SD-card image under qemu-system-aarch64 and checks it as a clinic would use it.
-# The Pi itself is not emulated: the `virt` machine boots the image's own kernel, initrd and
-# root file system (taken from its FAT partition, as the Pi's firmware would). Ports are
-# forwarded on 127.0.0.1 only.
+# The Pi itself is not emulated: the `virt` machine runs Debian's qemu_arm64 U-Boot as its
+# firmware, which runs the image's boot.scr from the FAT partition as the Pi's U-Boot does:
+# it picks the root slot and boots that slot's kernel and initrd. Ports are forwarded on
+# 127.0.0.1 only. image-build/test-update.sh tests updates and rollbacks the same way.
 #
 #   image-build/test-boot.sh [IMAGE]      (default: the newest target/image/*.img)
 #
@@ -26,7 +27,7 @@ repo="$(dirname "$here")"
 image="${1:-$(ls -t "$repo"/target/image/photo-pacs-*-arm64.img 2>/dev/null | head -n1)}"
 [ -n "$image" ] && [ -f "$image" ] || { echo "test-boot.sh: no image; run image-build/build.sh first" >&2; exit 1; }
 for tool in qemu-system-aarch64 mcopy mdir sfdisk curl ssh ssh-keygen python3; do
-    command -v "$tool" >/dev/null || { echo "test-boot.sh: missing $tool (apt-get install qemu-system-arm mtools fdisk curl openssh-client python3)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "test-boot.sh: missing $tool (apt-get install qemu-system-arm u-boot-qemu mtools fdisk curl openssh-client python3)" >&2; exit 1; }
 done
 boot_timeout="${BOOT_TIMEOUT:-600}"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n1)
@@ -67,17 +68,10 @@ fat_sectors() { sfdisk -d "$disk" | awk -v p="${disk}1 " 'index($0, p) == 1 { gs
 export MTOOLS_SKIP_CHECK=1
 fat="$disk@@$boot_off"
 
-# The kernel and initrd the Pi firmware would load (config.txt names them).
-mcopy -n -i "$fat" ::config.txt "$work/config.txt"
-mcopy -n -i "$fat" ::cmdline.txt "$work/cmdline.txt"
-kernel=$(sed -n 's/^kernel=//p' "$work/config.txt" | tail -n1)
-initrd=$(sed -n 's/^initramfs \([^ ]*\).*/\1/p' "$work/config.txt" | tail -n1)
-mcopy -n -i "$fat" "::$kernel" "$work/vmlinuz"
-mcopy -n -i "$fat" "::$initrd" "$work/initrd.img"
-# The Pi's command line with the virt machine's serial console.
-append="$(sed -e 's/console=[^ ]*//g' "$work/cmdline.txt" | tr -s ' ') console=ttyAMA0"
-echo "image: $image ($(stat -c %s "$image") bytes), kernel $kernel, initrd $initrd"
-echo "command line: $append"
+# U-Boot as the virt machine's firmware: boot.scr on the FAT partition does the rest.
+uboot=/usr/lib/u-boot/qemu_arm64/u-boot.bin
+[ -f "$uboot" ] || { echo "test-boot.sh: no $uboot (apt-get install u-boot-qemu)" >&2; exit 1; }
+echo "image: $image ($(stat -c %s "$image") bytes), firmware $uboot"
 
 ssh-keygen -q -t ed25519 -N '' -C boot-test -f "$work/key"
 ssh_opts=(-i "$work/key" -p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
@@ -100,8 +94,9 @@ power_on() {
     local n="$1"
     echo "== boot $n"
     t0=$(date +%s%N)
+    # i6300esb: a hardware watchdog for systemd to keep alive (the Pi has bcm2835_wdt).
     qemu-system-aarch64 -M virt -cpu cortex-a53 -m 1024 -smp 2 -nographic \
-        -kernel "$work/vmlinuz" -initrd "$work/initrd.img" -append "$append" \
+        -bios "$uboot" -device i6300esb \
         -drive "file=$disk,format=raw,if=virtio" \
         -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$http_port-:9470,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
         -device virtio-net-pci,netdev=n0,romfile= \
