@@ -66,6 +66,8 @@ pub trait Host {
     fn remount_root(&mut self, writable: bool) -> io::Result<()>;
     /// Makes timesyncd read its configuration again (a no-op when it is not running).
     fn restart_timesyncd(&mut self) -> io::Result<()>;
+    /// Makes timedated read the zone again (a no-op when it is not running).
+    fn restart_timedated(&mut self) -> io::Result<()>;
 }
 
 /// The real box: `/` and systemd.
@@ -100,6 +102,16 @@ impl Host for System {
         run(
             "systemctl",
             &["--no-block", "try-restart", "systemd-timesyncd.service"],
+        )
+    }
+
+    fn restart_timedated(&mut self) -> io::Result<()> {
+        // timedated reads /etc/localtime when it starts and exits only once idle: while a
+        // client keeps asking it (the status page, `timedatectl` in a loop), it would go on
+        // reporting the zone it started with.
+        run(
+            "systemctl",
+            &["--no-block", "try-restart", "systemd-timedated.service"],
         )
     }
 }
@@ -299,7 +311,14 @@ fn apply_zone(paths: &TimePaths, zone: &str, host: &mut dyn Host, out: &mut Time
         Ok(())
     };
     match linked {
-        Ok(()) => out.applied.push(format!("time zone {zone}")),
+        Ok(()) => {
+            out.applied.push(format!("time zone {zone}"));
+            if let Err(e) = host.restart_timedated() {
+                out.problems.push(format!(
+                    "time zone {zone} set, but systemd-timedated was not restarted ({e}): timedatectl may show the old zone for a while"
+                ));
+            }
+        }
         Err(e) => out.problems.push(format!(
             "time zone not set: {}: {e}",
             paths.localtime.display()
@@ -467,6 +486,10 @@ mod tests {
             if let Some((path, text)) = self.written_meanwhile.take() {
                 fs::write(path, text).unwrap();
             }
+            Ok(())
+        }
+        fn restart_timedated(&mut self) -> io::Result<()> {
+            self.calls.push("timedated");
             Ok(())
         }
     }
@@ -640,7 +663,11 @@ mod tests {
         };
         let out = apply_time(&t.paths, &mut host, "now").unwrap();
         assert!(out.problems.is_empty(), "{:?}", out.problems);
-        assert_eq!(host.calls, ["rw", "ro"], "no drop-in to remove: no restart");
+        assert_eq!(
+            host.calls,
+            ["rw", "ro", "timedated"],
+            "no drop-in to remove: no timesyncd restart; timedated reads the new zone"
+        );
         assert!(host.read_only);
         let link = fs::read_link(&t.paths.localtime).unwrap();
         assert_eq!(link, t.paths.zoneinfo.join("Asia/Taipei"));
@@ -671,7 +698,7 @@ mod tests {
         let mut host = Fake::default();
         let out = apply_time(&t.paths, &mut host, "now").unwrap();
         assert!(out.problems.is_empty(), "{:?}", out.problems);
-        assert!(host.calls.is_empty(), "{:?}", host.calls);
+        assert_eq!(host.calls, ["timedated"], "no remount");
         assert_eq!(current_zone(&t.paths).as_deref(), Some("Asia/Taipei"));
     }
 
