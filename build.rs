@@ -26,6 +26,9 @@ const PEERS: &[&str] = &[
     "namespaces",
     "prometheus",
     "faketime",
+    "rauc",
+    "dbus",
+    "squashfs",
 ];
 
 fn main() {
@@ -82,6 +85,15 @@ fn main() {
     missing("namespaces", can_unshare());
     missing("prometheus", program("prometheus").is_some());
     missing("faketime", program("faketime").is_some());
+    missing("rauc", program("rauc").is_some());
+    missing(
+        "dbus",
+        program("dbus-daemon").is_some() && program("busctl").is_some(),
+    );
+    missing(
+        "squashfs",
+        program("mksquashfs").is_some() && program("mke2fs").is_some(),
+    );
 }
 
 /// Whether `path` exists; asks cargo to run this script again when it (or, while it is
