@@ -960,7 +960,10 @@ impl Updates {
     pub async fn run(self: Arc<Self>, sending: impl Fn() -> bool + Send + 'static) {
         let mut ticks: u64 = 0;
         loop {
-            if ticks % 10 == 0 && self.lock().record.installed.is_some() && self.here().is_ok() {
+            if ticks.is_multiple_of(10)
+                && self.lock().record.installed.is_some()
+                && self.here().is_ok()
+            {
                 self.reconcile().await;
             }
             self.tick_reboot(Utc::now(), sending());

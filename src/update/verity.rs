@@ -48,7 +48,10 @@ pub fn check(path: &Path, manifest: &Manifest) -> Result<(), VerityError> {
         .and_then(|n| n.checked_sub(signature))
         .and_then(|n| n.checked_sub(manifest.tree_size))
         .ok_or(VerityError::Layout)?;
-    if data_len == 0 || data_len % BLOCK as u64 != 0 || manifest.tree_size % BLOCK as u64 != 0 {
+    if data_len == 0
+        || !data_len.is_multiple_of(BLOCK as u64)
+        || !manifest.tree_size.is_multiple_of(BLOCK as u64)
+    {
         return Err(VerityError::Layout);
     }
     file.seek(SeekFrom::Start(0))?;
@@ -108,7 +111,7 @@ fn pad(level: &mut Vec<u8>) {
 /// Lowercase hexadecimal to bytes; `None` for anything else.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
