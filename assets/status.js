@@ -11,7 +11,7 @@ const REFRESH_MS = 15000;
 // The box warns when a phone's clock and its own differ by more than this; so does the page.
 const SKEW_WARN_S = 120;
 const EVENTS_PAGE = 50;
-const KINDS = ['start', 'delivery', 'retry', 'error', 'login', 'settings', 'backup', 'restore', 'clock', 'pacs', 'outbox'];
+const KINDS = ['start', 'delivery', 'retry', 'error', 'login', 'settings', 'backup', 'restore', 'clock', 'pacs', 'outbox', 'update'];
 const REASONS = ['DATA_READ_ONLY', 'DATA_LOW_SPACE', 'SETTINGS_LOCKED', 'OUTBOX_STUCK'];
 
 const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);

@@ -658,6 +658,19 @@ fn the_status_view_shows_the_boxs_facts_and_warns_of_its_clock_3_days_behind_in_
     missing_peer = "browser",
     ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
 )]
+fn the_update_view_says_updates_are_not_available_on_the_mock_box_in_both_languages() {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("PHOTO_PACS_RELEASE_FILE", "/nonexistent/photo-pacs-release"),
+    ]);
+    scenario("update", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn the_events_list_and_the_diagnostics_hold_no_patient_value_in_both_languages() {
     let (_dir, gw) = gateway(&[("PHOTO_PACS_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
     scenario("events", &gw, None);

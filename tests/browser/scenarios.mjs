@@ -136,6 +136,7 @@ async function openAdmin(page, sub, password = ADMIN_PASSWORD) {
   if (sub === 'status') await page.waitForSelector('#status-facts .card');
   // The view shows before its module has decided whether secrets may be included.
   if (sub === 'backup') await page.waitForSelector('#admin-backup[data-ready="1"]', { state: 'visible' });
+  if (sub === 'update') await page.waitForSelector('#admin-update[data-ready="1"]', { state: 'visible' });
 }
 
 /// The facts of one status card: { label: value } as shown.
@@ -1487,6 +1488,29 @@ const scenarios = {
         await settle(page);
         await page.screenshot({ path: join(out, `backup-${tag}.png`), fullPage: false });
         await page.click('#restore-cancel');
+      }
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The update view on a machine without the SD-card image (the mock box): it says updates
+  // are not available here, shows no upload, and the page has no script error.
+  async update(base) {
+    const b = await browser();
+    try {
+      for (const [locale, words] of [['en-US', 'not available on this machine'], ['zh-TW', '無法更新']]) {
+        const { page } = await openPage(b, base, { locale });
+        await openAdmin(page, 'update');
+        const text = await page.textContent('#update-unavailable');
+        assert.ok(await page.isVisible('#update-unavailable'), 'the reason is shown');
+        assert.ok(text.includes(words), text);
+        assert.ok(!(await page.isVisible('#update-main')), 'no upload on a box that cannot update');
+        // Away and back: the view is filled again, not duplicated.
+        await page.click('#sub-status');
+        await page.click('#sub-update');
+        await page.waitForSelector('#update-unavailable', { state: 'visible' });
+        await page.context().close();
       }
     } finally {
       await b.close();
