@@ -5,215 +5,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::rauc::*;
 use common::*;
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "update-admin-password";
-const COMPATIBLE: &str = "photo-pacs-rpi-arm64";
-const RUNNING: &str = "0.2.0+20261130220501";
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a signing certificate under it, made with openssl for this test only.
-struct Signer {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_signer(dir: &Path, name: &str) -> Signer {
-    let ext = dir.join("ext.cnf");
-    std::fs::write(
-        &ext,
-        "[req]\ndistinguished_name=dn\n[dn]\n[ca]\nbasicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n[leaf]\nbasicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
-    let p = |s: &str| dir.join(format!("{name}-{s}"));
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    sh(Command::new("openssl")
-        .args(["req", "-x509"])
-        .args(ec)
-        .arg("-keyout")
-        .arg(p("ca.key"))
-        .arg("-out")
-        .arg(p("ca.pem"))
-        .args(["-days", "30", "-subj"])
-        .arg(format!("/O={name} CA/CN={name} Root"))
-        .arg("-config")
-        .arg(&ext)
-        .args(["-extensions", "ca"]));
-    sh(Command::new("openssl")
-        .arg("req")
-        .args(ec)
-        .arg("-keyout")
-        .arg(p("sign.key"))
-        .arg("-out")
-        .arg(p("sign.csr"))
-        .arg("-subj")
-        .arg(format!("/O={name}/CN={name} Release Signing"))
-        .arg("-config")
-        .arg(&ext));
-    sh(Command::new("openssl")
-        .args(["x509", "-req", "-in"])
-        .arg(p("sign.csr"))
-        .arg("-CA")
-        .arg(p("ca.pem"))
-        .arg("-CAkey")
-        .arg(p("ca.key"))
-        .args(["-CAcreateserial", "-days", "30", "-out"])
-        .arg(p("sign.pem"))
-        .arg("-extfile")
-        .arg(&ext)
-        .args(["-extensions", "leaf"]));
-    Signer {
-        ca: p("ca.pem"),
-        cert: p("sign.pem"),
-        key: p("sign.key"),
-    }
-}
-
-/// A box-to-be: RAUC's configuration with two file-backed root slots, the release file,
-/// the signers, and the bundles made from a tiny ext4 image.
-struct Lab {
-    dir: tempfile::TempDir,
-    trusted: Signer,
-    stranger: Signer,
-    rootfs: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let trusted = make_signer(d, "Photo PACS Test");
-        let stranger = make_signer(d, "Someone Else");
-        // Random bytes, so the squashfs is more than the one block `rauc bundle` refuses.
-        let tree = d.join("tree/etc");
-        std::fs::create_dir_all(&tree).unwrap();
-        let noise: Vec<u8> = (0..200_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        std::fs::write(tree.join("noise"), noise).unwrap();
-        std::fs::write(tree.join("photo-pacs-release"), "VERSION=next\n").unwrap();
-        let rootfs = d.join("rootfs.ext4");
-        sh(Command::new("mke2fs")
-            .args(["-q", "-t", "ext4", "-d"])
-            .arg(d.join("tree"))
-            .arg(&rootfs)
-            .arg("4M"));
-        for slot in ["slotA.img", "slotB.img"] {
-            std::fs::write(d.join(slot), vec![0u8; 4 * 1024 * 1024]).unwrap();
-        }
-        std::fs::create_dir_all(d.join("rauc-data")).unwrap();
-        // RAUC's "custom" bootloader backend: the boot state in files, so a test can say
-        // which slot the bootloader calls good or bad (noop cannot tell either).
-        let boot = d.join("boot");
-        std::fs::create_dir_all(&boot).unwrap();
-        std::fs::write(
-            boot.join("backend.sh"),
-            "#!/bin/sh\nd=$(dirname \"$0\")\ncase \"$1\" in\n  get-primary) cat \"$d/primary\" 2>/dev/null || echo A ;;\n  set-primary) echo \"$2\" > \"$d/primary\" ;;\n  get-state) cat \"$d/state-$2\" 2>/dev/null || echo good ;;\n  set-state) echo \"$3\" > \"$d/state-$2\" ;;\n  *) exit 1 ;;\nesac\n",
-        )
-        .unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(
-                boot.join("backend.sh"),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .unwrap();
-        }
-        std::fs::create_dir_all(d.join("mnt")).unwrap();
-        std::fs::write(
-            d.join("system.conf"),
-            format!(
-                "[system]\ncompatible={COMPATIBLE}\nbootloader=custom\ndata-directory={data}\n\n[handlers]\nbootloader-custom-backend={backend}\n\n[keyring]\npath={ca}\n\n[slot.rootfs.0]\ndevice={a}\ntype=raw\nbootname=A\n\n[slot.rootfs.1]\ndevice={b}\ntype=raw\nbootname=B\n",
-                data = d.join("rauc-data").display(),
-                backend = boot.join("backend.sh").display(),
-                ca = trusted.ca.display(),
-                a = d.join("slotA.img").display(),
-                b = d.join("slotB.img").display(),
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("photo-pacs-release"),
-            format!("VERSION={RUNNING}\nCOMPATIBLE={COMPATIBLE}\n"),
-        )
-        .unwrap();
-        Lab {
-            dir,
-            trusted,
-            stranger,
-            rootfs,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A bundle made by `rauc bundle`.
-    fn bundle(
-        &self,
-        name: &str,
-        version: &str,
-        compatible: &str,
-        format: &str,
-        by: &Signer,
-    ) -> PathBuf {
-        let content = self.path(&format!("content-{name}"));
-        std::fs::create_dir_all(&content).unwrap();
-        std::fs::copy(&self.rootfs, content.join("rootfs.ext4")).unwrap();
-        std::fs::write(
-            content.join("manifest.raucm"),
-            format!(
-                "[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat={format}\n\n[image.rootfs]\nfilename=rootfs.ext4\n"
-            ),
-        )
-        .unwrap();
-        let out = self.path(&format!("{name}.raucb"));
-        sh(Command::new("rauc")
-            .arg("bundle")
-            .arg(format!("--cert={}", by.cert.display()))
-            .arg(format!("--key={}", by.key.display()))
-            .arg(&content)
-            .arg(&out));
-        out
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("PHOTO_PACS_ADMIN_PASSWORD", ADMIN.to_string()),
-            (
-                "PHOTO_PACS_RAUC_CONF",
-                self.path("system.conf").display().to_string(),
-            ),
-            (
-                "PHOTO_PACS_RELEASE_FILE",
-                self.path("photo-pacs-release").display().to_string(),
-            ),
-            ("PHOTO_PACS_MIN_FREE_MB", "0".to_string()),
-        ]
-    }
+/// The lab's environment with this file's admin password.
+fn lab_env(lab: &Lab) -> Vec<(&'static str, String)> {
+    lab.env_with(ADMIN)
 }
 
 fn start(env: &[(&'static str, String)]) -> (tempfile::TempDir, Gateway) {
@@ -280,7 +84,7 @@ fn a_signed_bundle_is_shown_with_version_and_signer_and_bad_ones_are_refused_by_
     let lab = Lab::new();
     let next = "0.3.0+20261201000000";
     let good = lab.bundle("good", next, COMPATIBLE, "verity", &lab.trusted);
-    let (dir, gw) = start(&lab.env());
+    let (dir, gw) = start(&lab_env(&lab));
 
     let (status, body) = upload(&gw, &good);
     assert_eq!(status, 201, "{body}");
@@ -386,7 +190,7 @@ fn a_signed_bundle_is_shown_with_version_and_signer_and_bad_ones_are_refused_by_
 )]
 fn oversized_uploads_non_admins_and_plain_http_are_refused() {
     let lab = Lab::new();
-    let mut env = lab.env();
+    let mut env = lab_env(&lab);
     env.push(("PHOTO_PACS_UPDATE_MAX_MB", "1".to_string()));
     let (dir, gw) = start(&env);
 
@@ -540,115 +344,6 @@ fn a_machine_without_the_image_says_updates_are_not_available() {
     assert!(!dir.path().join("data/reboot-request").exists());
 }
 
-/// A private D-Bus (dbus-daemon) and RAUC's service on it, as the box runs them on the
-/// system bus. Both are stopped by PID when this goes away.
-struct RaucService {
-    address: String,
-    dbus: Child,
-    rauc: Child,
-    log: PathBuf,
-}
-
-impl RaucService {
-    fn start(lab: &Lab) -> RaucService {
-        Self::start_booted(lab, "A")
-    }
-
-    /// RAUC's service as if the box had booted slot `booted`.
-    fn start_booted(lab: &Lab, booted: &str) -> RaucService {
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon");
-        let mut line = String::new();
-        {
-            use std::io::BufRead;
-            let out = dbus.stdout.take().unwrap();
-            std::io::BufReader::new(out).read_line(&mut line).unwrap();
-        }
-        let address = line.trim().to_string();
-        assert!(address.starts_with("unix:"), "dbus-daemon said {line:?}");
-        let log = lab.path("rauc-service.log");
-        // GLib's "starter" bus is the session bus when DBUS_STARTER_BUS_TYPE says so: RAUC
-        // then owns its name on this private bus instead of the system's.
-        let rauc = Command::new("rauc")
-            .arg("service")
-            .arg(format!("--conf={}", lab.path("system.conf").display()))
-            .arg(format!("--mount={}", lab.path("mnt").display()))
-            .arg(format!("--override-boot-slot={booted}"))
-            .env("DBUS_STARTER_BUS_TYPE", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rauc service");
-        let svc = RaucService {
-            address,
-            dbus,
-            rauc,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = Command::new("busctl")
-                .arg(format!("--address={}", svc.address))
-                .args([
-                    "get-property",
-                    "de.pengutronix.rauc",
-                    "/",
-                    "de.pengutronix.rauc.Installer",
-                    "Operation",
-                ])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                return svc;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rauc service did not appear:\n{}",
-                svc.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn busctl(&self, args: &[&str]) -> String {
-        let out = Command::new("busctl")
-            .arg(format!("--address={}", self.address))
-            .arg("--json=short")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "busctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for RaucService {
-    fn drop(&mut self) {
-        for child in [&mut self.rauc, &mut self.dbus] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Whether this kernel can give RAUC a verity bundle (dm-verity through /dev/mapper).
-fn has_device_mapper() -> bool {
-    Path::new("/dev/mapper/control").exists()
-}
-
 #[test]
 #[cfg_attr(
     any(
@@ -662,7 +357,7 @@ fn has_device_mapper() -> bool {
 fn install_goes_through_rauc_s_service_and_the_reboot_waits_to_be_asked() {
     let lab = Lab::new();
     let svc = RaucService::start(&lab);
-    let mut env = lab.env();
+    let mut env = lab_env(&lab);
     env.push(("PHOTO_PACS_DBUS_ADDRESS", svc.address.clone()));
     let (dir, gw) = start(&env);
 
@@ -812,7 +507,7 @@ fn install_goes_through_rauc_s_service_and_the_reboot_waits_to_be_asked() {
 fn the_cli_shows_the_bundle_installs_it_and_lists_the_slots() {
     let lab = Lab::new();
     let svc = RaucService::start(&lab);
-    let mut env = lab.env();
+    let mut env = lab_env(&lab);
     env.push(("PHOTO_PACS_DBUS_ADDRESS", svc.address.clone()));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let work = tempfile::tempdir().unwrap();
@@ -926,7 +621,7 @@ fn after_a_reboot_the_gateway_tells_a_new_version_from_a_rollback() {
         let lab = Lab::new();
         std::fs::write(lab.path("boot/state-B"), format!("{b_state}\n")).unwrap();
         let svc = RaucService::start_booted(&lab, booted);
-        let mut env = lab.env();
+        let mut env = lab_env(&lab);
         env.push(("PHOTO_PACS_DBUS_ADDRESS", svc.address.clone()));
         let dir = tempfile::tempdir().unwrap();
         let updates = dir.path().join("data/updates");

@@ -1517,6 +1517,56 @@ const scenarios = {
     }
   },
 
+  // The update view on a box with RAUC (tests/browser.rs makes it): a reboot awaited from
+  // an earlier install is planned for a time, cancelled, then asked for now; a signed
+  // bundle is uploaded, its version and signer shown, installed, and RAUC's outcome shown
+  // (EXPECT=installed, or failed where the kernel has no device-mapper).
+  async updatelab(base) {
+    const bundle = process.env.BUNDLE;
+    const version = process.env.VERSION;
+    const expect = process.env.EXPECT;
+    assert.ok(bundle && version && expect, 'BUNDLE, VERSION and EXPECT are needed');
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { locale: 'en-US' });
+      await openAdmin(page, 'update');
+      assert.ok(await page.isVisible('#update-main'));
+      assert.ok((await page.textContent('#update-running')).includes('(slot A)'));
+      assert.equal(await page.locator('#update-slots li').count(), 2);
+      // The reboot an earlier install waits for: at a time, cancelled, then now.
+      await page.waitForSelector('#update-reboot-box', { state: 'visible' });
+      await page.fill('#update-reboot-time', '23:59');
+      await page.click('#update-reboot-later');
+      await page.waitForFunction(() => document.getElementById('update-reboot-plan').textContent.includes('reboots'));
+      assert.ok(await page.isVisible('#update-reboot-cancel'));
+      await page.click('#update-reboot-cancel');
+      await page.waitForFunction(() => document.getElementById('update-result').textContent === 'Reboot cancelled.');
+      await page.waitForSelector('#update-reboot-cancel', { state: 'hidden' });
+      // The bundle: checked by the box, then its facts before Install.
+      await page.setInputFiles('#update-file', bundle);
+      await page.waitForSelector('#update-pending', { state: 'visible', timeout: 30000 });
+      const shown = await page.$$eval('#update-pending-facts dt', (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+      assert.equal(shown.Version, version);
+      assert.ok(shown['Signed by'].includes('CN = Photo PACS Test Release Signing'), JSON.stringify(shown));
+      assert.equal(shown.For, 'photo-pacs-rpi-arm64');
+      await page.click('#update-install');
+      if (expect === 'installed') {
+        await page.waitForFunction(() => document.getElementById('update-reboot-plan').textContent.includes('other slot'), null, { timeout: 120000 });
+      } else {
+        await page.waitForSelector('#update-error', { state: 'visible', timeout: 120000 });
+        assert.ok((await page.textContent('#update-error')).includes('The install failed'));
+        await page.waitForSelector('#update-last', { state: 'visible' });
+        assert.ok((await page.textContent('#update-last')).includes(`installing ${version} failed`));
+        // Still pending: it can be tried again.
+        assert.ok(await page.isVisible('#update-pending'));
+      }
+      await page.click('#update-reboot-now');
+      await page.waitForFunction(() => document.getElementById('update-result').textContent === 'Reboot planned.');
+    } finally {
+      await b.close();
+    }
+  },
+
   // Phone-sized screenshots of home, the photos with their body sites, settings and a
   // success, in both languages.
   async screenshots(base, out) {
