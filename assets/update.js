@@ -26,8 +26,15 @@ export function initUpdate(ctx) {
     return d.toLocaleString(ctx.lang(), { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
   }
 
-  function mb(n) {
-    return `${(Math.max(0, Number(n) || 0) / 1e6).toLocaleString(ctx.lang(), { maximumFractionDigits: 1 })} MB`;
+  function size(n) {
+    let v = Math.max(0, Number(n) || 0);
+    const units = ['B', 'kB', 'MB', 'GB'];
+    let i = 0;
+    while (v >= 1000 && i < units.length - 1) {
+      v /= 1000;
+      i += 1;
+    }
+    return `${v.toLocaleString(ctx.lang(), { maximumFractionDigits: i > 0 && v < 100 ? 1 : 0 })} ${units[i]}`;
   }
 
   function el(tag, text, cls) {
@@ -102,7 +109,7 @@ export function initUpdate(ctx) {
       ['updVersion', p.version],
       ['updSigner', p.signer],
       ['updCompatible', p.compatible],
-      ['updSize', mb(p.size)],
+      ['updSize', size(p.size)],
       ['updUploaded', when(p.uploadedAt)],
     ]) {
       dl.append(el('dt', t(k)), el('dd', v || '—'));

@@ -705,6 +705,7 @@ fn an_update_uploaded_installed_and_its_reboot_planned_through_the_page() {
         "failed"
     };
     let bundle_path = bundle.display().to_string();
+    let shot = std::env::var("UPDATE_SHOT").unwrap_or_default();
     let Some(child) = start_scenario_env(
         "updatelab",
         &gw.base,
@@ -713,6 +714,8 @@ fn an_update_uploaded_installed_and_its_reboot_planned_through_the_page() {
             ("BUNDLE", &bundle_path),
             ("VERSION", version),
             ("EXPECT", expect),
+            // A full-page screenshot there, to look at by hand.
+            ("SHOT", &shot),
         ],
     ) else {
         return;

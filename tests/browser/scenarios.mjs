@@ -1562,6 +1562,15 @@ const scenarios = {
       }
       await page.click('#update-reboot-now');
       await page.waitForFunction(() => document.getElementById('update-result').textContent === 'Reboot planned.');
+      if (process.env.SHOT) await page.screenshot({ path: process.env.SHOT, fullPage: true });
+      // The status view's card: both slots, the booted one, the last result.
+      await page.click('#sub-status');
+      await page.waitForSelector('#status-update-card');
+      const system = await facts(page, 'status-update-card');
+      assert.ok(system['Slot A:'].includes('running'), JSON.stringify(system));
+      assert.ok('Slot B:' in system, JSON.stringify(system));
+      // (A success is judged only after the reboot; a failure at once.)
+      if (expect === 'failed') assert.ok(system['Last update'].includes(version), JSON.stringify(system));
     } finally {
       await b.close();
     }
