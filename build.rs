@@ -27,6 +27,9 @@ const PEERS: &[&str] = &[
     "prometheus",
     "faketime",
     "uboot",
+    "rauc",
+    "dbus",
+    "squashfs",
 ];
 
 fn main() {
@@ -98,6 +101,15 @@ fn main() {
         .iter()
         .all(|p| program(p).is_some())
             && watch(Path::new("/usr/lib/u-boot/qemu_arm64/u-boot.bin")),
+    );
+    missing("rauc", program("rauc").is_some());
+    missing(
+        "dbus",
+        program("dbus-daemon").is_some() && program("busctl").is_some(),
+    );
+    missing(
+        "squashfs",
+        program("mksquashfs").is_some() && program("mke2fs").is_some(),
     );
 }
 

@@ -161,9 +161,9 @@
   // ---- the admin's views: settings, status, backup ----------------------------------------
   // Three views behind the one login, as tabs inside the settings tab: the header has no
   // room for a third tab on a 360 px phone, and staff taking photos never need these.
-  const SUBVIEWS = { settings: 'settings', status: 'admin-status', backup: 'admin-backup' };
+  const SUBVIEWS = { settings: 'settings', status: 'admin-status', backup: 'admin-backup', update: 'admin-update' };
   let subview = 'settings';
-  const adminModules = {}; // 'status' | 'backup' -> the module's handle, once loaded
+  const adminModules = {}; // 'status' | 'backup' | 'update' -> the module's handle, once loaded
 
   /// Whether the admin view `name` is on screen now (its tab open, logged in, page visible).
   function adminVisible(name) {
@@ -196,6 +196,7 @@
     try {
       if (name === 'status') adminModules.status = (await import('./status.js')).initStatus(adminCtx);
       if (name === 'backup') adminModules.backup = (await import('./backup.js')).initBackup(adminCtx);
+      if (name === 'update') adminModules.update = (await import('./update.js')).initUpdate(adminCtx);
     } catch (_) {
       checkGateway(); // offline, and the module was never fetched
       return null;

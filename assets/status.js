@@ -11,7 +11,7 @@ const REFRESH_MS = 15000;
 // The box warns when a phone's clock and its own differ by more than this; so does the page.
 const SKEW_WARN_S = 120;
 const EVENTS_PAGE = 50;
-const KINDS = ['start', 'delivery', 'retry', 'error', 'login', 'settings', 'backup', 'restore', 'clock', 'pacs', 'outbox'];
+const KINDS = ['start', 'delivery', 'retry', 'error', 'login', 'settings', 'backup', 'restore', 'clock', 'pacs', 'outbox', 'update'];
 const REASONS = ['DATA_READ_ONLY', 'DATA_LOW_SPACE', 'SETTINGS_LOCKED', 'OUTBOX_STUCK'];
 
 const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
@@ -212,9 +212,10 @@ export function initStatus(ctx) {
     const dl = document.createElement('dl');
     for (const row of rows) {
       if (!row) continue;
-      const [label, value, cls] = row;
+      // A fourth element is a label already in words (a slot's name).
+      const [label, value, cls, words] = row;
       const dt = document.createElement('dt');
-      dt.textContent = t(label);
+      dt.textContent = words ?? t(label);
       const dd = document.createElement('dd');
       dd.textContent = value;
       if (cls) dd.className = cls;
@@ -295,6 +296,19 @@ export function initStatus(ctx) {
     else if (tunnel.running === true) [tunnelText, tunnelClass] = [t('tunnelRunning'), 'ok'];
     else if (tunnel.running === false) [tunnelText, tunnelClass] = [t('tunnelStopped'), 'error'];
     else tunnelText = t('unknown');
+    // The root slots (A/B) when the box runs the SD-card image; the Update view does the rest.
+    const update = s.update || {};
+    const slotRows = (update.slots || []).map((sl) => {
+      const tags = [sl.version || t('updVersionUnknown')];
+      if (sl.bootname === update.bootedSlot || sl.state === 'booted') tags.push(t('updBooted'));
+      if (sl.bootStatus) tags.push(sl.bootStatus === 'good' ? t('updGood') : t('updBad'));
+      return [`slot-${sl.bootname}`, tags.join(' · '), sl.bootStatus === 'bad' ? 'warn' : '', t('updSlot', { name: sl.bootname })];
+    });
+    const last = update.lastResult;
+    if (last) {
+      const key = { installed: 'updLastInstalled', rolledBack: 'updLastRolledBack', failed: 'updLastFailed' }[last.kind] || 'updLastFailed';
+      slotRows.push(['factLastUpdate', t(key, { version: last.version, slot: last.slot || '—', when: when(last.at) }), last.kind === 'installed' ? 'ok' : 'warn']);
+    }
     box.append(
       card('status-clock-card', 'cardClock', clockRows),
       card('status-outbox-card', 'cardOutbox', outboxRows),
@@ -303,6 +317,7 @@ export function initStatus(ctx) {
       card('status-box-card', 'cardBox', boxRows),
       card('status-tunnel-card', 'cardTunnel', [['factTunnel', tunnelText, tunnelClass]]),
     );
+    if (update.available) box.append(card('status-update-card', 'cardSystem', slotRows));
   }
 
   function renderEvents() {

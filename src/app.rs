@@ -71,6 +71,8 @@ pub struct App {
     pub pacs_check: std::sync::Mutex<Option<PacsCheck>>,
     /// The worklist and patient lookups, cached in memory only.
     pub reception: Reception,
+    /// Updates of the root file system (RAUC).
+    pub updates: Arc<crate::update::Updates>,
     /// What the outbox's start-up found (old folders to tell the admin about).
     opened: Opened,
 }
@@ -240,7 +242,12 @@ impl App {
         if let Err(e) = crate::clock::write_request(&env.settings_path, &app_settings) {
             log::warn!("cannot write the time helper's request beside the settings: {e}");
         }
+        let updates = Arc::new(crate::update::Updates::new(
+            crate::update::Config::from_env(&env),
+            events.clone(),
+        ));
         Ok(App {
+            updates,
             boot_problems: crate::provision::reported_problems(&env.settings_path),
             env,
             access,

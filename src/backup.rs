@@ -54,6 +54,9 @@ const LAYOUT_VARS: &[&str] = &[
     "DICOM_DIR",
     "SETTINGS_PATH",
     "CLOCK_SYNC_FILE",
+    "RAUC_CONF",
+    "RELEASE_FILE",
+    "DBUS_ADDRESS",
 ];
 /// Environment variables no backup carries. The admin password is the box's own.
 const SECRET_VARS: &[&str] = &["ADMIN_PASSWORD"];

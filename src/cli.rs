@@ -1,6 +1,6 @@
 //! The command-line tools beside the server: `convert` for the field and benchmarks, `echo`
 //! for the installer on site, `send` for files kept by hand, `outbox` for the queue,
-//! `backup` and `restore` for the configuration.
+//! `backup` and `restore` for the configuration, `update` for the box's system.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,13 @@ pub enum CliError {
     Backup(#[from] BackupError),
     #[error("{0}")]
     Restore(String),
+    #[error(transparent)]
+    Update(#[from] crate::update::UpdateError),
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A refused value is named with its reason, as the settings page shows it.
@@ -356,4 +363,107 @@ pub fn report_lines(report: &Report) -> Vec<String> {
     );
     lines.extend(report.warnings.iter().map(|w| format!("warning: {w}")));
     lines
+}
+
+/// The update service as the console uses it (events stay in this process).
+pub fn updates(env: &EnvConfig) -> crate::update::Updates {
+    crate::update::Updates::new(
+        crate::update::Config::from_env(env),
+        Arc::new(crate::telemetry::Events::new()),
+    )
+}
+
+/// `photo-pacs update --status`: the running release and one line per root slot.
+pub async fn update_status(env: &EnvConfig) -> Result<Vec<String>, CliError> {
+    let u = updates(env);
+    let (release, system) = u.here()?;
+    let (slots, booted) = u.slots().await?;
+    let mut lines = vec![format!(
+        "running {} ({}), booted slot {}",
+        release.version,
+        system.compatible,
+        booted.as_deref().unwrap_or("unknown")
+    )];
+    for s in slots {
+        lines.push(format!(
+            "slot {} ({}): {} {}, {}, installed {}",
+            s.bootname,
+            s.name,
+            s.version.as_deref().unwrap_or("(version unknown)"),
+            s.state,
+            if s.boot_status.is_empty() {
+                "boot status unknown"
+            } else {
+                &s.boot_status
+            },
+            s.installed_at.as_deref().unwrap_or("-"),
+        ));
+    }
+    Ok(lines)
+}
+
+/// Brings a bundle (a file or an https:// URL) into the updates directory and judges it.
+pub async fn update_fetch(
+    u: &crate::update::Updates,
+    target: &str,
+    allow_downgrade: bool,
+) -> Result<crate::update::Pending, CliError> {
+    if target.contains("://") {
+        return Ok(u.download(target, allow_downgrade).await?);
+    }
+    let path = PathBuf::from(target);
+    let read_err = |source| CliError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(&path).await.map_err(read_err)?;
+    let len = file.metadata().await.map_err(read_err)?.len();
+    let mut up = u.begin_upload(Some(len)).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = file.read(&mut buf).await.map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        up.write(&buf[..n]).await?;
+    }
+    Ok(u.accept(up, allow_downgrade).await?)
+}
+
+/// The bundle's facts, as shown before installing.
+pub fn pending_lines(p: &crate::update::Pending) -> Vec<String> {
+    vec![
+        format!("version:    {}", p.version),
+        format!("compatible: {}", p.compatible),
+        format!("signed by:  {}", p.signer),
+        format!("size:       {} MB", p.size.div_ceil(1024 * 1024)),
+    ]
+}
+
+/// Installs the pending bundle; with `allow_downgrade` the box's pre-install handler is
+/// told (by a flag file that exists for this one install only).
+pub async fn update_install(
+    u: &crate::update::Updates,
+    allow_downgrade: bool,
+    progress: impl FnMut(&crate::update::rauc::Properties),
+) -> Result<crate::update::LastResult, CliError> {
+    let flag = Path::new(crate::update::ALLOW_DOWNGRADE_FLAG);
+    if allow_downgrade {
+        if let Some(dir) = flag.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CliError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(flag, b"").map_err(|source| CliError::Read {
+            path: flag.to_path_buf(),
+            source,
+        })?;
+    }
+    let result = u.install(progress).await;
+    if allow_downgrade {
+        let _ = std::fs::remove_file(flag);
+    }
+    Ok(result?)
 }

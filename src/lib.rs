@@ -23,4 +23,5 @@ pub mod storage;
 pub mod study;
 pub mod supervisor;
 pub mod telemetry;
+pub mod update;
 pub mod worklist;

@@ -75,6 +75,22 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         wipe_free_mib: u64,
     },
+    /// Install a signed system update (a .raucb file or an https:// URL) into the other root
+    /// slot through RAUC; reboot afterwards to start it. --status shows the slots.
+    Update {
+        /// The bundle file or its https:// address
+        #[arg(required_unless_present = "status")]
+        target: Option<String>,
+        /// Install a version older than the running one
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Do not ask before installing
+        #[arg(long)]
+        yes: bool,
+        /// Show the root slots and what runs
+        #[arg(long, conflicts_with_all = ["allow_downgrade", "yes"])]
+        status: bool,
+    },
     /// Apply the gateway's time request (time zone, NTP servers) as root; the SD-card image
     /// runs this at boot and whenever the gateway rewrites the request.
     ApplyTime {
@@ -147,6 +163,11 @@ enum OutboxAction {
     },
 }
 
+/// An update that did not happen: exit status 1, as the contract with scripts says.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct UpdateFailed(#[from] cli::CliError);
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,7 +179,11 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("photo-pacs: {e:#}");
-            ExitCode::from(2)
+            if e.downcast_ref::<UpdateFailed>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }
@@ -183,6 +208,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             wipe_free_mib,
         } => provision(&boot, &data, wipe_free_mib),
         Command::ApplyTime { request } => apply_time(request),
+        Command::Update {
+            target,
+            allow_downgrade,
+            yes,
+            status,
+        } => update_command(&env()?, target, allow_downgrade, yes, status),
         Command::Serve => serve(env()?),
         Command::SelfCheck { timeout } => self_check(env(), timeout),
         Command::Convert(args) => {
@@ -478,6 +509,8 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
             move || settings_of.settings.current(),
         ));
         tokio::spawn(status::watch_pacs(app.clone()));
+        let outbox_of = app.outbox.clone();
+        tokio::spawn(app.updates.clone().run(move || outbox_of.is_sending()));
         let server = tokio::spawn(http::serve(listener, app, shutdown_signal()));
         let probe = supervisor::self_address(addr);
         supervisor::announce_ready(probe, &status).await;
@@ -485,6 +518,57 @@ fn serve(env: EnvConfig) -> anyhow::Result<()> {
         server.await.context("the server task failed")?;
         Ok(())
     })
+}
+
+/// `photo-pacs update`: judge, show, ask, install with a progress line; never reboots.
+fn update_command(
+    env: &EnvConfig,
+    target: Option<String>,
+    allow_downgrade: bool,
+    yes: bool,
+    status: bool,
+) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    if status {
+        for line in rt.block_on(cli::update_status(env)).map_err(UpdateFailed)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let target = target.unwrap_or_default();
+    let u = cli::updates(env);
+    let pending = rt
+        .block_on(cli::update_fetch(&u, &target, allow_downgrade))
+        .map_err(UpdateFailed)?;
+    for line in cli::pending_lines(&pending) {
+        println!("{line}");
+    }
+    if !yes {
+        use std::io::Write;
+        print!("install {} into the other slot? [y/N] ", pending.version);
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("not installed; the bundle stays pending (the settings page can install it)");
+            return Ok(());
+        }
+    }
+    let mut last = String::new();
+    let result = rt
+        .block_on(cli::update_install(&u, allow_downgrade, |p| {
+            let line = format!("[{:>3}%] {}", p.percent, p.message);
+            if line != last {
+                println!("{line}");
+                last = line;
+            }
+        }))
+        .map_err(UpdateFailed)?;
+    println!(
+        "installed {} into slot {}: reboot to finish (the box keeps running the current version until then)",
+        result.version, result.slot
+    );
+    Ok(())
 }
 
 /// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).

@@ -224,6 +224,7 @@ pub async fn document(app: &App) -> Value {
     let current = app.settings.current();
     let servers: Vec<&str> = current.ntp_servers.split_whitespace().collect();
     let stuck = reasons.iter().any(|r| r.code == Reason::OutboxStuck);
+    let update = app.updates.view().await;
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "build": {
@@ -270,6 +271,14 @@ pub async fn document(app: &App) -> Value {
             "running": (!tunnel.load.is_empty()).then(|| tunnel.active == "active"),
         },
         "settingsLocked": matches!(app.admin(), AdminGuard::Locked(_)),
+        "update": {
+            "available": update.available,
+            "version": update.version,
+            "bootedSlot": update.booted_slot,
+            "slots": update.slots,
+            "awaitingReboot": update.awaiting_reboot,
+            "lastResult": update.last_result,
+        },
         "ready": { "ready": reasons.is_empty(), "reasons": reasons },
         "warnings": app.warnings(&current),
     })

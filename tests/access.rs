@@ -183,6 +183,10 @@ fn route_method_credential_origin_matrix() {
                     // an earlier row) or has nothing to retry.
                     let past_guard: &[u16] = if route.contains("{id}") {
                         &[200, 404, 409]
+                    } else if path.starts_with("/api/update/") {
+                        // On this machine (no release file) an update route is turned away
+                        // past the guard: 409 unavailable, or 400 for the matrix's empty body.
+                        &[200, 400, 409]
                     } else if *path == "/api/restore" {
                         // A restore takes a multipart file: the matrix's JSON body is turned
                         // away past the guard.

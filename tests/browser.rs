@@ -658,6 +658,82 @@ fn the_status_view_shows_the_boxs_facts_and_warns_of_its_clock_3_days_behind_in_
     missing_peer = "browser",
     ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
 )]
+fn the_update_view_says_updates_are_not_available_on_the_mock_box_in_both_languages() {
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("PHOTO_PACS_RELEASE_FILE", "/nonexistent/photo-pacs-release"),
+    ]);
+    scenario("update", &gw, None);
+}
+
+#[test]
+#[cfg_attr(
+    any(
+        missing_peer = "browser",
+        missing_peer = "rauc",
+        missing_peer = "squashfs",
+        missing_peer = "openssl",
+        missing_peer = "dbus"
+    ),
+    ignore = "needs the browser (chromium, playwright-core) and rauc, squashfs-tools, e2fsprogs, openssl, dbus-daemon (Debian packages)"
+)]
+fn an_update_uploaded_installed_and_its_reboot_planned_through_the_page() {
+    use common::rauc::{COMPATIBLE, Lab, RaucService, has_device_mapper};
+    let lab = Lab::new();
+    let svc = RaucService::start(&lab);
+    let version = "0.3.0+20261201000000";
+    let bundle = lab.bundle("good", version, COMPATIBLE, "verity", &lab.trusted);
+    let dir = tempfile::tempdir().unwrap();
+    // An install of an earlier boot's session is still waiting for its reboot.
+    let updates = dir.path().join("data/updates");
+    std::fs::create_dir_all(&updates).unwrap();
+    let this_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::write(
+        updates.join("state.json"),
+        serde_json::json!({"installed": {"version": "0.2.9", "slot": "B", "fromSlot": "A",
+            "at": "2026-11-30T02:00:00Z", "bootId": this_boot.trim()}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut env = lab.env_with(ADMIN_PASSWORD);
+    env.push(("PHOTO_PACS_DBUS_ADDRESS", svc.address.clone()));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gw = Gateway::start_in(dir.path(), &pairs);
+    let expect = if has_device_mapper() {
+        "installed"
+    } else {
+        "failed"
+    };
+    let bundle_path = bundle.display().to_string();
+    let shot = std::env::var("UPDATE_SHOT").unwrap_or_default();
+    let Some(child) = start_scenario_env(
+        "updatelab",
+        &gw.base,
+        None,
+        &[
+            ("BUNDLE", &bundle_path),
+            ("VERSION", version),
+            ("EXPECT", expect),
+            // A full-page screenshot there, to look at by hand.
+            ("SHOT", &shot),
+        ],
+    ) else {
+        return;
+    };
+    finish_scenario("updatelab", &gw, child);
+    let request = dir.path().join("data/reboot-request");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !request.exists() {
+        assert!(std::time::Instant::now() < deadline, "no reboot request");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "browser",
+    ignore = "node, Debian's chromium or playwright-core is missing (apt-get install chromium; npm ci --prefix tests/browser)"
+)]
 fn the_events_list_and_the_diagnostics_hold_no_patient_value_in_both_languages() {
     let (_dir, gw) = gateway(&[("PHOTO_PACS_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
     scenario("events", &gw, None);

@@ -97,6 +97,14 @@ pub struct EnvConfig {
     pub pacs_check_every: std::time::Duration,
     /// The file systemd-timesyncd creates once it has set the clock.
     pub clock_sync_file: PathBuf,
+    /// RAUC's system.conf (its compatible and keyring).
+    pub rauc_conf: PathBuf,
+    /// The running root's release file; absent: updates are not available here.
+    pub release_file: PathBuf,
+    /// The D-Bus address RAUC's service is on; `None`: the system bus.
+    pub dbus_address: Option<String>,
+    /// The largest update bundle taken, in bytes.
+    pub update_max_bytes: u64,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -303,6 +311,8 @@ impl EnvConfig {
             Some(v) if (8..=256).contains(&v.chars().count()) => Some(Secret::new(v.clone())),
             Some(_) => return Err(err("ADMIN_PASSWORD", "must be 8 to 256 characters")),
         };
+        let update_max_bytes =
+            1024 * 1024 * number("UPDATE_MAX_MB", 1024, 1, 16_384, "a number of megabytes")?;
         let log_level = match get("LOG_LEVEL") {
             None => log::LevelFilter::Info,
             Some(v) => v.parse().map_err(|_| {
@@ -340,6 +350,10 @@ impl EnvConfig {
             outbox_stuck_after,
             pacs_check_every,
             clock_sync_file: path_var("CLOCK_SYNC_FILE", "/run/systemd/timesync/synchronized"),
+            rauc_conf: path_var("RAUC_CONF", "/etc/rauc/system.conf"),
+            release_file: path_var("RELEASE_FILE", "/etc/photo-pacs-release"),
+            dbus_address: get("DBUS_ADDRESS").map(|v| v.trim().to_string()),
+            update_max_bytes,
             log_level,
             defaults,
             unknown_vars,
@@ -442,6 +456,10 @@ pub const OWN_VARS: &[&str] = &[
     "PACS_CHECK_S",
     "CLOCK_SYNC_FILE",
     "LOG_LEVEL",
+    "RAUC_CONF",
+    "RELEASE_FILE",
+    "DBUS_ADDRESS",
+    "UPDATE_MAX_MB",
 ];
 
 #[cfg(test)]

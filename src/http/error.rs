@@ -320,3 +320,40 @@ impl From<RestoreError> for ApiError {
         }
     }
 }
+
+/// An update's refusals: the file (422, its own code each, so the card can say which), the
+/// box (409 unavailable or busy), RAUC (502).
+impl From<crate::update::UpdateError> for ApiError {
+    fn from(e: crate::update::UpdateError) -> Self {
+        use crate::update::UpdateError as U;
+        let message = e.to_string();
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        match e {
+            U::Unavailable(_) => ApiError::new(StatusCode::CONFLICT, "UPDATE_UNAVAILABLE", message),
+            U::TooLarge { .. } => ApiError::too_large(message).for_field("file"),
+            U::Full { .. } => ApiError::insufficient_storage(message),
+            U::Invalid(_) => {
+                ApiError::new(unprocessable, "UPDATE_INVALID", message).for_field("file")
+            }
+            U::Incompatible { .. } => {
+                ApiError::new(unprocessable, "UPDATE_INCOMPATIBLE", message).for_field("file")
+            }
+            U::Downgrade { .. } => {
+                ApiError::new(unprocessable, "UPDATE_DOWNGRADE", message).for_field("file")
+            }
+            U::Url(_) => ApiError::new(unprocessable, "UPDATE_URL", message).for_field("url"),
+            U::Download(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "UPDATE_DOWNLOAD", message).for_field("url")
+            }
+            U::NothingPending => {
+                ApiError::new(StatusCode::CONFLICT, "UPDATE_NOTHING_PENDING", message)
+            }
+            U::Busy(_) => ApiError::new(StatusCode::CONFLICT, "UPDATE_BUSY", message),
+            U::RebootTime(_) => ApiError::validation(Some("at"), message),
+            U::Rauc(_) | U::InstallFailed(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "UPDATE_RAUC", message)
+            }
+            U::Io { .. } => ApiError::internal(message),
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod router;
 mod settings;
 mod status;
 mod studies;
+mod update;
 mod worklist;
 
 pub use openapi::DOCUMENT as OPENAPI;

@@ -12,7 +12,9 @@ use super::access::{self, Caller};
 use super::body::Response;
 use super::error::ApiError;
 use super::pace::{Paced, RequestBody};
-use super::{assets, backup, health, openapi, outbox, pacs, settings, status, studies, worklist};
+use super::{
+    assets, backup, health, openapi, outbox, pacs, settings, status, studies, update, worklist,
+};
 use crate::app::App;
 
 /// Who may use a route.
@@ -45,6 +47,19 @@ pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     // The backup with secrets asks for the admin password again, in its body.
     ("/api/backup", &[Method::POST], Guard::Admin),
     ("/api/restore", &[Method::POST], Guard::Admin),
+    // Updates of the box's system: what runs, a bundle, its install, the reboot.
+    ("/api/update", &[Method::GET], Guard::Admin),
+    (
+        "/api/update/bundle",
+        &[Method::POST, Method::DELETE],
+        Guard::Admin,
+    ),
+    ("/api/update/install", &[Method::POST], Guard::Admin),
+    (
+        "/api/update/reboot",
+        &[Method::POST, Method::DELETE],
+        Guard::Admin,
+    ),
     ("/api/session", &[Method::GET], Guard::Public),
     ("/api/login", &[Method::POST], Guard::Public),
     ("/api/logout", &[Method::POST], Guard::Public),
@@ -221,6 +236,12 @@ async fn dispatch(
         (&Method::GET, "/api/settings/info") => Ok(settings::info(app)),
         (&Method::POST, "/api/backup") => backup::post_backup(app, req, caller).await,
         (&Method::POST, "/api/restore") => backup::post_restore(app, req, caller).await,
+        (&Method::GET, "/api/update") => Ok(update::get(app).await),
+        (&Method::POST, "/api/update/bundle") => update::post_bundle(app, req).await,
+        (&Method::DELETE, "/api/update/bundle") => update::delete_bundle(app),
+        (&Method::POST, "/api/update/install") => update::post_install(app),
+        (&Method::POST, "/api/update/reboot") => update::post_reboot(app, req).await,
+        (&Method::DELETE, "/api/update/reboot") => Ok(update::delete_reboot(app)),
         (&Method::GET, "/api/session") => Ok(access::session(app, req.headers())),
         (&Method::POST, "/api/login") => access::login(app, req, caller).await,
         (&Method::POST, "/api/logout") => Ok(access::logout(app, req.headers(), caller)),

@@ -895,6 +895,11 @@ impl Outbox {
         self.metrics.outbox(queued, oldest, failed);
     }
 
+    /// Whether a delivery to the PACS is in flight (a reboot waits for it).
+    pub fn is_sending(&self) -> bool {
+        self.lock().entries.values().any(|e| e.sending)
+    }
+
     /// How many studies wait, since when, and how many need an admin.
     pub fn summary(&self) -> Summary {
         let inner = self.lock();

@@ -29,6 +29,7 @@ pub enum Kind {
     Clock,
     Pacs,
     Outbox,
+    Update,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -152,6 +153,73 @@ impl Events {
             Level::Info,
             "started",
             format!("gateway {version} started"),
+            None,
+            None,
+            Vec::new(),
+        );
+    }
+
+    /// RAUC wrote `version` into slot `slot`; a reboot starts it.
+    pub fn update_written(&self, version: &str, slot: &str) {
+        self.push(
+            Kind::Update,
+            Level::Info,
+            "update-written",
+            format!("update {version} written to slot {slot}; it starts after a reboot"),
+            None,
+            None,
+            Vec::new(),
+        );
+    }
+
+    /// After a reboot the box runs `version` from slot `slot`, marked good.
+    pub fn update_installed(&self, version: &str, slot: &str) {
+        self.push(
+            Kind::Update,
+            Level::Info,
+            "update-installed",
+            format!("now running {version} in slot {slot}"),
+            None,
+            None,
+            Vec::new(),
+        );
+    }
+
+    /// The new slot did not start: the box went back to `booted`.
+    pub fn update_rolled_back(&self, version: &str, slot: &str, booted: &str) {
+        self.push(
+            Kind::Update,
+            Level::Error,
+            "update-rolled-back",
+            format!(
+                "rolled back: {version} in slot {slot} did not start; running slot {booted} again"
+            ),
+            None,
+            None,
+            Vec::new(),
+        );
+    }
+
+    /// RAUC refused or failed the install; `why` is RAUC's own message.
+    pub fn update_failed(&self, version: &str, why: &str) {
+        self.push(
+            Kind::Update,
+            Level::Error,
+            "update-failed",
+            format!("installing update {version} failed: {why}"),
+            None,
+            None,
+            Vec::new(),
+        );
+    }
+
+    /// The reboot the admin planned was requested.
+    pub fn update_reboot(&self) {
+        self.push(
+            Kind::Update,
+            Level::Info,
+            "reboot-requested",
+            "reboot requested to finish an update".into(),
             None,
             None,
             Vec::new(),

@@ -136,6 +136,7 @@ async function openAdmin(page, sub, password = ADMIN_PASSWORD) {
   if (sub === 'status') await page.waitForSelector('#status-facts .card');
   // The view shows before its module has decided whether secrets may be included.
   if (sub === 'backup') await page.waitForSelector('#admin-backup[data-ready="1"]', { state: 'visible' });
+  if (sub === 'update') await page.waitForSelector('#admin-update[data-ready="1"]', { state: 'visible' });
 }
 
 /// The facts of one status card: { label: value } as shown.
@@ -1488,6 +1489,88 @@ const scenarios = {
         await page.screenshot({ path: join(out, `backup-${tag}.png`), fullPage: false });
         await page.click('#restore-cancel');
       }
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The update view on a machine without the SD-card image (the mock box): it says updates
+  // are not available here, shows no upload, and the page has no script error.
+  async update(base) {
+    const b = await browser();
+    try {
+      for (const [locale, words] of [['en-US', 'not available on this machine'], ['zh-TW', '無法更新']]) {
+        const { page } = await openPage(b, base, { locale });
+        await openAdmin(page, 'update');
+        const text = await page.textContent('#update-unavailable');
+        assert.ok(await page.isVisible('#update-unavailable'), 'the reason is shown');
+        assert.ok(text.includes(words), text);
+        assert.ok(!(await page.isVisible('#update-main')), 'no upload on a box that cannot update');
+        // Away and back: the view is filled again, not duplicated.
+        await page.click('#sub-status');
+        await page.click('#sub-update');
+        await page.waitForSelector('#update-unavailable', { state: 'visible' });
+        await page.context().close();
+      }
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The update view on a box with RAUC (tests/browser.rs makes it): a reboot awaited from
+  // an earlier install is planned for a time, cancelled, then asked for now; a signed
+  // bundle is uploaded, its version and signer shown, installed, and RAUC's outcome shown
+  // (EXPECT=installed, or failed where the kernel has no device-mapper).
+  async updatelab(base) {
+    const bundle = process.env.BUNDLE;
+    const version = process.env.VERSION;
+    const expect = process.env.EXPECT;
+    assert.ok(bundle && version && expect, 'BUNDLE, VERSION and EXPECT are needed');
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { locale: 'en-US' });
+      await openAdmin(page, 'update');
+      assert.ok(await page.isVisible('#update-main'));
+      assert.ok((await page.textContent('#update-running')).includes('(slot A)'));
+      assert.equal(await page.locator('#update-slots li').count(), 2);
+      // The reboot an earlier install waits for: at a time, cancelled, then now.
+      await page.waitForSelector('#update-reboot-box', { state: 'visible' });
+      await page.fill('#update-reboot-time', '23:59');
+      await page.click('#update-reboot-later');
+      await page.waitForFunction(() => document.getElementById('update-reboot-plan').textContent.includes('reboots'));
+      assert.ok(await page.isVisible('#update-reboot-cancel'));
+      await page.click('#update-reboot-cancel');
+      await page.waitForFunction(() => document.getElementById('update-result').textContent === 'Reboot cancelled.');
+      await page.waitForSelector('#update-reboot-cancel', { state: 'hidden' });
+      // The bundle: checked by the box, then its facts before Install.
+      await page.setInputFiles('#update-file', bundle);
+      await page.waitForSelector('#update-pending', { state: 'visible', timeout: 30000 });
+      const shown = await page.$$eval('#update-pending-facts dt', (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+      assert.equal(shown.Version, version);
+      assert.ok(shown['Signed by'].includes('CN = Photo PACS Test Release Signing'), JSON.stringify(shown));
+      assert.equal(shown.For, 'photo-pacs-rpi-arm64');
+      await page.click('#update-install');
+      if (expect === 'installed') {
+        await page.waitForFunction(() => document.getElementById('update-reboot-plan').textContent.includes('other slot'), null, { timeout: 120000 });
+      } else {
+        await page.waitForSelector('#update-error', { state: 'visible', timeout: 120000 });
+        assert.ok((await page.textContent('#update-error')).includes('The install failed'));
+        await page.waitForSelector('#update-last', { state: 'visible' });
+        assert.ok((await page.textContent('#update-last')).includes(`installing ${version} failed`));
+        // Still pending: it can be tried again.
+        assert.ok(await page.isVisible('#update-pending'));
+      }
+      await page.click('#update-reboot-now');
+      await page.waitForFunction(() => document.getElementById('update-result').textContent === 'Reboot planned.');
+      if (process.env.SHOT) await page.screenshot({ path: process.env.SHOT, fullPage: true });
+      // The status view's card: both slots, the booted one, the last result.
+      await page.click('#sub-status');
+      await page.waitForSelector('#status-update-card');
+      const system = await facts(page, 'status-update-card');
+      assert.ok(system['Slot A:'].includes('running'), JSON.stringify(system));
+      assert.ok('Slot B:' in system, JSON.stringify(system));
+      // (A success is judged only after the reboot; a failure at once.)
+      if (expect === 'failed') assert.ok(system['Last update'].includes(version), JSON.stringify(system));
     } finally {
       await b.close();
     }

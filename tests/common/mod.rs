@@ -5,6 +5,7 @@
 pub mod corpus;
 pub mod find_scp;
 pub mod orthanc;
+pub mod rauc;
 pub mod storescp;
 pub mod wlmscpfs;
 
