@@ -211,9 +211,10 @@ upload_bundle() {
     curl -sS -b "$work/cookies" -o "$work/bundle.json" -w '%{http_code}' \
         -F "file=@$1;type=application/octet-stream" "$base/api/update/bundle" || true
 }
-# Installs the pending bundle from the page and waits for RAUC to finish; prints progress.
+# Installs the pending bundle from the page (wait_install then waits for RAUC to finish).
 install_pending() {
     local code
+    result_before=$(update_field lastResult.at)
     code=$(curl -sS -b "$work/cookies" -X POST -o "$work/install.json" -w '%{http_code}' "$base/api/update/install" || true)
     [ "$code" = 200 ] || [ "$code" = 202 ] || { echo "POST /api/update/install answered $code: $(head -c 300 "$work/install.json")"; return 1; }
     return 0
@@ -225,7 +226,9 @@ wait_install() {
         local p
         p=$(update_field progress.percent)
         [ "$p" = "$last" ] || { echo "    progress $p% $(update_field progress.message)"; last="$p"; }
-        if [ "$op" != installing ] && [ -n "$(update_field lastResult.kind)" ]; then
+        # Done when a new result is recorded (the last one may be an earlier install's).
+        if [ "$op" != installing ] && [ -n "$(update_field lastResult.at)" ] &&
+            [ "$(update_field lastResult.at)" != "$result_before" ]; then
             return 0
         fi
         sleep 3
@@ -327,7 +330,7 @@ wait_healthy
 check_eq "booted slot after the update" B "$(booted_slot)"
 check_eq "running version" "$v2" "$(running_version)"
 check "slot B marked good: $(boot_state)" marked_good B
-check_eq "the page shows slot B with v2" "$v2" "$(update_field booted.version)"
+check_eq "the page shows slot B running v2" "B $v2" "$(update_field bootedSlot) $(update_field version)"
 check "/data is unchanged ($(same_data))" same_data
 check_eq "nothing was delivered while the PACS was down" 0 "$(delivered)"
 pacs_up
