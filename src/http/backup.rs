@@ -197,27 +197,7 @@ async fn read_form(req: Request<RequestBody>) -> Result<RestoreForm, ApiError> {
         boundary,
         multer::Constraints::new().size_limit(limits),
     );
-    let fail = |e: multer::Error| match e {
-        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
-            too_large()
-        }
-        multer::Error::StreamReadFailed(inner)
-            if inner
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            too_large()
-        }
-        multer::Error::StreamReadFailed(inner)
-            if crate::intake::upload::is_too_slow(inner.as_ref()) =>
-        {
-            ApiError::too_slow()
-        }
-        _ => ApiError::validation(
-            None,
-            "the form is not a well-formed multipart/form-data body",
-        ),
-    };
+    let fail = |e: multer::Error| ApiError::from_multipart(e, too_large);
     let mut form = RestoreForm::default();
     let mut seen = Vec::new();
     let mut parts = 0;

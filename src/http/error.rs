@@ -48,7 +48,6 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    /// The admin password file cannot be read, so nobody can prove they may change settings.
     /// The body stopped arriving, or arrived too slowly to be a client of ours.
     pub fn too_slow() -> Self {
         Self::new(
@@ -59,6 +58,32 @@ impl ApiError {
                 super::pace::MIN_RATE / 1024
             ),
         )
+    }
+
+    /// What a multipart form's failure means to its client: past a size limit (the form's
+    /// own or the body's, `too_large` says which and how much), too slow, or not a form.
+    pub fn from_multipart(e: multer::Error, too_large: impl Fn() -> Self) -> Self {
+        match e {
+            multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+                too_large()
+            }
+            multer::Error::StreamReadFailed(inner)
+                if inner
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                too_large()
+            }
+            multer::Error::StreamReadFailed(inner)
+                if crate::intake::upload::is_too_slow(inner.as_ref()) =>
+            {
+                Self::too_slow()
+            }
+            _ => Self::validation(
+                None,
+                "the form is not a well-formed multipart/form-data body",
+            ),
+        }
     }
 
     /// A request for another host name than the box's own (DNS rebinding).

@@ -83,27 +83,7 @@ async fn upload(app: &App, req: Request<RequestBody>) -> Result<crate::update::P
         boundary,
         multer::Constraints::new().size_limit(limits),
     );
-    let fail = move |e: multer::Error| match e {
-        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
-            too_large()
-        }
-        multer::Error::StreamReadFailed(inner)
-            if inner
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            too_large()
-        }
-        multer::Error::StreamReadFailed(inner)
-            if crate::intake::upload::is_too_slow(inner.as_ref()) =>
-        {
-            ApiError::too_slow()
-        }
-        _ => ApiError::validation(
-            None,
-            "the form is not a well-formed multipart/form-data body",
-        ),
-    };
+    let fail = move |e: multer::Error| ApiError::from_multipart(e, too_large);
     let mut parts = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(fail)? {
         parts += 1;
