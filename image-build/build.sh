@@ -152,7 +152,7 @@ chroot "$root" systemctl enable systemd-networkd systemd-resolved systemd-timesy
     photo-pacs.service photo-pacs-provision.service photo-pacs-cloudflared.service \
     photo-pacs-grow-data.service photo-pacs-time.service photo-pacs-time.path \
     photo-pacs-machine-id.service photo-pacs-fw-env.service photo-pacs-boot-check.service \
-    photo-pacs-reboot.path
+    photo-pacs-reboot.path photo-pacs-reboot-clear.service
 # Jobs that write to the read-only root, or fetch package lists nobody installs from.
 chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
     e2scrub_all.timer e2scrub_reap.service
