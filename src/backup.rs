@@ -60,6 +60,8 @@ const LAYOUT_VARS: &[&str] = &[
 ];
 /// Environment variables no backup carries. The admin password is the box's own.
 const SECRET_VARS: &[&str] = &["ADMIN_PASSWORD"];
+/// Environment variables that describe this boot only (the unit sets them): never carried.
+const VOLATILE_VARS: &[&str] = &["BOOT_ID"];
 
 /// Where the SD-card image keeps the Wi-Fi network and the tunnel token (root's files: only
 /// whether they exist is looked at), and the Debian package's tunnel token.
@@ -213,8 +215,9 @@ pub fn process_env() -> BTreeMap<String, String> {
 /// Whether a backup carries the variable `name` (full name): the gateway's own start-up
 /// variables, not a setting (those are in `settings`, as in force), never a secret.
 fn carried(name: &str) -> bool {
-    name.strip_prefix(PREFIX)
-        .is_some_and(|rest| OWN_VARS.contains(&rest) && !SECRET_VARS.contains(&rest))
+    name.strip_prefix(PREFIX).is_some_and(|rest| {
+        OWN_VARS.contains(&rest) && !SECRET_VARS.contains(&rest) && !VOLATILE_VARS.contains(&rest)
+    })
 }
 
 fn is_layout(name: &str) -> bool {
@@ -944,6 +947,13 @@ pub fn document_now(settings: &Settings, facts: &Facts, include_secrets: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_boots_id_and_secrets_are_never_carried() {
+        assert!(carried("PHOTO_PACS_LISTEN"));
+        assert!(!carried("PHOTO_PACS_BOOT_ID"));
+        assert!(!carried("PHOTO_PACS_ADMIN_PASSWORD"));
+    }
     use serde_json::json;
 
     fn facts(host: &str) -> Facts {

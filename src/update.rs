@@ -982,6 +982,12 @@ pub fn write_reboot_request(dir: &Path) -> std::io::Result<()> {
 
 /// The kernel's ID of this boot; empty where there is none.
 pub fn boot_id() -> String {
+    // The unit passes it (`%b`): its sandbox (ProcSubset=pid) hides /proc/sys.
+    if let Ok(id) = std::env::var("PHOTO_PACS_BOOT_ID")
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_string();
+    }
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

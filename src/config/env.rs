@@ -460,6 +460,7 @@ pub const OWN_VARS: &[&str] = &[
     "RELEASE_FILE",
     "DBUS_ADDRESS",
     "UPDATE_MAX_MB",
+    "BOOT_ID",
 ];
 
 #[cfg(test)]
