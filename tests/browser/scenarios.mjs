@@ -533,12 +533,13 @@ const scenarios = {
         });
         assert.deepEqual(problems, [], view);
       }
-      // The admin's status and backup views (the secrets' fields shown).
+      // The admin's status, backup and update views (the secrets' fields shown).
       await page.click('#tab-settings');
-      for (const sub of ['status', 'backup']) {
+      for (const sub of ['status', 'backup', 'update']) {
         await page.click(`#sub-${sub}`);
         if (sub === 'status') await page.waitForFunction(() => document.getElementById('status-note').textContent !== '');
         if (sub === 'backup') await page.waitForSelector('#admin-backup[data-ready="1"]');
+        if (sub === 'update') await page.waitForSelector('#admin-update[data-ready="1"]');
         if (sub === 'backup' && await page.isEnabled('#backup-secrets')) await page.check('#backup-secrets');
         const problems = await page.evaluate(() => {
           const out = [];
@@ -556,10 +557,10 @@ const scenarios = {
           return out;
         });
         assert.deepEqual(problems, [], sub);
-        // The three views are tabs: one selected, its panel shown.
+        // The four views are tabs: one selected, its panel shown.
         const tabs = await page.$$eval('#admin [role="tab"]', (els) => els.map((e) => [e.id, e.getAttribute('aria-selected'),
           !document.getElementById(e.getAttribute('aria-controls')).hidden]));
-        assert.deepEqual(tabs, ['settings', 'status', 'backup'].map((x) => [`sub-${x}`, String(x === sub), x === sub]));
+        assert.deepEqual(tabs, ['settings', 'status', 'backup', 'update'].map((x) => [`sub-${x}`, String(x === sub), x === sub]));
       }
       // Radio buttons and checkboxes: their whole label row is the target.
       const rows = await page.$$eval('.radio, .check', (els) => els.filter((e) => e.getClientRects().length && e.getBoundingClientRect().height < 44).length);
