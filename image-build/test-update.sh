@@ -353,6 +353,8 @@ check "the page asks for a reboot" reboot_from_page
 check "the box goes down for the reboot" wait_down 300
 t0=$(date +%s)
 wait_healthy
+# Sessions end with the boot.
+login
 check_eq "booted slot after the update" B "$(booted_slot)"
 check_eq "running version" "$v2" "$(running_version)"
 check "slot B marked good: $(boot_state)" marked_good B
