@@ -237,7 +237,7 @@ mke2fs -q -t ext4 -L PPROOT -m 0 -e remount-ro -d "$root" "$work/root.img" "${ro
 mke2fs -q -t ext4 -L PPDATA -m 1 -d "$data" "$work/data.img" "${data_mb}M"
 # The boot state: slot A first with 3 attempts; slot B is empty until the first update.
 printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n' > "$work/boot-state.txt"
-mkenvimage -s 0x4000 -o "$work/boot-state.bin" "$work/boot-state.txt"
+mkenvimage -s 0x200 -o "$work/boot-state.bin" "$work/boot-state.txt"
 
 step "assembling $image"
 # 4 MiB alignment suits SD cards' erase blocks; the gap before the first partition holds

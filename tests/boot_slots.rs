@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 const STATE_OFFSET: u64 = 0x10_0000;
-const STATE_SIZE: usize = 0x4000;
+const STATE_SIZE: usize = 0x200;
 const SECTOR: u64 = 512;
 /// Partition starts in sectors: the 4 MiB gap, FAT 8 MiB, slots of 4 MiB.
 const FAT_START: u64 = 8192;
@@ -120,7 +120,7 @@ impl Card {
         card.put(B_START * SECTOR, &fs::read(d.join("slotB.img"))?)?;
         fs::write(
             d.join("fw_env.config"),
-            format!("{} 0x100000 0x4000\n", card.disk.display()),
+            format!("{} 0x100000 0x200\n", card.disk.display()),
         )?;
         Ok(card)
     }
@@ -147,7 +147,7 @@ impl Card {
         let bin = self.dir.path().join("state.bin");
         fs::write(&txt, text)?;
         run(Command::new("mkenvimage")
-            .args(["-s", "0x4000", "-o"])
+            .args(["-s", "0x200", "-o"])
             .arg(&bin)
             .arg(&txt))?;
         self.put(STATE_OFFSET, &fs::read(&bin)?)

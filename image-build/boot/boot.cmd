@@ -4,7 +4,7 @@
 # (qemu_arm64 U-Boot as -bios).
 #
 # The boot state is RAUC's U-Boot convention: BOOT_ORDER ("A B" or "B A") and
-# BOOT_A_LEFT / BOOT_B_LEFT (attempts left, 0-3). It lives in a raw 16 KiB U-Boot
+# BOOT_A_LEFT / BOOT_B_LEFT (attempts left, 0-3). It lives in a raw 512-byte U-Boot
 # environment (CRC32 + variables) at byte 1 MiB of the card, in the gap before the first
 # partition, not in a file: the FAT partition is never written at boot, and RAUC writes the
 # same bytes from Linux with fw_setenv (/etc/fw_env.config). Each boot counts one attempt
@@ -19,8 +19,10 @@
 # is replaced by the default (slot A first, 3 attempts each) and written back.
 
 setenv pp_state_sector 0x800
-setenv pp_state_count 0x20
-setenv pp_state_size 0x4000
+setenv pp_state_count 0x1
+# One sector: a power cut can tear a write of several (seen with 16 KiB while RAUC wrote a
+# slot: the CRC failed and the default booted the half-written slot), not of one.
+setenv pp_state_size 0x200
 setenv pp_diskid 50504143
 
 # Scratch memory relative to where the kernel goes (RAM starts at 0 on the Pi and at

@@ -322,7 +322,9 @@ def prepare_corrupt_settings(binary, workdir):
     if status != 200:
         raise RuntimeError(f"could not set the password: {status}")
     with open(os.path.join(workdir, "settings.ini"), "a") as f:
-        f.write("\n[pacs]\nsetting_from_a_newer_version=1\n")
+        # A known key with a value no version writes: an unknown key is a newer version's
+        # addition and is kept (data compatibility), not a break.
+        f.write("\n[pacs]\ntimeout_s=not-a-number\n")
 
 
 def attack_corrupt_settings(gw, _):
