@@ -333,6 +333,37 @@ fn a_new_slot_on_trial_gets_three_attempts_then_the_last_good_slot_boots() -> Re
     missing_peer = "uboot",
     ignore = "needs apt-get install qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool dosfstools mtools"
 )]
+fn a_power_cut_while_rauc_writes_a_slot_boots_the_running_one() -> Result<()> {
+    let card = Card::new()?;
+    card.set_state(&[
+        ("BOOT_ORDER", "B A"),
+        ("BOOT_A_LEFT", "3"),
+        ("BOOT_B_LEFT", "3"),
+        ("PP_GOOD", "B"),
+    ])?;
+    // RAUC marks the slot it is about to write bad: out of the order, no attempts left.
+    card.fw_setenv("BOOT_ORDER", "B")?;
+    card.fw_setenv("BOOT_A_LEFT", "0")?;
+    let boot = card.boot()?;
+    assert!(!boot.console.contains("corrupt"), "{}", boot.console);
+    assert_eq!(boot.slot, "B", "not the half-written A: {}", boot.console);
+    assert_eq!(
+        card.state()?,
+        vars(&[
+            ("BOOT_ORDER", "B"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "3"),
+            ("PP_GOOD", "B")
+        ])
+    );
+    Ok(())
+}
+
+#[test]
+#[cfg_attr(
+    missing_peer = "uboot",
+    ignore = "needs apt-get install qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool dosfstools mtools"
+)]
 fn a_known_good_slot_boots_without_a_write_to_the_card() -> Result<()> {
     let card = Card::new()?;
     card.set_state(&[

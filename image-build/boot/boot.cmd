@@ -20,8 +20,7 @@
 
 setenv pp_state_sector 0x800
 setenv pp_state_count 0x1
-# One sector: a power cut can tear a write of several (seen with 16 KiB while RAUC wrote a
-# slot: the CRC failed and the default booted the half-written slot), not of one.
+# One sector: a power cut can tear a write of several sectors, not of one.
 setenv pp_state_size 0x200
 setenv pp_diskid 50504143
 
@@ -41,8 +40,10 @@ if ${devtype} read ${pp_state_addr} ${pp_state_sector} ${pp_state_count}; then
         setenv pp_state_ok 1
     fi
 fi
-# Anything but the values RAUC writes counts as corrupt.
-if test "${BOOT_ORDER}" != "A B" && test "${BOOT_ORDER}" != "B A"; then
+# Anything but the values RAUC writes counts as corrupt. RAUC takes the slot it is about
+# to write out of the order ("B" alone while it writes A): that is no corruption, and
+# reading it as one would boot the half-written slot by default.
+if test "${BOOT_ORDER}" != "A B" && test "${BOOT_ORDER}" != "B A" && test "${BOOT_ORDER}" != "A" && test "${BOOT_ORDER}" != "B"; then
     setenv pp_state_ok 0
 fi
 for pp_n in "${BOOT_A_LEFT}" "${BOOT_B_LEFT}"; do
