@@ -374,6 +374,17 @@ pacs_up
 for _ in $(seq 1 60); do [ "$(delivered)" -ge 3 ] && break; sleep 5; done
 sleep 20
 check_eq "with the PACS up, the queued photos arrive, each once" 3 "$(delivered)"
+# A delivered study's DICOM files are deleted (its record stays): the baseline for the
+# rest of the test is /data now, and only those files may differ from the first one.
+data_sums "$work/sums-2"
+delivered_only() {
+    local removed added
+    removed=$(diff "$work/sums-1" "$work/sums-2" | sed -n 's/^< //p')
+    added=$(diff "$work/sums-1" "$work/sums-2" | sed -n 's/^> //p')
+    [ -z "$added" ] && [ -n "$removed" ] && ! printf '%s\n' "$removed" | grep -qv '\.dcm$'
+}
+check "after delivery only the delivered DICOM files left /data ($(diff "$work/sums-1" "$work/sums-2" | grep -c '^<' || true) removed, $(diff "$work/sums-1" "$work/sums-2" | grep -c '^>' || true) added)" delivered_only
+cp "$work/sums-2" "$work/sums-1"
 
 # ---- 4. power pulled during an install ------------------------------------------------------------
 echo "== 4. power pulled in the middle of an install into slot A"
@@ -436,6 +447,8 @@ check_eq "nothing was delivered twice" "$delivered_before" "$(delivered)"
 
 # ---- 6. ten power cuts during boot ----------------------------------------------------------------
 echo "== 6. ten power cuts at random moments during boot"
+# The box from 5 is still running: power it off first.
+pull_power
 cuts=""
 for _ in $(seq 1 10); do
     at=$(( RANDOM % 110 + 2 ))
@@ -446,6 +459,8 @@ for _ in $(seq 1 10); do
 done
 echo "  cut after:$cuts s"
 power_on
+failed_console=$(grep -a 'FAILED' "$console" | head -n 5 || true)
+check "no unit failed while it booted (console)${failed_console:+: $failed_console}" test -z "$failed_console"
 check_eq "the box came back on slot A" A "$(booted_slot)"
 check_eq "running version" "$v2" "$(running_version)"
 check "slot A is good: $(boot_state)" marked_good A
@@ -460,6 +475,14 @@ kill -0 "$qemu_pid" 2>/dev/null && pull_power || qemu_pid=
 
 echo "$boots power-ons in $(elapsed) (qemu TCG, cortex-a53, 2 vCPU, on this host)"
 if [ "$fails" -gt 0 ]; then
+    # The journal is on the data partition: read it offline, as SSH may be what failed.
+    keep=$(mktemp -d /var/tmp/photo-pacs-update-journal.XXXXXX)
+    data_start=$(sfdisk -d "$disk" | awk -v p="${disk}4 " 'index($0, p) == 1 { gsub(/[^0-9]/, "", $4); print $4 }')
+    dd if="$disk" of="$work/data.ext4" bs=512 skip="$data_start" conv=sparse status=none
+    debugfs -R "rdump /system/journal $keep" "$work/data.ext4" >/dev/null 2>&1 || true
+    cp "$work"/console-*.log "$keep/" 2>/dev/null || true
+    echo "the journal and the consoles are kept in $keep; the last boot's errors:"
+    journalctl -D "$keep/journal" -b 0 -p err --no-pager -o short-monotonic 2>/dev/null | tail -n 40 || true
     echo "test-update.sh: $fails check(s) failed" >&2
     exit 1
 fi

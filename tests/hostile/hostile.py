@@ -504,6 +504,46 @@ def attack_restore_files(gw, _):
             + text[:80].decode(errors="replace"))
 
 
+def login_cookie(gw):
+    status, headers, text = gw.request("POST", "/api/login", json.dumps({"password": PASSWORD}),
+                                       {"Content-Type": "application/json"})
+    if status != 200:
+        raise RuntimeError(f"admin login answered {status}: {text[:120]!r}")
+    return headers["set-cookie"].split(";", 1)[0]
+
+
+def attack_update_bundle(gw, _):
+    """POST /api/update/bundle (UPDATE_MAX_MB=8): without a session, 50 MB declared; as the
+    admin, 50 MB declared, the same chunked (no length), and 3 MB of garbage named .raucb:
+    401, 413, 413 and 422 UPDATE_INVALID; nothing is left in the updates folder and
+    nothing is pending."""
+    part = (b"--U\r\nContent-Disposition: form-data; name=\"file\"; filename=\"v9.raucb\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    mb = b"\0" * (1 << 20)
+    total = 50 << 20
+    form = {"Content-Type": "multipart/form-data; boundary=U"}
+    anonymous, _, _ = raw_post(gw, "/api/update/bundle", dict(form, **{"Content-Length": str(total)}),
+                               [part] + [mb] * 50)
+    cookie = login_cookie(gw)
+    admin = dict(form, Cookie=cookie)
+    declared, sent1, _ = raw_post(gw, "/api/update/bundle", dict(admin, **{"Content-Length": str(total)}),
+                                  [part] + [mb] * 50)
+    chunked_body = (f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in [part] + [mb] * 50)
+    chunked, sent2, _ = raw_post(gw, "/api/update/bundle", dict(admin, **{"Transfer-Encoding": "chunked"}),
+                                 chunked_body)
+    body = part + os.urandom(3 << 20) + b"\r\n--U--\r\n"
+    status, _, text = gw.request("POST", "/api/update/bundle", body, admin)
+    updates = os.path.join(gw.dir, "updates")
+    left = os.listdir(updates) if os.path.isdir(updates) else []
+    _, _, view = gw.request("GET", "/api/update", None, {"Cookie": cookie})
+    pending = json.loads(view).get("pending")
+    ok = ((anonymous, declared, chunked, status) == (401, 413, 413, 422)
+          and b"UPDATE_INVALID" in text and not left and pending is None)
+    return (f"{anonymous} {declared} {chunked} {status}", ok,
+            f"sent {sent1 >> 20} MB and {sent2 >> 20} MB before the answer; left in updates/ {left[:3]}; "
+            f"pending {pending}; " + text[:80].decode(errors="replace"))
+
+
 PREPARE = {"ini": prepare_corrupt_settings}
 ADMIN_ENV = {"PHOTO_PACS_ADMIN_PASSWORD": PASSWORD}
 # A "PACS" that takes connections and never says a word: each association waits out
@@ -517,6 +557,19 @@ SILENT_ENV = {
     "PHOTO_PACS_PACS_TIMEOUT_S": "2",
     "PHOTO_PACS_WORKLIST_ENABLED": "true",
 }
+
+
+# What makes a box updatable: a release file and RAUC's system.conf (RAUC itself is asked
+# about the garbage bundle: `rauc info` refuses it).
+UPDATE_FILES = tempfile.mkdtemp(prefix="hostile-update-")
+with open(os.path.join(UPDATE_FILES, "photo-pacs-release"), "w") as _f:
+    _f.write("VERSION=0.1.0+20260101000000\nCOMPATIBLE=photo-pacs-hostile\n")
+with open(os.path.join(UPDATE_FILES, "system.conf"), "w") as _f:
+    _f.write("[system]\ncompatible=photo-pacs-hostile\nbootloader=noop\n"
+             f"[keyring]\npath={UPDATE_FILES}/none.pem\n")
+UPDATE_ENV = dict(ADMIN_ENV, PHOTO_PACS_UPDATE_MAX_MB="8",
+                  PHOTO_PACS_RELEASE_FILE=os.path.join(UPDATE_FILES, "photo-pacs-release"),
+                  PHOTO_PACS_RAUC_CONF=os.path.join(UPDATE_FILES, "system.conf"))
 
 
 ORIGINALS_ENV = {
@@ -563,6 +616,7 @@ ATTACKS = [
     ("phone times that are no time, one 1 MB long", "clienttime", {}, attack_client_times),
     ("files of an upload under umask 022", "modes", {"PHOTO_PACS_KEEP_FILES_ON_SUCCESS": "true", "umask": "022"}, attack_file_modes),
     ("restore: 50 MB body, the same chunked, a garbage file", "restore", {}, attack_restore_files),
+    ("update bundle: 50 MB anonymous, declared, chunked; garbage", "update", UPDATE_ENV, attack_update_bundle),
 ]
 
 
@@ -613,6 +667,7 @@ def main():
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(UPDATE_FILES, ignore_errors=True)
     if failed and not args.report:
         print(f"hostile: {len(failed)} attack(s) not withstood: {' '.join(failed)}", file=sys.stderr)
         return 1
