@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::access::{Caller, admin_hash, check_password};
 use super::body::{self, Response};
 use super::error::ApiError;
+use super::form;
 use super::json::read_object;
 use super::pace::RequestBody;
 use crate::app::App;
@@ -163,27 +164,18 @@ pub async fn post_restore(
 }
 
 async fn read_form(req: Request<RequestBody>) -> Result<RestoreForm, ApiError> {
-    let boundary = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| multer::parse_boundary(ct).ok())
-        .ok_or_else(|| {
-            ApiError::unsupported_media_type(
-                "a restore must be sent as multipart/form-data with the backup in its file field",
-            )
-        })?;
+    let boundary = form::boundary(&req).ok_or_else(|| {
+        ApiError::unsupported_media_type(
+            "a restore must be sent as multipart/form-data with the backup in its file field",
+        )
+    })?;
     let too_large = || {
         ApiError::too_large(format!(
             "a backup file is at most {} KB; this is not one",
             MAX_FILE / 1024
         ))
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = form::declared_length(&req);
     if declared.is_some_and(|n| n > RESTORE_BODY_LIMIT) {
         return Err(too_large());
     }

@@ -5,6 +5,7 @@ mod assets;
 mod backup;
 mod body;
 mod error;
+mod form;
 mod health;
 mod json;
 mod linger;

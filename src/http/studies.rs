@@ -3,13 +3,14 @@
 //! /api/studies/{id}`: where that study is now.
 
 use super::pace::RequestBody;
-use http::{HeaderMap, Request, StatusCode, header};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
 use super::access::Caller;
 use super::body::{self, Response};
 use super::error::ApiError;
+use super::form;
 use crate::app::App;
 use crate::intake::upload::{self, UploadLimits};
 use crate::intake::{IntakeError, Submission};
@@ -55,23 +56,14 @@ pub async fn post(
         discard(req, app.env.max_request_bytes).await;
         return Ok(answer(&view));
     }
-    let boundary = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| multer::parse_boundary(ct).ok())
-        .ok_or_else(|| {
-            ApiError::validation(
-                None,
-                "the upload must be sent as multipart/form-data with a boundary",
-            )
-        })?;
+    let boundary = form::boundary(&req).ok_or_else(|| {
+        ApiError::validation(
+            None,
+            "the upload must be sent as multipart/form-data with a boundary",
+        )
+    })?;
     let max_request = app.env.max_request_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = form::declared_length(&req);
     if declared.is_some_and(|n| n > max_request) {
         return Err(upload::UploadError::RequestTooLarge { max: max_request }.into());
     }

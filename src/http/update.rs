@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::body::{self, Response};
 use super::error::ApiError;
+use super::form;
 use super::json::read_object;
 use super::pace::RequestBody;
 use crate::app::App;
@@ -49,22 +50,14 @@ pub async fn post_bundle(app: &App, req: Request<RequestBody>) -> Result<Respons
 }
 
 async fn upload(app: &App, req: Request<RequestBody>) -> Result<crate::update::Pending, ApiError> {
-    let boundary = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| multer::parse_boundary(ct).ok())
+    let boundary = form::boundary(&req)
         .ok_or_else(|| {
             ApiError::unsupported_media_type(
                 "send the update as multipart/form-data in a field named file, or JSON {\"url\": \"https://...\"}",
             )
         })?;
     let max = app.updates.config().max_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = form::declared_length(&req);
     let too_large = || {
         ApiError::from(UpdateError::TooLarge {
             limit_mb: max / (1024 * 1024),
