@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::orthanc::{Orthanc, OrthancConfig, find_orthanc};
 use common::storescp::{
-    Behaviour, PeerCert, ScpTls, StoreScp, StoreScpConfig, TlsMaterial, dcmtk_tool, silent_listener,
+    Behaviour, PeerCert, ScpTls, StoreScp, StoreScpConfig, TlsMaterial, closing_listener,
+    dcmtk_tool, silent_listener,
 };
 use common::*;
 use serde_json::{Value, json};
@@ -216,6 +217,59 @@ fn echo_succeeds_and_fails_as_it_should() {
     assert_eq!((code, doc["field"].as_str()), (400, Some("calledAET")));
     let settings: Value = gw.get_json("/api/settings");
     assert_eq!(settings["settings"]["pacsPort"], scp.port());
+}
+
+/// A port that takes the connection and closes it without a byte (a forwarder or proxy up,
+/// the PACS behind it down, or restarting): the PACS is away, not misconfigured. The study
+/// is queued (202), not refused, and arrives once storescp listens on that port.
+#[test]
+#[cfg_attr(
+    missing_peer = "dcmtk",
+    ignore = "dcmtk is not installed (apt-get install dcmtk)"
+)]
+fn a_pacs_port_that_closes_at_once_keeps_the_study_until_the_pacs_is_back() {
+    let Some(storescp) = dcmtk_tool("storescp") else {
+        return;
+    };
+    let (port, closing) = closing_listener();
+    let env = cstore_env(
+        port,
+        "STORESCP",
+        &[
+            ("PHOTO_PACS_RETRY_MAX_S", "1"),
+            ("PHOTO_PACS_DELIVERY_WAIT_S", "1"),
+        ],
+    );
+    let (_dir, gw) = gateway_env(&env);
+    let resp = upload(&gw, &fields(), &THREE[..1]);
+    assert_eq!(resp.status(), 202, "queued, not refused");
+    assert!(closing.accepted() >= 1, "the gateway never connected");
+    let status = gw.get_json("/api/status");
+    assert_eq!(status["outbox"]["depth"], 1, "{status:#}");
+    assert!(
+        status["outbox"]["lastError"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("closed the connection without answering")),
+        "{status:#}"
+    );
+
+    drop(closing);
+    let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").port(port));
+    scp.wait_for_files(1, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.get_json("/api/status")["outbox"]["depth"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the study was never marked delivered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        scp.received_files().len(),
+        1,
+        "delivered once: {}",
+        scp.logs()
+    );
 }
 
 #[test]

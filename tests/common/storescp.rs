@@ -689,6 +689,16 @@ impl Drop for SilentListener {
 
 /// A listener on 127.0.0.1 that accepts TCP connections and never answers (for timeouts).
 pub fn silent_listener() -> (u16, SilentListener) {
+    listener(true)
+}
+
+/// A listener on 127.0.0.1 that accepts TCP connections and closes each at once, without a
+/// byte: a PACS host whose port forwarder or proxy is up while the PACS behind it is not.
+pub fn closing_listener() -> (u16, SilentListener) {
+    listener(false)
+}
+
+fn listener(hold: bool) -> (u16, SilentListener) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a silent listener on 127.0.0.1");
     let port = listener
         .local_addr()
@@ -707,7 +717,9 @@ pub fn silent_listener() -> (u16, SilentListener) {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        held.push(stream);
+                        if hold {
+                            held.push(stream);
+                        }
                         accepted.fetch_add(1, Ordering::SeqCst);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),

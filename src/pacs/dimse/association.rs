@@ -241,8 +241,12 @@ pub fn ul_error(e: &UlError, s: &Settings, what: &str) -> PacsError {
         UlError::TlsNotSupported if s.pacs_tls => PacsError::configuration(format!(
             "TLS: the PACS at {at} ended the connection instead of answering; it may require a client certificate (PACS_TLS_CERT_FILE, PACS_TLS_KEY_FILE) or not trust ours"
         )),
-        UlError::TlsNotSupported => PacsError::configuration(format!(
-            "the PACS at {at} and the gateway disagree about TLS (check PACS_TLS)"
+        // Without TLS, dicom-ul gives the same error for any association answer it could
+        // not read: most often the connection closed without a byte, as when a port
+        // forwarder or proxy is up and the PACS behind it is not. That passes; a PACS that
+        // wants TLS would also end it this way, so the message names both.
+        UlError::TlsNotSupported => PacsError::transient(format!(
+            "the PACS at {at} closed the connection without answering the association request (it may be restarting; if it requires TLS, set PACS_TLS)"
         )),
         other => PacsError::transient(format!("DICOM association with {at} failed: {other}")),
     }
