@@ -245,6 +245,8 @@ guest_checks() {
     check "no ordering cycle among the units${cycles:+: $cycles}" test -z "$cycles"
     check "the time request is watched (photo-pacs-time.path active)" \
         test "$(guest systemctl is-active photo-pacs-time.path)" = active
+    check "the reboot request is watched (photo-pacs-reboot.path active)" \
+        test "$(guest systemctl is-active photo-pacs-reboot.path)" = active
     local failed
     failed=$(guest systemctl --failed --plain --no-legend)
     check "systemctl --failed shows nothing${failed:+: $failed}" test -z "$failed"
