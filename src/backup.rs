@@ -947,6 +947,7 @@ pub fn document_now(settings: &Settings, facts: &Facts, include_secrets: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn this_boots_id_and_secrets_are_never_carried() {
@@ -954,7 +955,6 @@ mod tests {
         assert!(!carried("PHOTO_PACS_BOOT_ID"));
         assert!(!carried("PHOTO_PACS_ADMIN_PASSWORD"));
     }
-    use serde_json::json;
 
     fn facts(host: &str) -> Facts {
         Facts {

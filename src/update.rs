@@ -103,6 +103,8 @@ pub struct Config {
     pub max_bytes: u64,
     /// The outbox's free-space guard: an update never takes the room photos need.
     pub min_free: u64,
+    /// This boot's ID: tells whether the box has rebooted since an install.
+    pub boot_id: String,
 }
 
 impl Config {
@@ -123,6 +125,7 @@ impl Config {
             },
             max_bytes: env.update_max_bytes,
             min_free: env.min_free_bytes,
+            boot_id: env.boot_id.clone().unwrap_or_else(kernel_boot_id),
         }
     }
 }
@@ -745,7 +748,7 @@ impl Updates {
                     slot: slot.clone(),
                     from_slot: from.unwrap_or_default(),
                     at: now,
-                    boot_id: boot_id(),
+                    boot_id: self.cfg.boot_id.clone(),
                 });
                 st.pending = None;
                 self.save(&st.record);
@@ -863,7 +866,7 @@ impl Updates {
         let Ok((slots, Some(booted))) = self.slots().await else {
             return;
         };
-        let verdict = judge(&installed, &boot_id(), &booted, &slots);
+        let verdict = judge(&installed, &self.cfg.boot_id, &booted, &slots);
         let now = Utc::now();
         let result = match verdict {
             Verdict::Waiting => return,
@@ -980,14 +983,9 @@ pub fn write_reboot_request(dir: &Path) -> std::io::Result<()> {
     crate::config::write_atomically_with_mode(&dir.join(REBOOT_REQUEST), b"", 0o600)
 }
 
-/// The kernel's ID of this boot; empty where there is none.
-pub fn boot_id() -> String {
-    // The unit passes it (`%b`): its sandbox (ProcSubset=pid) hides /proc/sys.
-    if let Ok(id) = std::env::var("PHOTO_PACS_BOOT_ID")
-        && !id.trim().is_empty()
-    {
-        return id.trim().to_string();
-    }
+/// The kernel's ID of this boot; empty where there is none. Under the unit, whose sandbox
+/// (ProcSubset=pid) hides /proc/sys, PHOTO_PACS_BOOT_ID gives it instead.
+fn kernel_boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
@@ -1196,6 +1194,7 @@ mod tests {
             bus: Bus::default(),
             max_bytes: 1024,
             min_free: 0,
+            boot_id: kernel_boot_id(),
         };
         std::fs::write(&cfg.release_file, "VERSION=0.1.0\n").unwrap();
         std::fs::write(&cfg.rauc_conf, "[system]\ncompatible=x\n").unwrap();

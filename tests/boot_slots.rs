@@ -22,6 +22,13 @@ const UBOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 const STATE_OFFSET: u64 = 0x10_0000;
 const STATE_SIZE: usize = 0x200;
 const SECTOR: u64 = 512;
+/// The state once an update into B was marked good: B first, A kept as the fallback.
+const RUNNING_B_AFTER_AN_UPDATE: [(&str, &str); 4] = [
+    ("BOOT_ORDER", "B A"),
+    ("BOOT_A_LEFT", "3"),
+    ("BOOT_B_LEFT", "3"),
+    ("PP_GOOD", "B"),
+];
 /// Partition starts in sectors: the 4 MiB gap, FAT 8 MiB, slots of 4 MiB.
 const FAT_START: u64 = 8192;
 const A_START: u64 = FAT_START + 16384;
@@ -335,12 +342,7 @@ fn a_new_slot_on_trial_gets_three_attempts_then_the_last_good_slot_boots() -> Re
 )]
 fn a_power_cut_while_rauc_writes_a_slot_boots_the_running_one() -> Result<()> {
     let card = Card::new()?;
-    card.set_state(&[
-        ("BOOT_ORDER", "B A"),
-        ("BOOT_A_LEFT", "3"),
-        ("BOOT_B_LEFT", "3"),
-        ("PP_GOOD", "B"),
-    ])?;
+    card.set_state(&RUNNING_B_AFTER_AN_UPDATE)?;
     // RAUC marks the slot it is about to write bad: out of the order, no attempts left.
     card.fw_setenv("BOOT_ORDER", "B")?;
     card.fw_setenv("BOOT_A_LEFT", "0")?;
@@ -366,12 +368,7 @@ fn a_power_cut_while_rauc_writes_a_slot_boots_the_running_one() -> Result<()> {
 )]
 fn a_known_good_slot_boots_without_a_write_to_the_card() -> Result<()> {
     let card = Card::new()?;
-    card.set_state(&[
-        ("BOOT_ORDER", "B A"),
-        ("BOOT_A_LEFT", "3"),
-        ("BOOT_B_LEFT", "3"),
-        ("PP_GOOD", "B"),
-    ])?;
+    card.set_state(&RUNNING_B_AFTER_AN_UPDATE)?;
     let before = card.state_bytes()?;
     for _ in 0..2 {
         let boot = card.boot()?;

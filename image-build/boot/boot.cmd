@@ -3,7 +3,8 @@
 # Raspberry Pi (Debian's rpi_arm64 U-Boot, started by the Pi firmware) and the qemu test
 # (qemu_arm64 U-Boot as -bios).
 #
-# The boot state is RAUC's U-Boot convention: BOOT_ORDER ("A B" or "B A") and
+# The boot state is RAUC's U-Boot convention: BOOT_ORDER ("A B", "B A", or one slot while
+# RAUC writes the other) and
 # BOOT_A_LEFT / BOOT_B_LEFT (attempts left, 0-3). It lives in a raw 512-byte U-Boot
 # environment (CRC32 + variables) at byte 1 MiB of the card, in the gap before the first
 # partition, not in a file: the FAT partition is never written at boot, and RAUC writes the

@@ -105,6 +105,8 @@ pub struct EnvConfig {
     pub dbus_address: Option<String>,
     /// The largest update bundle taken, in bytes.
     pub update_max_bytes: u64,
+    /// This boot's ID as the unit passes it (`%b`); `None`: read the kernel's.
+    pub boot_id: Option<String>,
     pub log_level: log::LevelFilter,
     /// Defaults for the runtime settings; the INI file overrides them key by key.
     pub defaults: Settings,
@@ -354,6 +356,7 @@ impl EnvConfig {
             release_file: path_var("RELEASE_FILE", "/etc/photo-pacs-release"),
             dbus_address: get("DBUS_ADDRESS").map(|v| v.trim().to_string()),
             update_max_bytes,
+            boot_id: get("BOOT_ID").filter(|v| !v.is_empty()).map(str::to_string),
             log_level,
             defaults,
             unknown_vars,
