@@ -107,6 +107,14 @@ enum Command {
         #[arg(long, default_value_t = selfcheck::DEFAULT_TIMEOUT.as_secs())]
         timeout: u64,
     },
+    /// Ask the running gateway for GET /healthz on PHOTO_PACS_LISTEN (loopback when it
+    /// listens on every address): exit status 0 when it answers 200, else 1. The container
+    /// image's health check, as the image has no curl.
+    Health {
+        /// Seconds to wait for the answer
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 /// `photo-pacs convert`: the upload form's fields, for files on disk.
@@ -173,7 +181,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // A failed check is an answer, not a breakdown: the slot-marking unit tells the two
         // apart by the status (2 is the command itself going wrong).
-        Err(e) if e.downcast_ref::<selfcheck::Failed>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<selfcheck::Failed>().is_some()
+                || e.downcast_ref::<NotHealthy>().is_some() =>
+        {
             println!("{e}");
             ExitCode::from(1)
         }
@@ -216,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => update_command(&env()?, target, allow_downgrade, yes, status),
         Command::Serve => serve(env()?),
         Command::SelfCheck { timeout } => self_check(env(), timeout),
+        Command::Health { timeout } => health(&env()?, timeout),
         Command::Convert(args) => {
             let ConvertArgs {
                 patient_id,
@@ -464,6 +476,36 @@ fn outbox_command(env: &EnvConfig, action: OutboxAction) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `photo-pacs health` found no healthy gateway: status 1, which container engines read as
+/// "unhealthy" (2 is reserved there).
+#[derive(Debug, thiserror::Error)]
+#[error("unhealthy: GET /healthz on {addr} did not answer 200 within {secs} s")]
+struct NotHealthy {
+    addr: std::net::SocketAddr,
+    secs: u64,
+}
+
+fn health(env: &EnvConfig, timeout: u64) -> anyhow::Result<()> {
+    let addr = supervisor::self_address(env.listen);
+    let within = std::time::Duration::from_secs(timeout);
+    // One probe on this thread: the health check runs every few seconds for the life of a
+    // container, so it should cost as little as a curl would.
+    let answered = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(supervisor::answers(addr, within));
+    if !answered {
+        return Err(NotHealthy {
+            addr,
+            secs: timeout,
+        }
+        .into());
+    }
+    println!("healthy: {addr} answers /healthz");
     Ok(())
 }
 

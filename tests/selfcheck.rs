@@ -1,5 +1,5 @@
 //! `photo-pacs self-check` against the real gateway: what the unit that marks a freshly
-//! booted root slot good runs.
+//! booted root slot good runs; and `photo-pacs health`, the container's health check.
 
 mod common;
 
@@ -119,6 +119,45 @@ fn a_bad_environment_is_a_failed_check_not_a_crash() {
     assert!(
         stdout.contains("FAIL config: PHOTO_PACS_PACS_PORT"),
         "{stdout}"
+    );
+}
+
+/// `photo-pacs health`, the container image's health check: 0 while the gateway answers,
+/// 1 (the engines' "unhealthy") once it is gone, and only a line of its own on stdout.
+#[test]
+fn the_health_command_tells_a_serving_gateway_from_a_stopped_one() {
+    let (dir, mut gw) = gateway(&[]);
+    let listen = format!("0.0.0.0:{}", port_of(&gw));
+    let health = |timeout: &str| {
+        let out = run(
+            dir.path(),
+            &["health", "--timeout", timeout],
+            &[("PHOTO_PACS_LISTEN", &listen)],
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Listening on every address, the check asks loopback.
+    let (code, stdout, stderr) = health("5");
+    assert_eq!(code, Some(0), "{stdout} {stderr}");
+    assert!(stdout.starts_with("healthy: 127.0.0.1:"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    assert!(gw.stop().success());
+    let started = Instant::now();
+    let (code, stdout, _) = health("1");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("unhealthy: GET /healthz on 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 }
 

@@ -78,9 +78,13 @@ pub(super) fn admin_hash(app: &App) -> Result<Option<String>, ApiError> {
 }
 
 /// Whether the Host header names this box: its host name or `<name>.local`, `localhost`,
-/// the address the connection arrived on, or a name in PHOTO_PACS_ALLOWED_HOSTS. Requests
-/// from the box's own loopback (the tunnel's cloudflared) carry the public name and pass.
-pub fn is_own_host(app: &App, headers: &HeaderMap, peer: SocketAddr, local: SocketAddr) -> bool {
+/// an IP address, or a name in PHOTO_PACS_ALLOWED_HOSTS. Requests from the box's own
+/// loopback (the tunnel's cloudflared) carry the public name and pass.
+///
+/// Any address passes, not only the one the connection arrived on: DNS rebinding needs a
+/// name (the attacker's page is on its own name, which it makes point at the box), and in
+/// a container the phone's address is the host's, which the gateway cannot see.
+pub fn is_own_host(app: &App, headers: &HeaderMap, peer: SocketAddr) -> bool {
     if crate::access::is_own_loopback(peer.ip()) {
         return true;
     }
@@ -89,12 +93,13 @@ pub fn is_own_host(app: &App, headers: &HeaderMap, peer: SocketAddr, local: Sock
         return true;
     };
     let name = host_name(host).to_ascii_lowercase();
-    if let Ok(ip) = name
+    if name
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<IpAddr>()
+        .is_ok()
     {
-        return ip.to_canonical() == local.ip().to_canonical();
+        return true;
     }
     let name = name.trim_end_matches('.');
     if name == "localhost" || app.env.allowed_hosts.iter().any(|h| h == name) {

@@ -15,8 +15,9 @@ mod gzipped {
     include!(concat!(env!("OUT_DIR"), "/assets_gz.rs"));
 }
 
-/// The gzip copy of `name`, if build.rs made one from the file as it is now (a debug build
-/// reads the assets from disk, which may have changed since).
+/// The gzip copy of `name`, if build.rs made one from the same bytes as the embedded file
+/// (the two are built by different steps; a mismatch must not pair one's tag with the
+/// other's bytes).
 fn gzip_of(name: &str, sha256: &[u8; 32]) -> Option<&'static [u8]> {
     gzipped::GZIPPED
         .iter()

@@ -112,9 +112,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let Ok(local) = stream.local_addr() else {
-                    continue;
-                };
                 // A full connection needs a general slot and the client within its share.
                 let counted = if crate::access::is_own_loopback(peer.ip()) {
                     Some(None)
@@ -131,9 +128,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                     let app = app.clone();
                     async move {
                         Ok::<_, Infallible>(if reserved {
-                            router::handle_reserved(app, req, peer, local, over_share).await
+                            router::handle_reserved(app, req, peer, over_share).await
                         } else {
-                            router::handle(app, req, peer, local).await
+                            router::handle(app, req, peer).await
                         })
                     }
                 });

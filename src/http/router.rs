@@ -76,17 +76,12 @@ pub const API_ROUTES: &[(&str, &[Method], Guard)] = &[
     ("/metrics", &[Method::GET], Guard::Public),
 ];
 
-pub async fn handle(
-    app: Arc<App>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Response {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let method = req.method().clone();
     let caller = Caller::of(peer, req.headers());
-    let own_host = access::is_own_host(&app, req.headers(), peer, local);
+    let own_host = access::is_own_host(&app, req.headers(), peer);
     let req = req.map(Paced::new);
     let (route, result) = dispatch(&app, req, &request_id, caller, own_host).await;
     let mut resp = match result {
@@ -159,11 +154,10 @@ pub async fn handle_reserved(
     app: Arc<App>,
     req: Request<Incoming>,
     peer: SocketAddr,
-    local: SocketAddr,
     over_share: bool,
 ) -> Response {
     if req.method() == Method::GET && req.uri().path() == "/healthz" {
-        return handle(app, req, peer, local).await;
+        return handle(app, req, peer).await;
     }
     // The client's own share used up is its doing (429); every slot taken is the box's (503).
     let e = ApiError::busy(over_share);

@@ -347,12 +347,19 @@ def attack_dns_rebinding(gw, _):
              "Content-Type": "application/json"}
     by_name, _, _ = gw.request("PUT", "/api/settings", json.dumps({"pacsCalledAET": "OK2"}), named,
                                source="127.0.0.2")
+    # In a container the phone names the host's address, which is not the one the
+    # connection arrives on: an address cannot be rebound, so any address passes.
+    host_ip = {"Host": f"192.0.2.10:{gw.port}", "Origin": f"http://192.0.2.10:{gw.port}",
+               "Content-Type": "application/json"}
+    by_host_ip, _, _ = gw.request("PUT", "/api/settings", json.dumps({"pacsCalledAET": "OK4"}),
+                                  host_ip, source="127.0.0.2")
     tunnel = {"Host": "photos.clinic.example", "Origin": "https://photos.clinic.example",
               "X-Forwarded-Proto": "https", "CF-Connecting-IP": "203.0.113.5",
               "Content-Type": "application/json"}
     by_tunnel, _, _ = gw.request("PUT", "/api/settings", json.dumps({"pacsCalledAET": "OK3"}), tunnel)
-    ok = 400 <= status < 500 and (by_ip, by_name, by_tunnel) == (200, 200, 200)
-    return f"{status}", ok, f"own IP {by_ip}, {name}.local {by_name}, tunnel {by_tunnel}"
+    ok = 400 <= status < 500 and (by_ip, by_name, by_tunnel, by_host_ip) == (200, 200, 200, 200)
+    return f"{status}", ok, (f"own IP {by_ip}, {name}.local {by_name}, tunnel {by_tunnel}, "
+                             f"another address {by_host_ip}")
 
 
 def attack_dicomweb_credentials(gw, _):
