@@ -7,7 +7,8 @@
 # kept. Each architecture's slim image is also tagged bookworm-slim-<arch>, so that
 # container/test.sh can point bookworm-slim at the one it is building for.
 #
-#   container/base-images.sh [amd64] [arm64]      (default: this machine's architecture)
+#   container/base-images.sh [--runtime-only] [amd64] [arm64]
+#                    (default: this machine's architecture; --runtime-only: no build base)
 #
 # Foreign architectures run their package scripts under qemu-user (qemu-user-static and
 # binfmt_misc). Needs root, mmdebstrap and podman.
@@ -16,6 +17,11 @@ set -euo pipefail
 mirror=http://deb.debian.org/debian
 security=http://deb.debian.org/debian-security
 native="$(dpkg --print-architecture)"
+build_base=yes
+if [ "${1:-}" = --runtime-only ]; then
+    build_base=no
+    shift
+fi
 [ $# -gt 0 ] || set -- "$native"
 
 have() { podman image exists "$1"; }
@@ -53,7 +59,9 @@ make() {
     echo "   $name: $((SECONDS - start)) s"
 }
 
-have docker.io/library/debian:bookworm || make "" "$native" docker.io/library/debian:bookworm
+if [ "$build_base" = yes ]; then
+    have docker.io/library/debian:bookworm || make "" "$native" docker.io/library/debian:bookworm
+fi
 for arch in "$@"; do
     have "docker.io/library/debian:bookworm-slim-$arch" ||
         make slim "$arch" "docker.io/library/debian:bookworm-slim-$arch"

@@ -261,6 +261,10 @@ EOF
     ok "compose: $name healthy $took ms after podman-compose up"
     local base="http://127.0.0.1:$port"
     check "compose: the app's page is served" grep -q '<html' <(curl -s -m 5 "$base/")
+    check "compose: the gateway runs on a read-only root, in 512 MB" \
+        test "$(podman inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}}' "$name")" = "true 536870912"
+    check "compose: as uid 9470 without capabilities" grep -Ezq 'Uid:\s+9470\s.*CapEff:\s+0+\s' \
+        "/proc/$(podman inspect -f '{{.State.Pid}}' "$name")/status"
     check "compose: GET /api/settings/info shows the C-STORE backend" \
         test "$(curl -s -m 5 "$base/api/settings/info" | json_field pacsBackend)" = cstore
     curl -s -m 5 "$base/api/settings" >"$work/settings.json"
@@ -277,11 +281,31 @@ EOF
     check "compose: with --profile tunnel the file still parses and names cloudflared" \
         grep -q 'cloudflared' <(cd "$compose_dir" && podman-compose -p pptest --profile tunnel config 2>/dev/null)
     (cd "$compose_dir" && podman-compose -p pptest down -v >/dev/null 2>&1)
+
+    # The repository's .env.example as it is: every name in it is one the gateway knows.
+    { cat .env.example; echo "PUBLISH_PORT=127.0.0.1:$port"; echo "IMAGE=$image"; } >"$compose_dir/.env"
+    started=$(ms)
+    (cd "$compose_dir" && podman-compose -p pptest up -d >"$work/compose.log" 2>&1) ||
+        { cat "$work/compose.log" >&2; fail "compose: podman-compose up with .env.example"; return; }
+    wait_healthy "$name" "$started" >/dev/null || { fail "compose: healthy with .env.example"; return; }
+    check "compose: .env.example starts the mock backend" \
+        test "$(curl -s -m 5 "$base/api/settings/info" | json_field pacsBackend)" = mock
+    podman logs "$name" >"$work/example.log" 2>&1
+    if grep -E 'unknown environment variable|not valid' "$work/example.log"; then
+        fail "compose: the gateway knows every variable in .env.example"
+    else
+        ok "compose: the gateway knows every variable in .env.example"
+    fi
+    (cd "$compose_dir" && podman-compose -p pptest down -v >/dev/null 2>&1)
     compose_dir=""
 }
 
 started_all=$SECONDS
-container/base-images.sh "${archs[@]}"
+if [ -n "$prebuilt" ]; then
+    container/base-images.sh --runtime-only "${archs[@]}"
+else
+    container/base-images.sh "${archs[@]}"
+fi
 for arch in "${archs[@]}"; do
     image="localhost/photo-pacs:test-$arch"
     echo "== $arch: building $image ($([ -n "$prebuilt" ] && echo "prebuilt $prebuilt" || echo 'from source, release'))"
