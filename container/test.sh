@@ -188,9 +188,12 @@ check_image() {
 
     # Idle memory, once the restart has settled.
     sleep 5
-    local mem
+    local mem rss
     mem="$(podman stats --no-stream --format '{{.MemUsage}}' "$name" | cut -d/ -f1 | xargs)"
-    summary+=("$arch: idle memory $mem (podman stats)")
+    # podman stats counts the cgroup's memory less its page cache; the process's resident
+    # set also counts the mapped binary (under qemu-user, the emulator as well).
+    rss="$(awk '/^VmRSS:/ { printf "%.1f MB", $2 / 1024 }' "/proc/$(podman inspect -f '{{.State.Pid}}' "$name")/status")"
+    summary+=("$arch: idle memory $mem (podman stats), resident $rss")
 
     # podman stop while an upload is still arriving: the upload completes, the gateway exits 0.
     curl -s -o "$work/slow.json" -w '%{http_code}' -m 90 --limit-rate 6k \
