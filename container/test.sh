@@ -33,7 +33,7 @@ elif [ ${#archs[@]} -eq 0 ]; then
     archs=(amd64 arm64)
 fi
 
-for tool in podman runc mmdebstrap podman-compose curl python3; do
+for tool in podman runc mmdebstrap podman-compose curl python3 shellcheck; do
     command -v "$tool" >/dev/null || { echo "container/test.sh: $tool is missing" >&2; exit 1; }
 done
 # Debian's podman 4.3 on this kind of machine: crun cannot run containers (cgroups in hybrid
@@ -302,6 +302,38 @@ EOF
     (cd "$compose_dir" && podman-compose -p pptest down -v >/dev/null 2>&1)
     compose_dir=""
 }
+
+# The Containerfile's RUN scripts as POSIX sh: podman builds OCI images by default (so does
+# podman-compose), and those ignore SHELL; a bash-only script fails only there.
+lint_containerfile() {
+    local dir="$work/run-scripts" n=0 script
+    mkdir -p "$dir"
+    python3 - Containerfile "$dir" <<'PY'
+import re, sys
+lines, out = open(sys.argv[1]).read().splitlines(), sys.argv[2]
+joined, cur = [], ""
+for line in lines:
+    if cur and line.lstrip().startswith("#"):
+        continue  # a comment inside a continued instruction is dropped, as the engines do
+    # Kept with its backslash-newline: the same continuation in sh, and readable lines.
+    cur += line + "\n" if line.endswith("\\") else line
+    if not line.endswith("\\"):
+        joined.append(cur)
+        cur = ""
+n = 0
+for ins in joined:
+    m = re.match(r"\s*RUN\s+((?:--(?!\s)[^\s\\]+(?:\s|\\\n)+)*)(.*)", ins, re.S)
+    if m:
+        n += 1
+        open(f"{out}/run-{n}.sh", "w").write("#!/bin/sh\n" + m.group(2) + "\n")
+PY
+    for script in "$dir"/run-*.sh; do
+        n=$((n + 1))
+        shellcheck -s sh -S warning "$script" || return 1
+    done
+    [ "$n" -ge 3 ]
+}
+check "the Containerfile's RUN scripts are POSIX sh (shellcheck -s sh)" lint_containerfile
 
 started_all=$SECONDS
 if [ -n "$prebuilt" ]; then
