@@ -221,15 +221,30 @@ check_image() {
     podman rm -f -t 0 "$name" >/dev/null 2>>"$work/podman.err"
 
     # Sizes: as stored, and as a registry would send it (gzip-compressed layers).
-    local size base_size packed base_packed
-    size="$(podman image inspect -f '{{.Size}}' "$image")"
-    base_size="$(podman image inspect -f '{{.Size}}' docker.io/library/debian:bookworm-slim)"
-    podman save --quiet --compress --format docker-dir -o "$work/save-$arch" "$image"
-    packed="$(du -sb "$work/save-$arch" | cut -f1)"
-    podman save --quiet --compress --format docker-dir -o "$work/save-base-$arch" docker.io/library/debian:bookworm-slim
-    base_packed="$(du -sb "$work/save-base-$arch" | cut -f1)"
-    rm -rf "$work/save-$arch" "$work/save-base-$arch"
-    summary+=("$arch: image $((size / 1000000)) MB ($((packed / 1000000)) MB compressed); of which debian:bookworm-slim $((base_size / 1000000)) MB ($((base_packed / 1000000)) MB)")
+    summary+=("$arch: image $(sizes "$image"); of which debian:bookworm-slim $(sizes docker.io/library/debian:bookworm-slim)")
+}
+
+# "N MB (M MB compressed)": IMAGE as stored, and as a registry would send it (gzip layers).
+sizes() {
+    local size packed dir="$work/save"
+    size="$(podman image inspect -f '{{.Size}}' "$1")"
+    podman save --quiet --compress --format docker-dir -o "$dir" "$1"
+    packed="$(du -sb "$dir" | cut -f1)"
+    rm -rf "$dir"
+    echo "$((size / 1000000)) MB ($((packed / 1000000)) MB compressed)"
+}
+
+# Starts compose.yaml's default services in $compose_dir; sets $name to the gateway's
+# container and prints the milliseconds until it is healthy.
+compose_up() {
+    local started
+    started=$(ms)
+    (cd "$compose_dir" && podman-compose -p pptest up -d >"$work/compose.log" 2>&1) ||
+        { cat "$work/compose.log" >&2; return 1; }
+    name="$(podman ps -a --filter label=io.podman.compose.project=pptest \
+        --filter label=com.docker.compose.service=photo_pacs --format '{{.Names}}' | head -1)"
+    [ -n "$name" ] || { cat "$work/compose.log" >&2; return 1; }
+    wait_healthy "$name" "$started"
 }
 
 # compose.yaml with a .env as the Python gateway's README writes it: the gateway service
@@ -252,15 +267,9 @@ PUBLISH_PORT=127.0.0.1:$port
 IMAGE=$image
 EOF
     echo "== compose: podman-compose up -d ($(podman-compose version 2>/dev/null | grep -i 'podman-compose version' | head -1))"
-    local started
-    started=$(ms)
-    (cd "$compose_dir" && podman-compose -p pptest up -d >"$work/compose.log" 2>&1) ||
-        { cat "$work/compose.log" >&2; fail "compose: podman-compose up"; return; }
-    name="$(podman ps -a --filter label=io.podman.compose.project=pptest \
-        --filter label=com.docker.compose.service=photo_pacs --format '{{.Names}}' | head -1)"
-    [ -n "$name" ] || { cat "$work/compose.log" >&2; fail "compose: the photo_pacs container exists"; return; }
     local took
-    took="$(wait_healthy "$name" "$started")" || { fail "compose: the gateway becomes healthy"; return; }
+    compose_up >"$work/took" || { fail "compose: podman-compose up, the gateway becomes healthy"; return; }
+    took="$(cat "$work/took")"
     ok "compose: $name healthy $took ms after podman-compose up"
     local base="http://127.0.0.1:$port"
     check "compose: the app's page is served" grep -q '<html' <(curl -s -m 5 "$base/")
@@ -287,10 +296,7 @@ EOF
 
     # The repository's .env.example as it is: every name in it is one the gateway knows.
     { cat .env.example; echo "PUBLISH_PORT=127.0.0.1:$port"; echo "IMAGE=$image"; } >"$compose_dir/.env"
-    started=$(ms)
-    (cd "$compose_dir" && podman-compose -p pptest up -d >"$work/compose.log" 2>&1) ||
-        { cat "$work/compose.log" >&2; fail "compose: podman-compose up with .env.example"; return; }
-    wait_healthy "$name" "$started" >/dev/null || { fail "compose: healthy with .env.example"; return; }
+    compose_up >/dev/null || { fail "compose: podman-compose up with .env.example, healthy"; return; }
     check "compose: .env.example starts the mock backend" \
         test "$(curl -s -m 5 "$base/api/settings/info" | json_field pacsBackend)" = mock
     podman logs "$name" >"$work/example.log" 2>&1

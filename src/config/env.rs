@@ -356,7 +356,7 @@ impl EnvConfig {
             release_file: path_var("RELEASE_FILE", "/etc/photo-pacs-release"),
             dbus_address: get("DBUS_ADDRESS").map(|v| v.trim().to_string()),
             update_max_bytes,
-            boot_id: get("BOOT_ID").filter(|v| !v.is_empty()).map(str::to_string),
+            boot_id: get("BOOT_ID").map(str::to_string),
             log_level,
             defaults,
             unknown_vars,
