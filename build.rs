@@ -30,6 +30,7 @@ const PEERS: &[&str] = &[
     "rauc",
     "dbus",
     "squashfs",
+    "wallpapers",
 ];
 
 fn main() {
@@ -110,6 +111,11 @@ fn main() {
     missing(
         "squashfs",
         program("mksquashfs").is_some() && program("mke2fs").is_some(),
+    );
+    // Real photographs to make phone-sized test photos from (mate-backgrounds).
+    missing(
+        "wallpapers",
+        watch(Path::new("/usr/share/backgrounds/mate/nature/Wood.jpg")),
     );
 }
 

@@ -309,7 +309,9 @@
     for (const file of list) {
       // "Same as previous": the region and side of the photo before it.
       const site = sites ? sites.carried() : { key: '', side: '', note: '' };
-      images.push({ file, url: URL.createObjectURL(file), site });
+      const img = { file, url: URL.createObjectURL(file), site };
+      images.push(img);
+      prepare(img);
     }
     submission = null;
     renderThumbs();
@@ -553,8 +555,11 @@
     let p;
     let w;
     let s;
+    let sh;
     try {
-      [p, w, s] = await Promise.all([import('./patient.js'), import('./worklist.js'), import('./sites.js')]);
+      // A browser that cannot load the shrinker sends originals.
+      [p, w, s, sh] = await Promise.all([import('./patient.js'), import('./worklist.js'), import('./sites.js'),
+        import('./shrink.js').catch(() => null)]);
     } catch (_) {
       return; // offline with no copy of them: the plain form still works
     }
@@ -563,6 +568,9 @@
     // The regions come with the box's info: photos added before now get their pickers.
     sites = s.initSites(ctx);
     renderThumbs();
+    // Photos picked before now are shrunk from here on.
+    if (sh) shrinker = sh.createShrinker();
+    for (const img of images) prepare(img);
     patient = p.initPatient(ctx);
     worklist = w.initWorklist(ctx, {
       onPick: (entry) => patient.pick(entry),
@@ -574,7 +582,43 @@
     performance.mark('photo-pacs-ready'); // bench/first_load.mjs measures up to here
   }
 
-  function submitStudy(event) {
+  // ---- shrinking on the phone ------------------------------------------------------------
+  // When the box will shrink photos anyway (info.phoneLongEdge), each one is shrunk here as
+  // soon as it is picked, so most of the work is done by the time send is tapped. The
+  // shrunk copy lives only in the photo's entry, and goes when the photo does.
+  let shrinker = null; // shrink.js's, once loaded
+
+  /// The box's limit and the most a phone draws, or null to send originals.
+  function phoneTarget() {
+    const cap = shrinker ? Number(info.phoneLongEdge) || 0 : 0;
+    const limit = Number(info.resizeMax) || 0;
+    return cap && limit ? { limit, cap, key: `${limit}/${cap}` } : null;
+  }
+
+  /// The photo's shrunk copy in the making (a promise of a Blob, or of null for the
+  /// original), started again only when the box's sizes changed since.
+  function prepare(img) {
+    const target = phoneTarget();
+    if (!target) return null;
+    if (!img.prep || img.prep.key !== target.key) {
+      img.prep = { key: target.key, done: shrinker.prepare(img.file, { limit: target.limit, cap: target.cap }) };
+    }
+    return img.prep.done;
+  }
+
+  /// What goes on the wire for each photo: its shrunk copy, or the file itself.
+  async function filesToSend(picked) {
+    const out = [];
+    const shrinking = Boolean(phoneTarget());
+    for (const [i, img] of picked.entries()) {
+      if (shrinking) setStatus(t('preparing', { i: i + 1, n: picked.length }));
+      const blob = shrinking ? await prepare(img) : null;
+      out.push(blob ? { blob, name: `${img.file.name.replace(/\.[^.]*$/, '') || 'photo'}.jpg` } : { blob: img.file, name: img.file.name });
+    }
+    return out;
+  }
+
+  async function submitStudy(event) {
     event.preventDefault();
     if (sending || $('send').disabled) return; // a double tap sends once
     const form = $('study');
@@ -591,6 +635,11 @@
     sending = true;
     refreshSend();
     $('send').textContent = t('sending');
+    const picked = images.slice();
+    const progress = $('progress');
+    progress.hidden = false;
+    progress.removeAttribute('value'); // indeterminate while the photos are prepared
+    const files = await filesToSend(picked);
 
     const data = new FormData();
     for (const name of ['patientId', 'patientName', 'birthDate', 'sex', 'examDescription']) {
@@ -608,9 +657,9 @@
     // resend (automatic, or a second press after a lost answer), as its Idempotency-Key is.
     if (!submission) submission = { key: newKey(), clientTime: phoneTime() };
     data.append('clientTime', submission.clientTime);
-    for (const img of images) data.append('images[]', img.file, img.file.name);
+    for (const f of files) data.append('images[]', f.blob, f.name);
     // Each photo's body site, side and note, in image order ('' where none).
-    if (sites && sites.enabled()) sites.append(data, images);
+    if (sites && sites.enabled()) sites.append(data, picked);
 
     upload(data, submission.key, pin, 0, identifiers());
   }

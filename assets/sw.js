@@ -5,7 +5,7 @@
 // phones never need, loaded from the box when "Scan wristband" is pressed.
 'use strict';
 
-const CACHE = 'photo-pacs-shell-v3';
+const CACHE = 'photo-pacs-shell-v4';
 const SHELL = [
   './',
   'index.html',
@@ -13,6 +13,8 @@ const SHELL = [
   'patient.js',
   'worklist.js',
   'sites.js',
+  'shrink.js',
+  'shrink-worker.js',
   'i18n.js',
   'styles.css',
   'manifest.webmanifest',

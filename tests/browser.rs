@@ -880,3 +880,264 @@ fn admin_screenshots_in_both_languages() {
         }
     }
 }
+
+/// The real photos phone_photos.py makes from Debian's mate-backgrounds (made once per
+/// target folder), or a skip/CI failure when the wallpapers or Pillow are missing.
+fn phone_photos() -> Option<PathBuf> {
+    if !Path::new("/usr/share/backgrounds/mate/nature/Wood.jpg").exists() {
+        return missing_peer("/usr/share/backgrounds/mate/nature", "mate-backgrounds");
+    }
+    let python = peer("python3", "python3")?;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("phone-photos");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/phone_photos.py");
+    let run = Command::new(python).arg(script).arg(&out).output().unwrap();
+    assert!(
+        run.status.success(),
+        "phone_photos.py: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Some(out)
+}
+
+/// A loopback proxy in front of the gateway that keeps every byte the browser sends, one
+/// buffer per connection.
+struct RecordingProxy {
+    port: u16,
+    sent: Arc<std::sync::Mutex<Vec<Arc<std::sync::Mutex<Vec<u8>>>>>>,
+}
+
+impl RecordingProxy {
+    fn start(upstream: String) -> RecordingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let all = sent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let record = Arc::new(std::sync::Mutex::new(Vec::new()));
+                all.lock().unwrap().push(record.clone());
+                let (c_in, s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (c_in, s_out);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server, client);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        RecordingProxy { port, sent }
+    }
+
+    /// The bytes of the one upload (`POST /api/studies`, up to the connection's next
+    /// request) whose form carries `marker` (a Patient ID).
+    fn upload(&self, marker: &str) -> Vec<u8> {
+        const POST: &[u8] = b"POST /api/studies";
+        let mut found = Vec::new();
+        for record in self.sent.lock().unwrap().iter() {
+            let bytes = record.lock().unwrap();
+            let starts: Vec<usize> = find_all(&bytes, POST);
+            for (i, &start) in starts.iter().enumerate() {
+                let end = starts.get(i + 1).copied().unwrap_or(bytes.len());
+                let upload = &bytes[start..end];
+                if find_all(upload, marker.as_bytes()).len() == 1 {
+                    found.push(upload.to_vec());
+                }
+            }
+        }
+        assert_eq!(found.len(), 1, "one upload for {marker}");
+        found.remove(0)
+    }
+}
+
+/// Where `needle` starts in `hay`, every time.
+fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return Vec::new();
+    }
+    (0..=hay.len() - needle.len())
+        .filter(|&i| hay[i] == needle[0] && &hay[i..i + needle.len()] == needle)
+        .collect()
+}
+
+/// One received object: Patient ID, Instance Number, size, RGB pixels and its lossy
+/// compression attributes.
+struct Received {
+    patient: String,
+    number: u32,
+    columns: u32,
+    rows: u32,
+    rgb: Vec<u8>,
+    lossy: String,
+    methods: String,
+}
+
+fn read_received(file: &Path) -> Received {
+    use dicom_dictionary_std::tags;
+    let obj = dicom_object::open_file(file).unwrap();
+    let text = |tag| {
+        obj.element_opt(tag)
+            .unwrap()
+            .map(|e| e.to_str().unwrap().trim().to_string())
+            .unwrap_or_default()
+    };
+    let int = |tag| obj.element(tag).unwrap().to_int::<u32>().unwrap();
+    let (columns, rows) = (int(tags::COLUMNS), int(tags::ROWS));
+    assert_eq!(int(tags::SAMPLES_PER_PIXEL), 3, "{}", file.display());
+    let mut rgb = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().to_vec();
+    rgb.truncate((columns * rows * 3) as usize);
+    Received {
+        patient: text(tags::PATIENT_ID),
+        number: int(tags::INSTANCE_NUMBER),
+        columns,
+        rows,
+        rgb,
+        lossy: text(tags::LOSSY_IMAGE_COMPRESSION),
+        methods: text(tags::LOSSY_IMAGE_COMPRESSION_METHOD),
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(
+        missing_peer = "browser",
+        missing_peer = "dcmtk",
+        missing_peer = "python",
+        missing_peer = "wallpapers"
+    ),
+    ignore = "needs browser, dcmtk, Pillow and mate-backgrounds: apt-get install chromium dcmtk mate-backgrounds; npm ci --prefix tests/browser; pip install -r tests/peers/requirements.txt"
+)]
+fn photos_shrunk_on_the_phone_make_the_same_objects_upright_once_with_a_fifth_of_the_bytes() {
+    let (Some(storescp), Some(photos)) = (dcmtk_tool("storescp"), phone_photos()) else {
+        return;
+    };
+    let scp = StoreScp::start(&storescp, StoreScpConfig::new("STORESCP").tcp_nodelay(true));
+    let (_dir, gw) = gateway_env(&cstore_env(scp.port(), "STORESCP", &[]));
+    let proxy = RecordingProxy::start(gw.base.trim_start_matches("http://").to_string());
+    let Some(child) = start_scenario_env(
+        "shrink",
+        &format!("http://127.0.0.1:{}", proxy.port),
+        None,
+        &[("PHONE_PHOTOS", photos.to_str().unwrap())],
+    ) else {
+        return;
+    };
+    finish_scenario("shrink", &gw, child);
+    // 3 + 8 photos shrunk, an AVIF made JPEG, then 3 + 8 originals.
+    let files = scp.wait_for_files(23, Duration::from_secs(20));
+    assert_eq!(files.len(), 23, "{}", scp.logs());
+    let objects: Vec<Received> = files.iter().map(|f| read_received(f)).collect();
+    let find = |patient: &str, number: u32| {
+        objects
+            .iter()
+            .find(|o| o.patient == patient && o.number == number)
+            .unwrap_or_else(|| panic!("no object {patient} #{number}"))
+    };
+
+    // What crossed the wire: the originals byte for byte; shrunk photos without EXIF and at
+    // most a fifth of the bytes.
+    let phone: Vec<Vec<u8>> = (1..=3)
+        .map(|i| std::fs::read(photos.join(format!("phone-{i}.jpg"))).unwrap())
+        .collect();
+    let original_upload = proxy.upload("ORIGINAL-PHONE");
+    let shrunk_upload = proxy.upload("SHRUNK-PHONE");
+    let picked: usize = phone.iter().map(Vec::len).sum();
+    for (i, p) in phone.iter().enumerate() {
+        assert_eq!(
+            find_all(&original_upload, p).len(),
+            1,
+            "phone-{} as picked",
+            i + 1
+        );
+    }
+    assert!(
+        find_all(&shrunk_upload, b"Exif\0\0").is_empty(),
+        "a shrunk photo carries no EXIF (nor its orientation)"
+    );
+    assert!(
+        shrunk_upload.len() * 5 < picked,
+        "{} B on the wire for {picked} B picked",
+        shrunk_upload.len()
+    );
+    eprintln!(
+        "upload of three 12-megapixel photos: {} B as picked, {} B shrunk on the phone",
+        original_upload.len(),
+        shrunk_upload.len()
+    );
+
+    // The same pictures at the box's size for 1024, lossy-compression attributes true.
+    for i in 1..=3 {
+        let (shrunk, original) = (find("SHRUNK-PHONE", i), find("ORIGINAL-PHONE", i));
+        // 4032 / 4 from the original, 2016 / 2 from the phone's copy: the same size.
+        assert_eq!((original.columns, original.rows), (1008, 756));
+        assert_eq!((shrunk.columns, shrunk.rows), (1008, 756));
+        let db = common::corpus::psnr(&shrunk.rgb, &original.rgb);
+        eprintln!("phone-{i}: shrunk on the phone vs original, PSNR {db:.2} dB");
+        assert!(db >= 40.0, "phone-{i}: PSNR {db:.2} dB");
+        assert_eq!(shrunk.lossy, "01");
+        assert_eq!(shrunk.methods, "ISO_10918_1");
+    }
+    // Every orientation upright exactly once: as the box turns the original upright.
+    let upright = find("ORIGINAL-TURNED", 1);
+    assert_eq!((upright.columns, upright.rows), (1024, 640));
+    for k in 1..=8 {
+        for patient in ["SHRUNK-TURNED", "ORIGINAL-TURNED"] {
+            let o = find(patient, k);
+            assert_eq!((o.columns, o.rows), (1024, 640), "{patient} turned-{k}");
+            let db = common::corpus::psnr(&o.rgb, &upright.rgb);
+            eprintln!("{patient} turned-{k} vs the upright original: PSNR {db:.2} dB");
+            assert!(db >= 38.0, "{patient} turned-{k}: PSNR {db:.2} dB");
+        }
+    }
+    let avif = find("SHRUNK-AVIF", 1);
+    assert_eq!(avif.lossy, "01", "AVIF made JPEG on the phone");
+    assert!(
+        !gw.logs().contains("SHRUNK-") && !gw.logs().contains("ORIGINAL-"),
+        "patient IDs in the log"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(
+        missing_peer = "browser",
+        missing_peer = "python",
+        missing_peer = "wallpapers"
+    ),
+    ignore = "needs browser, Pillow and mate-backgrounds: apt-get install chromium mate-backgrounds; npm ci --prefix tests/browser; pip install -r tests/peers/requirements.txt"
+)]
+fn a_box_that_keeps_original_sizes_receives_the_photo_exactly_as_picked() {
+    let Some(photos) = phone_photos() else {
+        return;
+    };
+    let (_dir, gw) = gateway(&[("PHOTO_PACS_LOCAL_RESIZE_MAX", "0")]);
+    let proxy = RecordingProxy::start(gw.base.trim_start_matches("http://").to_string());
+    let Some(child) = start_scenario_env(
+        "originals",
+        &format!("http://127.0.0.1:{}", proxy.port),
+        None,
+        &[("PHONE_PHOTOS", photos.to_str().unwrap())],
+    ) else {
+        return;
+    };
+    finish_scenario("originals", &gw, child);
+    let picked = std::fs::read(photos.join("phone-1.jpg")).unwrap();
+    let upload = proxy.upload("ORIGINAL-SIZE");
+    assert_eq!(find_all(&upload, &picked).len(), 1, "the photo as picked");
+}

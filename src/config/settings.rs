@@ -40,6 +40,7 @@ pub enum Key {
     FlagIncludePatientInfoExceptId,
     FlagIncludeExamDescription,
     FlagThemeDark,
+    FlagShrinkOnPhone,
     UploadPin,
     WorklistEnabled,
     WorklistCalledAet,
@@ -68,7 +69,7 @@ pub struct KeyNames {
 }
 
 impl Key {
-    pub const ALL: [Key; 39] = [
+    pub const ALL: [Key; 40] = [
         Key::PacsHost,
         Key::PacsPort,
         Key::PacsCalledAet,
@@ -95,6 +96,7 @@ impl Key {
         Key::FlagIncludePatientInfoExceptId,
         Key::FlagIncludeExamDescription,
         Key::FlagThemeDark,
+        Key::FlagShrinkOnPhone,
         Key::UploadPin,
         Key::WorklistEnabled,
         Key::WorklistCalledAet,
@@ -208,6 +210,12 @@ impl Key {
                 "include_exam_description",
             ),
             Key::FlagThemeDark => ("flagThemeDark", "FLAG_THEME_DARK", "flags", "theme_dark"),
+            Key::FlagShrinkOnPhone => (
+                "flagShrinkOnPhone",
+                "FLAG_SHRINK_ON_PHONE",
+                "flags",
+                "shrink_on_phone",
+            ),
             Key::UploadPin => ("uploadPin", "UPLOAD_PIN", "security", "upload_pin"),
             Key::WorklistEnabled => ("worklistEnabled", "WORKLIST_ENABLED", "worklist", "enabled"),
             Key::WorklistCalledAet => (
@@ -372,6 +380,8 @@ pub struct Settings {
     pub flag_include_patient_info_except_id: bool,
     pub flag_include_exam_description: bool,
     pub flag_theme_dark: bool,
+    /// The page shrinks camera photos before upload when the box resizes them anyway.
+    pub flag_shrink_on_phone: bool,
     /// When set, uploads must carry it.
     pub upload_pin: Secret,
     /// The "Today" list: query the Modality Worklist.
@@ -429,6 +439,7 @@ impl Default for Settings {
             flag_include_patient_info_except_id: true,
             flag_include_exam_description: true,
             flag_theme_dark: true,
+            flag_shrink_on_phone: true,
             upload_pin: Secret::default(),
             worklist_enabled: false,
             worklist_called_aet: String::new(),
@@ -556,6 +567,9 @@ impl Settings {
                 self.flag_include_exam_description = parse_bool(trimmed).map_err(invalid)?
             }
             Key::FlagThemeDark => self.flag_theme_dark = parse_bool(trimmed).map_err(invalid)?,
+            Key::FlagShrinkOnPhone => {
+                self.flag_shrink_on_phone = parse_bool(trimmed).map_err(invalid)?
+            }
             Key::UploadPin => self.upload_pin = Secret(parse_pin(trimmed).map_err(invalid)?),
             Key::WorklistEnabled => self.worklist_enabled = parse_bool(trimmed).map_err(invalid)?,
             Key::WorklistCalledAet => {
@@ -634,6 +648,7 @@ impl Settings {
             }
             Key::FlagIncludeExamDescription => self.flag_include_exam_description.to_string(),
             Key::FlagThemeDark => self.flag_theme_dark.to_string(),
+            Key::FlagShrinkOnPhone => self.flag_shrink_on_phone.to_string(),
             Key::UploadPin => self.upload_pin.expose().into(),
             Key::WorklistEnabled => self.worklist_enabled.to_string(),
             Key::WorklistCalledAet => self.worklist_called_aet.clone(),
@@ -671,6 +686,7 @@ impl Settings {
                 }
                 Key::FlagIncludeExamDescription => Value::Bool(self.flag_include_exam_description),
                 Key::FlagThemeDark => Value::Bool(self.flag_theme_dark),
+                Key::FlagShrinkOnPhone => Value::Bool(self.flag_shrink_on_phone),
                 Key::WorklistEnabled => Value::Bool(self.worklist_enabled),
                 Key::WorklistPort => Value::from(self.worklist_port),
                 Key::WorklistPastDays => Value::from(self.worklist_past_days),

@@ -24,8 +24,26 @@ pub fn info(app: &App) -> Response {
             "patientIdPattern": s.patient_id_pattern,
             "barcodeFormats": BARCODE_FORMATS,
             "bodySites": body_sites(),
+            "resizeMax": s.local_resize_max,
+            "phoneLongEdge": phone_long_edge(s.flag_shrink_on_phone, s.local_resize_max),
         }),
     )
+}
+
+/// The largest canvas every phone browser draws: iOS Safari leaves a bigger one blank
+/// (its limit is 16.7 megapixels) instead of failing, so the page could not tell.
+const PHONE_CANVAS_EDGE: u32 = 4096;
+
+/// The most the page shrinks camera photos to before upload, 0 to send originals: twice the
+/// box's own limit (the page takes twice what the box will make of each photo, so the box's
+/// scaling, not the phone's, sets the final quality), as far as a phone can draw. Originals
+/// when the box keeps full size, when the admin wants them, or when the box's limit is
+/// beyond what a phone draws.
+fn phone_long_edge(enabled: bool, resize_max: u32) -> u32 {
+    if !enabled || resize_max == 0 || resize_max > PHONE_CANVAS_EDGE {
+        return 0;
+    }
+    resize_max.saturating_mul(2).min(PHONE_CANVAS_EDGE)
 }
 
 /// The regions the body site picker offers, in its order: the page names them in its own
@@ -92,4 +110,20 @@ fn document(app: &App) -> Value {
         "settings": current.to_json(),
         "warnings": app.warnings(&current),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phone_long_edge;
+
+    #[test]
+    fn the_phone_shrinks_to_twice_the_box_limit_within_what_it_can_draw() {
+        assert_eq!(phone_long_edge(true, 1024), 2048);
+        assert_eq!(phone_long_edge(true, 64), 128);
+        assert_eq!(phone_long_edge(true, 3000), 4096);
+        assert_eq!(phone_long_edge(true, 4096), 4096);
+        assert_eq!(phone_long_edge(true, 4097), 0, "beyond a phone's canvas");
+        assert_eq!(phone_long_edge(true, 0), 0, "the box keeps originals");
+        assert_eq!(phone_long_edge(false, 1024), 0, "the admin wants originals");
+    }
 }

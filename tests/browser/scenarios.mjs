@@ -184,6 +184,39 @@ function wallClockAt(ms, offsetMinutes) {
   return { date: iso.slice(0, 10), time: iso.slice(11, 19) };
 }
 
+/// Keeps, for every upload, the files the page hands to XMLHttpRequest ({ name, size, type })
+/// in `window.sentFiles`, and every text the status line shows in `window.statusLog`. For
+/// `setup` (before the page loads).
+async function recordFiles(page) {
+  await page.addInitScript(() => {
+    window.sentFiles = [];
+    window.statusLog = [];
+    const send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (body) {
+      if (body instanceof FormData) {
+        window.sentFiles.push([...body].filter(([, v]) => typeof v !== 'string').map(([, v]) => ({ name: v.name, size: v.size, type: v.type })));
+      }
+      return send.call(this, body);
+    };
+    new MutationObserver(() => {
+      const text = document.getElementById('status')?.textContent;
+      if (text && window.statusLog[window.statusLog.length - 1] !== text) window.statusLog.push(text);
+    }).observe(document, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+/// Sends `files` as one study for Patient ID `id` and waits for "sent"; the files the page
+/// put on the wire and the status texts it showed on the way.
+async function sendPhotos(page, id, files) {
+  await page.fill('#patientId', id);
+  await page.setInputFiles('#album', files);
+  await page.evaluate(() => { window.statusLog = []; });
+  await page.click('#send');
+  await page.waitForFunction(() => document.getElementById('status').className === 'ok', null, { timeout: 60000 });
+  assert.match(await page.textContent('#status'), new RegExp(String(files.length)));
+  return page.evaluate(() => ({ sent: window.sentFiles[window.sentFiles.length - 1], log: window.statusLog }));
+}
+
 /// Slows uploads so the progress bar can be seen.
 async function slowUpload(context, page) {
   const cdp = await context.newCDPSession(page);
@@ -471,6 +504,87 @@ const scenarios = {
       assert.deepEqual(found.hits, []);
       assert.ok(found.cached.length > 0, 'the service worker cached the shell');
       assert.ok(found.cached.every((p) => !p.startsWith('/api/') && p !== '/healthz' && p !== '/metrics'), found.cached.join(' '));
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Photos shrunk on the phone (the box resizes to 1024): 12-megapixel JPEGs go as 2048-pixel
+  // JPEGs, turned upright, with "preparing" shown before "uploading"; then, with the setting
+  // turned off on the settings page, the same photos go as they are. tests/browser.rs
+  // compares the objects and what crossed the wire. PHONE_PHOTOS: phone_photos.py's folder.
+  async shrink(base) {
+    const dir = process.env.PHONE_PHOTOS;
+    const phone = [1, 2, 3].map((i) => join(dir, `phone-${i}.jpg`));
+    const turned = [1, 2, 3, 4, 5, 6, 7, 8].map((k) => join(dir, `turned-${k}.jpg`));
+    const size = (f) => readFileSync(f).length;
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { setup: recordFiles });
+      const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
+      assert.equal(info.phoneLongEdge, 2048);
+
+      const shrunk = await sendPhotos(page, 'SHRUNK-PHONE', phone);
+      assert.equal(shrunk.sent.length, 3);
+      shrunk.sent.forEach((f, i) => {
+        assert.equal(f.type, 'image/jpeg');
+        assert.ok(f.size < size(phone[i]) / 3, `photo ${i + 1}: ${f.size} B sent of ${size(phone[i])} B`);
+      });
+      const preparing = shrunk.log.findIndex((t) => /^Preparing photos \d\/3/.test(t));
+      const uploading = shrunk.log.findIndex((t) => /^Uploading/.test(t));
+      assert.ok(preparing >= 0 && uploading > preparing, `preparing, then uploading: ${shrunk.log.join(' | ')}`);
+      const turnedShrunk = await sendPhotos(page, 'SHRUNK-TURNED', turned);
+      turnedShrunk.sent.forEach((f, i) => assert.notEqual(f.size, size(turned[i]), `turned-${i + 1} was shrunk`));
+      // AVIF, which the box does not read, arrives as JPEG; a HEIF this browser cannot decode
+      // goes as it is, and the box says why it cannot take it.
+      const avif = await sendPhotos(page, 'SHRUNK-AVIF', [photo('pillow_exif.avif')]);
+      assert.equal(avif.sent[0].type, 'image/jpeg');
+      assert.equal(avif.sent[0].name, 'pillow_exif.jpg');
+      await page.fill('#patientId', 'SHRUNK-HEIF');
+      await page.setInputFiles('#album', [photo('pillow_hopper.heif')]);
+      await page.click('#send');
+      await page.waitForFunction(() => document.getElementById('status').className === 'error', null, { timeout: 30000 });
+      assert.match(await page.textContent('#status'), /HEI[CF]/);
+      assert.equal((await page.evaluate(() => window.sentFiles[window.sentFiles.length - 1]))[0].size, readFileSync(photo('pillow_hopper.heif')).length);
+      await page.locator('#thumbs button').first().click();
+
+      // The admin wants originals on the wire.
+      await openAdmin(page, 'settings');
+      await page.click('details:has(#flagShrinkOnPhone) > summary'); // the advanced settings
+      assert.equal(await page.isChecked('#flagShrinkOnPhone'), true, 'on by default');
+      await page.locator('#flagShrinkOnPhone').uncheck();
+      await page.click('#save');
+      await page.waitForFunction(() => document.getElementById('save-result').className === 'ok');
+      assert.equal((await settingsOf(page)).flagShrinkOnPhone, false);
+      await page.click('#tab-home');
+
+      const originals = await sendPhotos(page, 'ORIGINAL-PHONE', phone);
+      assert.deepEqual(originals.sent.map((f) => f.size), phone.map(size));
+      assert.ok(!originals.log.some((t) => /^Preparing/.test(t)), originals.log.join(' | '));
+      const turnedOriginals = await sendPhotos(page, 'ORIGINAL-TURNED', turned);
+      assert.deepEqual(turnedOriginals.sent.map((f) => f.size), turned.map(size));
+
+      // Nothing of the photos or the patients is left in the browser.
+      const found = await storedValues(page, ['SHRUNK-PHONE', 'SHRUNK-TURNED', 'ORIGINAL-PHONE', 'ORIGINAL-TURNED']);
+      assert.deepEqual(found.hits, []);
+      assert.ok(found.cached.every((p) => !/\.(jpe?g|heic)$/i.test(p) && !p.startsWith('/api/')), found.cached.join(' '));
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The box keeps originals (LOCAL_RESIZE_MAX=0): the photo goes as it was picked, and a
+  // HEIF this browser cannot decode still gets the box's own answer.
+  async originals(base) {
+    const photo = join(process.env.PHONE_PHOTOS, 'phone-1.jpg');
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, base, { setup: recordFiles });
+      const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
+      assert.equal(info.phoneLongEdge, 0);
+      const sent = await sendPhotos(page, 'ORIGINAL-SIZE', [photo]);
+      assert.deepEqual(sent.sent.map((f) => f.size), [readFileSync(photo).length]);
+      assert.ok(!sent.log.some((t) => /^Preparing/.test(t)), sent.log.join(' | '));
     } finally {
       await b.close();
     }

@@ -1,0 +1,163 @@
+// Ten 12-megapixel phone photos sent from the PWA over a throttled link: originals (as the
+// reference and earlier versions send them) against photos shrunk on the phone first.
+//
+//   bench/make-phone-set.sh && cargo build --release && node bench/phone_shrink.mjs
+//   (BIN=path/to/photo-pacs RUNS=3 PHOTOS=dir CHROMIUM=/usr/bin/chromium)
+//
+// Two gateways (a release build: BIN, default target/release/photo-pacs under
+// CARGO_TARGET_DIR or ./target), each on 127.0.0.1 in a scratch folder with the mock PACS
+// and the default LOCAL_RESIZE_MAX of 1024: one with PHOTO_PACS_FLAG_SHRINK_ON_PHONE=false
+// ("before": originals on the wire), one with the default true ("after"). Debian's Chromium,
+// driven by playwright-core (tests/browser/node_modules), with the network throttled by CDP
+// Network.emulateNetworkConditions: 20 Mbit/s up and down with 20 ms latency, and 5 Mbit/s
+// with 20 ms (Mbit = 10^6 bit).
+//
+// One run: a new page, the Patient ID typed, the ten photos picked, and send tapped at once
+// (so the phone has had no head start at shrinking). Measured:
+// - tap to sent: from the tap until the page shows its "sent" result (the status line turns
+//   'ok', timed in the page by a MutationObserver);
+// - pick to sent: the same from the moment the photos were picked (the input's change);
+// - bytes on the wire: the upload request's body as Chromium reports it (request.sizes()),
+//   and its headers.
+// Each condition and mode is run RUNS times (default 3), interleaved; medians are printed,
+// with every run's figures, and the ratio before/after.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'tests/browser/package.json'));
+const { chromium } = require('playwright-core');
+
+const RUNS = Number(process.env.RUNS || 3);
+const BIN = process.env.BIN || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'release/photo-pacs');
+const PHOTO_DIR = process.env.PHOTOS || join(root, 'target/bench-photos/set');
+const LINKS = [
+  { name: '20 Mbit/s, 20 ms', latency: 20, bitsPerSecond: 20e6 },
+  { name: '5 Mbit/s, 20 ms', latency: 20, bitsPerSecond: 5e6 },
+];
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const mb = (n) => `${(n / 1e6).toFixed(2)} MB`;
+
+async function startGateway(env) {
+  statSync(BIN); // a clear error when the release build is missing
+  const dir = mkdtempSync(join(tmpdir(), 'photo-pacs-phone-shrink-'));
+  const child = spawn(BIN, [], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, PHOTO_PACS_LISTEN: '127.0.0.1:0', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const base = await new Promise((resolve, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`the gateway did not start:\n${log}`)), 20000);
+    child.stderr.on('data', (d) => {
+      log += d;
+      const m = /listening on (http:\/\/[\d.:]+)/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(`${m[1]}/`);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`the gateway exited (${code}):\n${log}`)));
+  });
+  return { base, stop: () => { child.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+async function oneRun(browser, base, link, photos) {
+  const context = await browser.newContext({ serviceWorkers: 'block', viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  await page.addInitScript(() => {
+    window.benchTimes = {};
+    document.addEventListener('change', (e) => {
+      if (e.target.id === 'album') window.benchTimes.picked = performance.now();
+    }, true);
+    new MutationObserver(() => {
+      const status = document.getElementById('status');
+      if (status && status.className === 'ok' && !window.benchTimes.sent) window.benchTimes.sent = performance.now();
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['class'] });
+  });
+  const uploads = [];
+  page.on('requestfinished', async (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/api/studies')) uploads.push(await r.sizes());
+  });
+  await page.goto(base, { waitUntil: 'load' });
+  await page.waitForSelector('html[data-ready]', { state: 'attached' });
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: link.latency,
+    downloadThroughput: link.bitsPerSecond / 8,
+    uploadThroughput: link.bitsPerSecond / 8,
+  });
+  await page.fill('#patientId', 'BENCH-1');
+  await page.setInputFiles('#album', photos);
+  const tapped = await page.evaluate(() => {
+    const at = performance.now();
+    document.getElementById('send').click();
+    return at;
+  });
+  await page.waitForFunction(() => window.benchTimes.sent, null, { timeout: 600000 });
+  const times = await page.evaluate(() => window.benchTimes);
+  const sentText = await page.textContent('#status');
+  await page.waitForTimeout(100); // requestfinished
+  await context.close();
+  if (uploads.length !== 1) throw new Error(`expected one upload, saw ${uploads.length}`);
+  if (!/10/.test(sentText)) throw new Error(`not all ten photos were sent: ${sentText}`);
+  return {
+    tapToSent: times.sent - tapped,
+    pickToSent: times.sent - times.picked,
+    body: uploads[0].requestBodySize,
+    headers: uploads[0].requestHeadersSize,
+  };
+}
+
+const photos = readdirSync(PHOTO_DIR).filter((f) => f.endsWith('.jpg')).sort().slice(0, 10).map((f) => join(PHOTO_DIR, f));
+if (photos.length !== 10) throw new Error(`need ten photos in ${PHOTO_DIR}: run bench/make-phone-set.sh`);
+const picked = photos.reduce((n, p) => n + statSync(p).size, 0);
+const before = await startGateway({ PHOTO_PACS_FLAG_SHRINK_ON_PHONE: 'false' });
+const after = await startGateway({});
+try {
+  const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/);
+  console.log(`machine: ${cpu ? cpu[1] : 'unknown CPU'}, ${cpus().length} cores; gateway ${BIN}`);
+  console.log(`photos: ${photos.length} from ${PHOTO_DIR}, ${picked} B (${mb(picked)}) picked`);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  const summary = [];
+  try {
+    for (const link of LINKS) {
+      const runs = { before: [], after: [] };
+      for (let i = 0; i < RUNS; i++) {
+        for (const [mode, gw] of [['before', before], ['after', after]]) {
+          const r = await oneRun(browser, gw.base, link, photos);
+          runs[mode].push(r);
+          console.log(`${link.name} ${mode.padEnd(6)} run ${i + 1}: tap to sent ${r.tapToSent.toFixed(0)} ms, pick to sent ${r.pickToSent.toFixed(0)} ms, upload body ${r.body} B + headers ${r.headers} B`);
+        }
+      }
+      const m = (mode, k) => median(runs[mode].map((r) => r[k]));
+      summary.push([
+        `== ${link.name}: median of ${RUNS}`,
+        `before (originals): tap to sent ${m('before', 'tapToSent').toFixed(0)} ms, pick to sent ${m('before', 'pickToSent').toFixed(0)} ms, body ${mb(m('before', 'body'))}`,
+        `after (shrunk):     tap to sent ${m('after', 'tapToSent').toFixed(0)} ms, pick to sent ${m('after', 'pickToSent').toFixed(0)} ms, body ${mb(m('after', 'body'))}`,
+        `ratio: tap to sent ${(m('before', 'tapToSent') / m('after', 'tapToSent')).toFixed(2)}x faster, ${(m('before', 'body') / m('after', 'body')).toFixed(2)}x fewer bytes`,
+      ].join('\n'));
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(`\n${summary.join('\n\n')}`);
+} finally {
+  before.stop();
+  after.stop();
+}
