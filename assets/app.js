@@ -570,6 +570,7 @@
     renderThumbs();
     // Photos picked before now are shrunk from here on.
     if (sh) shrinker = sh.createShrinker();
+    if (phoneTarget()) shrinker.warm();
     for (const img of images) prepare(img);
     patient = p.initPatient(ctx);
     worklist = w.initWorklist(ctx, {

@@ -227,6 +227,10 @@ export function createShrinker() {
   }
 
   return {
+    /// Starts the workers before the first photo, so it does not wait for them.
+    warm() {
+      while (!workerFailed && idle.length + running < LANES) idle.push(startWorker());
+    },
     prepare(file, target) {
       return new Promise((resolve) => {
         jpegPixels(file).catch(() => Infinity).then((pixels) => {

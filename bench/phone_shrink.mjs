@@ -2,7 +2,7 @@
 // reference and earlier versions send them) against photos shrunk on the phone first.
 //
 //   bench/make-phone-set.sh && cargo build --release && node bench/phone_shrink.mjs
-//   (BIN=path/to/photo-pacs RUNS=3 PHOTOS=dir CHROMIUM=/usr/bin/chromium)
+//   (BIN=path/to/photo-pacs RUNS=3 PHOTOS=dir CHROMIUM=/usr/bin/chromium MBITS=20 or 5: one link)
 //
 // Two gateways (a release build: BIN, default target/release/photo-pacs under
 // CARGO_TARGET_DIR or ./target), each on 127.0.0.1 in a scratch folder with the mock PACS
@@ -16,9 +16,12 @@
 // (so the phone has had no head start at shrinking). Measured:
 // - tap to sent: from the tap until the page shows its "sent" result (the status line turns
 //   'ok', timed in the page by a MutationObserver);
+//   It is split into preparing (tap to the upload's start: shrinking what is not shrunk
+//   yet), uploading (the request body on the wire) and the box converting, storing and
+//   answering;
 // - pick to sent: the same from the moment the photos were picked (the input's change);
-// - bytes on the wire: the upload request's body as Chromium reports it (request.sizes()),
-//   and its headers.
+// - bytes on the wire: the upload request's body (its Content-Length: the multipart form
+//   with the ten photos) and its headers, as Chromium sent them.
 // Each condition and mode is run RUNS times (default 3), interleaved; medians are printed,
 // with every run's figures, and the ratio before/after.
 import { spawn } from 'node:child_process';
@@ -38,7 +41,7 @@ const PHOTO_DIR = process.env.PHOTOS || join(root, 'target/bench-photos/set');
 const LINKS = [
   { name: '20 Mbit/s, 20 ms', latency: 20, bitsPerSecond: 20e6 },
   { name: '5 Mbit/s, 20 ms', latency: 20, bitsPerSecond: 5e6 },
-];
+].filter((l) => !process.env.MBITS || l.bitsPerSecond === Number(process.env.MBITS) * 1e6);
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -78,6 +81,12 @@ async function oneRun(browser, base, link, photos) {
     document.addEventListener('change', (e) => {
       if (e.target.id === 'album') window.benchTimes.picked = performance.now();
     }, true);
+    const send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (body) {
+      window.benchTimes.upload = performance.now();
+      this.upload.addEventListener('load', () => { window.benchTimes.uploaded = performance.now(); });
+      return send.call(this, body);
+    };
     new MutationObserver(() => {
       const status = document.getElementById('status');
       if (status && status.className === 'ok' && !window.benchTimes.sent) window.benchTimes.sent = performance.now();
@@ -85,7 +94,9 @@ async function oneRun(browser, base, link, photos) {
   });
   const uploads = [];
   page.on('requestfinished', async (r) => {
-    if (r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/api/studies')) uploads.push(await r.sizes());
+    if (r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/api/studies')) {
+      uploads.push({ body: Number(await r.headerValue('content-length')), headers: (await r.sizes()).requestHeadersSize });
+    }
   });
   await page.goto(base, { waitUntil: 'load' });
   await page.waitForSelector('html[data-ready]', { state: 'attached' });
@@ -113,9 +124,12 @@ async function oneRun(browser, base, link, photos) {
   if (!/10/.test(sentText)) throw new Error(`not all ten photos were sent: ${sentText}`);
   return {
     tapToSent: times.sent - tapped,
+    preparing: times.upload - tapped,
+    uploading: times.uploaded - times.upload,
+    answer: times.sent - times.uploaded,
     pickToSent: times.sent - times.picked,
-    body: uploads[0].requestBodySize,
-    headers: uploads[0].requestHeadersSize,
+    body: uploads[0].body,
+    headers: uploads[0].headers,
   };
 }
 
@@ -142,7 +156,7 @@ try {
         for (const [mode, gw] of [['before', before], ['after', after]]) {
           const r = await oneRun(browser, gw.base, link, photos);
           runs[mode].push(r);
-          console.log(`${link.name} ${mode.padEnd(6)} run ${i + 1}: tap to sent ${r.tapToSent.toFixed(0)} ms, pick to sent ${r.pickToSent.toFixed(0)} ms, upload body ${r.body} B + headers ${r.headers} B`);
+          console.log(`${link.name} ${mode.padEnd(6)} run ${i + 1}: tap to sent ${r.tapToSent.toFixed(0)} ms (preparing ${r.preparing.toFixed(0)}, uploading ${r.uploading.toFixed(0)}, converting and answer ${r.answer.toFixed(0)}), pick to sent ${r.pickToSent.toFixed(0)} ms, upload body ${r.body} B + headers ${r.headers} B`);
         }
       }
       const m = (mode, k) => median(runs[mode].map((r) => r[k]));

@@ -1000,7 +1000,12 @@ fn read_received(file: &Path) -> Received {
     let int = |tag| obj.element(tag).unwrap().to_int::<u32>().unwrap();
     let (columns, rows) = (int(tags::COLUMNS), int(tags::ROWS));
     assert_eq!(int(tags::SAMPLES_PER_PIXEL), 3, "{}", file.display());
-    let mut rgb = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().to_vec();
+    let mut rgb = obj
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .to_vec();
     rgb.truncate((columns * rows * 3) as usize);
     Received {
         patient: text(tags::PATIENT_ID),
@@ -1126,7 +1131,12 @@ fn a_box_that_keeps_original_sizes_receives_the_photo_exactly_as_picked() {
     let Some(photos) = phone_photos() else {
         return;
     };
-    let (_dir, gw) = gateway(&[("PHOTO_PACS_LOCAL_RESIZE_MAX", "0")]);
+    // Original size with JPEG Baseline: the camera's JPEG kept as it is, as a site that
+    // wants originals would set it.
+    let (_dir, gw) = gateway(&[
+        ("PHOTO_PACS_LOCAL_RESIZE_MAX", "0"),
+        ("PHOTO_PACS_LOCAL_TRANSFER_SYNTAX", "1.2.840.10008.1.2.4.50"),
+    ]);
     let proxy = RecordingProxy::start(gw.base.trim_start_matches("http://").to_string());
     let Some(child) = start_scenario_env(
         "originals",
