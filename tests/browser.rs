@@ -899,11 +899,14 @@ fn phone_photos() -> Option<PathBuf> {
     Some(out)
 }
 
+/// What the browser sent on one connection.
+type Recording = Arc<std::sync::Mutex<Vec<u8>>>;
+
 /// A loopback proxy in front of the gateway that keeps every byte the browser sends, one
 /// buffer per connection.
 struct RecordingProxy {
     port: u16,
-    sent: Arc<std::sync::Mutex<Vec<Arc<std::sync::Mutex<Vec<u8>>>>>>,
+    sent: Arc<std::sync::Mutex<Vec<Recording>>>,
 }
 
 impl RecordingProxy {
@@ -918,7 +921,7 @@ impl RecordingProxy {
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
-                let record = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let record: Recording = Arc::new(std::sync::Mutex::new(Vec::new()));
                 all.lock().unwrap().push(record.clone());
                 let (c_in, s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
