@@ -26,19 +26,12 @@
 //    - decoder ready: from the press until scan.js's 'photo-pacs-decoder-ready' mark (the
 //      .wasm fetched, compiled and instantiated).
 // Medians of RUNS (default 5) are printed, with every run's figures.
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(join(root, 'tests/browser/package.json'));
-const { chromium } = require('playwright-core');
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, launchChromium, median, root, startGateway } from './gateway.mjs';
 
 const RUNS = Number(process.env.RUNS || 5);
-const BIN = process.env.BIN || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'release/photo-pacs');
 const REGULAR_3G = {
   offline: false,
   latency: 100,
@@ -52,43 +45,10 @@ const DECODER_FILES = [
   'vendor/zxing-wasm/reader/zxing_reader.wasm',
 ];
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
 
 function gzip9(path) {
   return execFileSync('gzip', ['-9', '-c', path], { maxBuffer: 64 << 20 }).length;
-}
-
-async function startGateway() {
-  statSync(BIN); // a clear error when the release build is missing
-  const dir = mkdtempSync(join(tmpdir(), 'photo-pacs-first-load-'));
-  const child = spawn(BIN, [], {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH,
-      PHOTO_PACS_LISTEN: '127.0.0.1:0',
-      PHOTO_PACS_WORKLIST_ENABLED: 'true',
-      PHOTO_PACS_PATIENT_ID_PATTERN: '^PID:([^;]+)',
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const base = await new Promise((resolve, reject) => {
-    let log = '';
-    const timer = setTimeout(() => reject(new Error(`the gateway did not start:\n${log}`)), 20000);
-    child.stderr.on('data', (d) => {
-      log += d;
-      const m = /listening on (http:\/\/[\d.:]+)/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`${m[1]}/`);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`the gateway exited (${code}):\n${log}`)));
-  });
-  return { base, stop: () => { child.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 async function sizes(base) {
@@ -155,7 +115,7 @@ async function oneRun(browser, base) {
   return { bytes: bytes.load, tti, decoderBytes: bytes.decoder, decoderMs: decoderReady - pressed, files };
 }
 
-const gw = await startGateway();
+const gw = await startGateway({ PHOTO_PACS_WORKLIST_ENABLED: 'true', PHOTO_PACS_PATIENT_ID_PATTERN: '^PID:([^;]+)' });
 try {
   const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/);
   console.log(`machine: ${cpu ? cpu[1] : 'unknown CPU'}, ${(await import('node:os')).cpus().length} cores; gateway ${BIN}`);
@@ -169,12 +129,7 @@ try {
   }
   console.log(`${'total'.padEnd(45)} raw ${String(raw).padStart(8)} B  gzip -9 ${String(gz).padStart(7)} B`);
 
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  const browser = await launchChromium();
   const runs = [];
   try {
     for (let i = 0; i < RUNS; i++) {

@@ -24,54 +24,19 @@
 //   with the ten photos) and its headers, as Chromium sent them.
 // Each condition and mode is run RUNS times (default 3), interleaved; medians are printed,
 // with every run's figures, and the ratio before/after.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(join(root, 'tests/browser/package.json'));
-const { chromium } = require('playwright-core');
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { BIN, launchChromium, median, root, startGateway } from './gateway.mjs';
 
 const RUNS = Number(process.env.RUNS || 3);
-const BIN = process.env.BIN || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'release/photo-pacs');
 const PHOTO_DIR = process.env.PHOTOS || join(root, 'target/bench-photos/set');
 const LINKS = [
   { name: '20 Mbit/s, 20 ms', latency: 20, bitsPerSecond: 20e6 },
   { name: '5 Mbit/s, 20 ms', latency: 20, bitsPerSecond: 5e6 },
 ].filter((l) => !process.env.MBITS || l.bitsPerSecond === Number(process.env.MBITS) * 1e6);
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const mb = (n) => `${(n / 1e6).toFixed(2)} MB`;
-
-async function startGateway(env) {
-  statSync(BIN); // a clear error when the release build is missing
-  const dir = mkdtempSync(join(tmpdir(), 'photo-pacs-phone-shrink-'));
-  const child = spawn(BIN, [], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, PHOTO_PACS_LISTEN: '127.0.0.1:0', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const base = await new Promise((resolve, reject) => {
-    let log = '';
-    const timer = setTimeout(() => reject(new Error(`the gateway did not start:\n${log}`)), 20000);
-    child.stderr.on('data', (d) => {
-      log += d;
-      const m = /listening on (http:\/\/[\d.:]+)/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`${m[1]}/`);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`the gateway exited (${code}):\n${log}`)));
-  });
-  return { base, stop: () => { child.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); } };
-}
 
 async function oneRun(browser, base, link, photos) {
   const context = await browser.newContext({ serviceWorkers: 'block', viewport: { width: 390, height: 844 } });
@@ -142,12 +107,7 @@ try {
   const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/);
   console.log(`machine: ${cpu ? cpu[1] : 'unknown CPU'}, ${cpus().length} cores; gateway ${BIN}`);
   console.log(`photos: ${photos.length} from ${PHOTO_DIR}, ${picked} B (${mb(picked)}) picked`);
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  const browser = await launchChromium();
   const summary = [];
   try {
     for (const link of LINKS) {

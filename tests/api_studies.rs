@@ -186,7 +186,8 @@ fn small_routes_answer_as_the_reference() {
         serde_json::json!({"key": "head", "code": "69536005", "scheme": "SCT", "meaning": "Head", "paired": false})
     );
     assert_eq!(sites[31]["key"], "toe");
-    // The reference's one member, then ours for the worklist and the wristband scanner.
+    // The reference's one member, then ours for the worklist, the wristband scanner and
+    // shrinking on the phone (twice the default 1024).
     assert_eq!(
         info,
         serde_json::json!({
@@ -195,6 +196,8 @@ fn small_routes_answer_as_the_reference() {
             "patientLookup": true,
             "patientIdPattern": "",
             "barcodeFormats": ["code_128", "code_39", "qr_code", "data_matrix", "pdf417"],
+            "resizeMax": 1024,
+            "phoneLongEdge": 2048,
         })
     );
 

@@ -523,6 +523,12 @@ const scenarios = {
       const { page } = await openPage(b, base, { setup: recordFiles });
       const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
       assert.equal(info.phoneLongEdge, 2048);
+      assert.equal(info.resizeMax, 1024);
+      // Twice what the box makes of each phone size (src/convert/photo.rs: 4032 / 4 = 1008,
+      // 8064 / 8 = 1008, 4000 / 4 = 1000; 3264 / 2 = 1632 resampled to 1024), at most 2048.
+      const edges = await page.evaluate(() => import('./shrink.js').then((m) => [4032, 8064, 4000, 4080, 3264, 2560, 1600]
+        .map((long) => m.phoneLongEdge(long, { limit: 1024, cap: 2048 }))));
+      assert.deepEqual(edges, [2016, 2016, 2000, 2040, 2048, 2048, 2048]);
 
       const shrunk = await sendPhotos(page, 'SHRUNK-PHONE', phone);
       assert.equal(shrunk.sent.length, 3);
