@@ -569,7 +569,9 @@
     sites = s.initSites(ctx);
     renderThumbs();
     // Photos picked before now are shrunk from here on.
-    if (sh) shrinker = sh.createShrinker();
+    // ?shrink=bitmap: decode as browsers without WebCodecs' ImageDecoder do (tests).
+    const bitmapOnly = new URLSearchParams(window.location.search).get('shrink') === 'bitmap';
+    if (sh) shrinker = sh.createShrinker({ useDecoder: !bitmapOnly });
     if (phoneTarget()) shrinker.warm();
     for (const img of images) prepare(img);
     patient = p.initPatient(ctx);

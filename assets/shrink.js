@@ -95,24 +95,74 @@ export function phoneLongEdge(long, { limit, cap }) {
   return Math.min(2 * boxLongEdge(long, limit), cap);
 }
 
+// WebCodecs' ImageDecoder decodes a JPEG straight at a fraction of its size (libjpeg-turbo's
+// DCT scaling: half of a 4032-pixel photo costs a third less than all of it, and needs no
+// resampling after), and marks the frame's EXIF rotation and flip, which createImageBitmap
+// then applies. Used where the probe above comes out upright through it.
+let decoderOrients = null;
+
+async function imageDecoderOrients() {
+  if (decoderOrients === null) {
+    decoderOrients = false;
+    if (typeof ImageDecoder !== 'undefined') {
+      try {
+        const bytes = Uint8Array.from(atob(ORIENTATION_PROBE), (c) => c.charCodeAt(0));
+        const probe = await decodeFrame(new Blob([bytes], { type: 'image/jpeg' }), { width: 2, height: 1 }, 1);
+        decoderOrients = probe.width === 1 && probe.height === 2;
+        probe.close();
+      } catch (_) { /* createImageBitmap it is */ }
+    }
+  }
+  return decoderOrients;
+}
+
+/// The JPEG decoded at about `scale` of its `size` (the decoder takes the next DCT scale up),
+/// upright.
+async function decodeFrame(file, size, scale) {
+  const decoder = new ImageDecoder({
+    data: file.stream(),
+    type: 'image/jpeg',
+    desiredWidth: Math.ceil(size.width * scale),
+    desiredHeight: Math.ceil(size.height * scale),
+  });
+  try {
+    const { image } = await decoder.decode();
+    try {
+      return await createImageBitmap(image);
+    } finally {
+      image.close();
+    }
+  } finally {
+    decoder.close();
+  }
+}
+
 /// One photo: `{ blob }` (a JPEG, upright, no EXIF) or `{ original: why }`. `target` is
 /// the box's `{ limit, cap }` (GET /api/settings/info: resizeMax, phoneLongEdge).
-/// `encode(bitmap, w, h, quality)` is offscreenJpeg in the worker, pageJpeg on the page.
-export async function shrinkPhoto(file, target, encode) {
+/// `encode(bitmap, w, h, quality)` is offscreenJpeg in the worker, pageJpeg on the page;
+/// `useDecoder` false keeps to createImageBitmap (what browsers without ImageDecoder do).
+export async function shrinkPhoto(file, target, encode, useDecoder = true) {
   const kind = await kindOf(file);
   if (!kind) return { original: 'format' };
   if (!(await appliesOrientation())) return { original: 'orientation' };
+  // A JPEG's size is in its header: one already small enough is never decoded.
+  const size = kind === 'jpeg' ? await jpegSize(file) : null;
+  const sourceLong = size ? Math.max(size.width, size.height) : 0;
+  if (size && sourceLong <= phoneLongEdge(sourceLong, target)) return { original: 'small' };
   let bitmap;
   try {
-    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+    bitmap = size && useDecoder && (await imageDecoderOrients())
+      ? await decodeFrame(file, size, phoneLongEdge(sourceLong, target) / sourceLong)
+      : await createImageBitmap(file, { imageOrientation: 'from-image' });
   } catch (_) {
     return { original: 'decode' }; // the box says what is wrong with it
   }
   try {
     const long = Math.max(bitmap.width, bitmap.height);
-    const edge = phoneLongEdge(long, target);
+    // From the source's size: a DCT-scaled decode is already part of the way there.
+    const edge = phoneLongEdge(sourceLong || long, target);
     // Already small enough: the camera's own JPEG, untouched, is better than a copy.
-    if (kind === 'jpeg' && long <= edge) return { original: 'small' };
+    if (kind === 'jpeg' && (sourceLong || long) <= edge) return { original: 'small' };
     const scale = Math.min(1, edge / long);
     const w = Math.max(1, Math.round(bitmap.width * scale));
     const h = Math.max(1, Math.round(bitmap.height * scale));
@@ -127,24 +177,26 @@ export async function shrinkPhoto(file, target, encode) {
   }
 }
 
-/// Width x height of a JPEG from its frame header, or Infinity when it cannot be read in
-/// the first 256 KiB (EXIF comes first and holds at most 64 KiB, thumbnail included).
-export async function jpegPixels(file) {
+/// Width and height from a JPEG's frame header, or null when it is not in the first
+/// 256 KiB (EXIF comes first and holds at most 64 KiB, thumbnail included).
+export async function jpegSize(file) {
   const b = new Uint8Array(await file.slice(0, 256 * 1024).arrayBuffer());
   let i = 2;
   while (i + 9 < b.length && b[0] === 0xff && b[1] === 0xd8) {
-    if (b[i] !== 0xff) return Infinity;
+    if (b[i] !== 0xff) return null;
     const marker = b[i + 1];
     if (marker === 0xff) { i += 1; continue; } // fill byte
     const length = (b[i + 2] << 8) | b[i + 3];
-    // SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC).
+    // SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      return ((b[i + 5] << 8) | b[i + 6]) * ((b[i + 7] << 8) | b[i + 8]);
+      const height = (b[i + 5] << 8) | b[i + 6];
+      const width = (b[i + 7] << 8) | b[i + 8];
+      return width && height ? { width, height } : null;
     }
-    if (marker === 0xda || marker === 0xd9) return Infinity;
+    if (marker === 0xda || marker === 0xd9) return null;
     i += 2 + length;
   }
-  return Infinity;
+  return null;
 }
 
 /// Decoded pixels the phone may hold at once: two 12-megapixel photos shrink side by side
@@ -154,8 +206,9 @@ const PIXEL_BUDGET = 25e6;
 const LANES = 2;
 
 /// The page's shrinker: `prepare(file, target)` resolves to the Blob to send in place of
-/// `file`, or null to send `file` itself. Photos start in the order given.
-export function createShrinker() {
+/// `file`, or null to send `file` itself. Photos start in the order given. `useDecoder`:
+/// see shrinkPhoto.
+export function createShrinker({ useDecoder = true } = {}) {
   const workers = [];
   let workerFailed = typeof Worker === 'undefined' || typeof OffscreenCanvas === 'undefined';
   const queue = [];
@@ -188,7 +241,7 @@ export function createShrinker() {
         idle.push(worker);
         resolve(answer);
       });
-      worker.postMessage({ id, file, target });
+      worker.postMessage({ id, file, target, useDecoder });
     });
   }
 
@@ -197,7 +250,7 @@ export function createShrinker() {
     if (answer.unsupported) {
       workerFailed = true;
       if (typeof document === 'undefined' || typeof createImageBitmap === 'undefined') return null;
-      answer = await shrinkPhoto(file, target, pageJpeg);
+      answer = await shrinkPhoto(file, target, pageJpeg, useDecoder);
     }
     return answer.blob || null;
   }
@@ -233,7 +286,7 @@ export function createShrinker() {
     },
     prepare(file, target) {
       return new Promise((resolve) => {
-        jpegPixels(file).catch(() => Infinity).then((pixels) => {
+        jpegSize(file).then((size) => (size ? size.width * size.height : Infinity), () => Infinity).then((pixels) => {
           queue.push({ file, target, pixels, resolve });
           pump();
         });

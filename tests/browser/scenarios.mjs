@@ -541,6 +541,14 @@ const scenarios = {
       assert.ok(preparing >= 0 && uploading > preparing, `preparing, then uploading: ${shrunk.log.join(' | ')}`);
       const turnedShrunk = await sendPhotos(page, 'SHRUNK-TURNED', turned);
       turnedShrunk.sent.forEach((f, i) => assert.notEqual(f.size, size(turned[i]), `turned-${i + 1} was shrunk`));
+      // The same through createImageBitmap, as in browsers without WebCodecs' ImageDecoder.
+      const bitmapPage = await (await b.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+      await recordFiles(bitmapPage);
+      await bitmapPage.goto(`${base}?shrink=bitmap`, { waitUntil: 'load' });
+      await bitmapPage.waitForSelector('html[data-ready]', { state: 'attached' });
+      const turnedBitmap = await sendPhotos(bitmapPage, 'SHRUNK-BITMAP', turned);
+      turnedBitmap.sent.forEach((f, i) => assert.notEqual(f.size, size(turned[i]), `turned-${i + 1} was shrunk`));
+      await bitmapPage.close();
       // AVIF, which the box does not read, arrives as JPEG; a HEIF this browser cannot decode
       // goes as it is, and the box says why it cannot take it.
       const avif = await sendPhotos(page, 'SHRUNK-AVIF', [photo('pillow_exif.avif')]);
