@@ -568,11 +568,11 @@
     // The regions come with the box's info: photos added before now get their pickers.
     sites = s.initSites(ctx);
     renderThumbs();
-    // Photos picked before now are shrunk from here on.
     // ?shrink=bitmap: decode as browsers without WebCodecs' ImageDecoder do (tests).
     const bitmapOnly = new URLSearchParams(window.location.search).get('shrink') === 'bitmap';
     if (sh) shrinker = sh.createShrinker({ useDecoder: !bitmapOnly });
     if (phoneTarget()) shrinker.warm();
+    // Photos picked before now are shrunk from here on.
     for (const img of images) prepare(img);
     patient = p.initPatient(ctx);
     worklist = w.initWorklist(ctx, {
@@ -604,7 +604,7 @@
     const target = phoneTarget();
     if (!target) return null;
     if (!img.prep || img.prep.key !== target.key) {
-      img.prep = { key: target.key, done: shrinker.prepare(img.file, { limit: target.limit, cap: target.cap }) };
+      img.prep = { key: target.key, done: shrinker.prepare(img.file, target) };
     }
     return img.prep.done;
   }

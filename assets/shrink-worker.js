@@ -4,10 +4,10 @@
 import { offscreenJpeg, shrinkPhoto } from './shrink.js';
 
 self.addEventListener('message', async (e) => {
-  const { id, file, target, useDecoder } = e.data;
+  const { id, file, job } = e.data;
   if (typeof OffscreenCanvas === 'undefined' || typeof createImageBitmap === 'undefined') {
     self.postMessage({ id, unsupported: true });
     return;
   }
-  self.postMessage({ id, ...(await shrinkPhoto(file, target, offscreenJpeg, useDecoder)) });
+  self.postMessage({ id, ...(await shrinkPhoto(file, job, offscreenJpeg)) });
 });

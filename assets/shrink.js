@@ -1,31 +1,34 @@
 // Shrinks camera photos on the phone before upload when the box would shrink them anyway
 // (GET /api/settings/info, phoneLongEdge > 0): a 12-megapixel JPEG of 3-5 MB becomes a
-// 2048-pixel one of well under 1 MB, so a slow clinic Wi-Fi carries a fifth of the bytes.
+// 2016-pixel one of well under 1 MB, so a slow clinic Wi-Fi carries a fifth of the bytes.
 // The photo is turned upright by its EXIF orientation as it is decoded, and the new JPEG
 // carries no EXIF at all, so the box never turns it twice. Anything this browser cannot do
 // (decode the file, apply the orientation, encode a JPEG) sends the original instead, and
 // the box answers it as usual. Shrunk photos live in memory only, until the page drops them.
-// The work runs in a worker (shrink-worker.js) where the browser has OffscreenCanvas there,
-// on the page otherwise.
+// The work runs in two workers (shrink-worker.js) where the browser has OffscreenCanvas
+// there, on the page otherwise.
 
 /// JPEG quality of the shrunk photo: high enough that the box's own resampling to half this
 /// size, not this encoding, decides what the PACS gets.
-export const QUALITY = 0.92;
+const QUALITY = 0.92;
 
 /// The longest a phone may take over one photo before the original goes instead.
 const PHOTO_TIMEOUT_MS = 30000;
 
 // A 2x1 JPEG whose EXIF says "turn 90 degrees clockwise": a browser that applies EXIF
 // orientation decodes it as 1x2. One that does not would send sideways photos upright-less.
-const ORIENTATION_PROBE = '/9j/4AAQSkZJRgABAQAAAQABAAD/4QAiRXhpZgAATU0AKgAAAAgAAQESAAMAAAABAAYAAAAAAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2P/wAARCAABAAIDASIAAhEBAxEB/8QAFQABAQAAAAAAAAAAAAAAAAAAAAX/xAAUEAEAAAAAAAAAAAAAAAAAAAAA/8QAFQEBAQAAAAAAAAAAAAAAAAAABAb/xAAUEQEAAAAAAAAAAAAAAAAAAAAA/9oADAMBAAIRAxEAPwCcAGo3/9k=';
+const ORIENTATION_PROBE_BASE64 = '/9j/4AAQSkZJRgABAQAAAQABAAD/4QAiRXhpZgAATU0AKgAAAAgAAQESAAMAAAABAAYAAAAAAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2P/wAARCAABAAIDASIAAhEBAxEB/8QAFQABAQAAAAAAAAAAAAAAAAAAAAX/xAAUEAEAAAAAAAAAAAAAAAAAAAAA/8QAFQEBAQAAAAAAAAAAAAAAAAAABAb/xAAUEQEAAAAAAAAAAAAAAAAAAAAA/9oADAMBAAIRAxEAPwCcAGo3/9k=';
+
+function orientationProbe() {
+  return new Blob([Uint8Array.from(atob(ORIENTATION_PROBE_BASE64), (c) => c.charCodeAt(0))], { type: 'image/jpeg' });
+}
 
 let orientationApplied = null;
 
 async function appliesOrientation() {
   if (orientationApplied === null) {
     try {
-      const bytes = Uint8Array.from(atob(ORIENTATION_PROBE), (c) => c.charCodeAt(0));
-      const probe = await createImageBitmap(new Blob([bytes], { type: 'image/jpeg' }), { imageOrientation: 'from-image' });
+      const probe = await createImageBitmap(orientationProbe(), { imageOrientation: 'from-image' });
       orientationApplied = probe.width === 1 && probe.height === 2;
       probe.close();
     } catch (_) {
@@ -82,7 +85,7 @@ function draw(canvas, bitmap, w, h) {
 /// (src/convert/photo.rs): decoded at the smallest DCT scale of 1/8, 1/4 and 1/2 that
 /// reaches 95% of the limit, then resampled down to the limit if still above it. A
 /// 4032-pixel phone photo becomes 1008 pixels for 1024.
-export function boxLongEdge(long, limit) {
+function boxLongEdge(long, limit) {
   const want = Math.ceil((limit * 95) / 100);
   const eighths = [1, 2, 4].find((e) => Math.ceil((long * e) / 8) >= want) || 8;
   return Math.min(Math.ceil((long * eighths) / 8), limit);
@@ -106,8 +109,7 @@ async function imageDecoderOrients() {
     decoderOrients = false;
     if (typeof ImageDecoder !== 'undefined') {
       try {
-        const bytes = Uint8Array.from(atob(ORIENTATION_PROBE), (c) => c.charCodeAt(0));
-        const probe = await decodeFrame(new Blob([bytes], { type: 'image/jpeg' }), { width: 2, height: 1 }, 1);
+        const probe = await decodeFrame(orientationProbe(), { width: 2, height: 1 }, 1);
         decoderOrients = probe.width === 1 && probe.height === 2;
         probe.close();
       } catch (_) { /* createImageBitmap it is */ }
@@ -138,21 +140,22 @@ async function decodeFrame(file, size, scale) {
 }
 
 /// One photo: `{ blob }` (a JPEG, upright, no EXIF) or `{ original: why }`. `target` is
-/// the box's `{ limit, cap }` (GET /api/settings/info: resizeMax, phoneLongEdge).
-/// `encode(bitmap, w, h, quality)` is offscreenJpeg in the worker, pageJpeg on the page;
-/// `useDecoder` false keeps to createImageBitmap (what browsers without ImageDecoder do).
-export async function shrinkPhoto(file, target, encode, useDecoder = true) {
+/// the box's `{ limit, cap }` (GET /api/settings/info: resizeMax, phoneLongEdge); `size`
+/// what jpegSize said of the file. `encode(bitmap, w, h, quality)` is offscreenJpeg in the
+/// worker, pageJpeg on the page; `useDecoder` false keeps to createImageBitmap (what
+/// browsers without ImageDecoder do).
+export async function shrinkPhoto(file, { target, size, useDecoder }, encode) {
   const kind = await kindOf(file);
   if (!kind) return { original: 'format' };
   if (!(await appliesOrientation())) return { original: 'orientation' };
   // A JPEG's size is in its header: one already small enough is never decoded.
-  const size = kind === 'jpeg' ? await jpegSize(file) : null;
-  const sourceLong = size ? Math.max(size.width, size.height) : 0;
-  if (size && sourceLong <= phoneLongEdge(sourceLong, target)) return { original: 'small' };
+  const sourceLong = kind === 'jpeg' && size ? Math.max(size.width, size.height) : 0;
+  const sourceEdge = sourceLong && phoneLongEdge(sourceLong, target);
+  if (sourceLong && sourceLong <= sourceEdge) return { original: 'small' };
   let bitmap;
   try {
-    bitmap = size && useDecoder && (await imageDecoderOrients())
-      ? await decodeFrame(file, size, phoneLongEdge(sourceLong, target) / sourceLong)
+    bitmap = sourceLong && useDecoder && (await imageDecoderOrients())
+      ? await decodeFrame(file, size, sourceEdge / sourceLong)
       : await createImageBitmap(file, { imageOrientation: 'from-image' });
   } catch (_) {
     return { original: 'decode' }; // the box says what is wrong with it
@@ -160,16 +163,16 @@ export async function shrinkPhoto(file, target, encode, useDecoder = true) {
   try {
     const long = Math.max(bitmap.width, bitmap.height);
     // From the source's size: a DCT-scaled decode is already part of the way there.
-    const edge = phoneLongEdge(sourceLong || long, target);
-    // Already small enough: the camera's own JPEG, untouched, is better than a copy.
-    if (kind === 'jpeg' && (sourceLong || long) <= edge) return { original: 'small' };
+    const edge = sourceEdge || phoneLongEdge(long, target);
+    // A JPEG whose header hid its size, found small enough: sent untouched, as above.
+    if (kind === 'jpeg' && !sourceLong && long <= edge) return { original: 'small' };
     const scale = Math.min(1, edge / long);
     const w = Math.max(1, Math.round(bitmap.width * scale));
     const h = Math.max(1, Math.round(bitmap.height * scale));
     const blob = await encode(bitmap, w, h, QUALITY);
     if (!blob) return { original: 'encode' };
     if (kind === 'jpeg' && blob.size >= file.size) return { original: 'larger' };
-    return { blob, width: w, height: h };
+    return { blob };
   } catch (_) {
     return { original: 'encode' };
   } finally {
@@ -209,7 +212,6 @@ const LANES = 2;
 /// `file`, or null to send `file` itself. Photos start in the order given. `useDecoder`:
 /// see shrinkPhoto.
 export function createShrinker({ useDecoder = true } = {}) {
-  const workers = [];
   let workerFailed = typeof Worker === 'undefined' || typeof OffscreenCanvas === 'undefined';
   const queue = [];
   const idle = [];
@@ -232,7 +234,7 @@ export function createShrinker({ useDecoder = true } = {}) {
     return worker;
   }
 
-  function inWorker(file, target) {
+  function inWorker(file, job) {
     const worker = idle.pop() || startWorker();
     const id = nextId++;
     return new Promise((resolve) => {
@@ -241,22 +243,24 @@ export function createShrinker({ useDecoder = true } = {}) {
         idle.push(worker);
         resolve(answer);
       });
-      worker.postMessage({ id, file, target, useDecoder });
+      worker.postMessage({ id, file, job });
     });
   }
 
-  async function one(file, target) {
-    let answer = workerFailed ? { unsupported: true } : await inWorker(file, target);
+  async function one(file, job) {
+    let answer = workerFailed ? { unsupported: true } : await inWorker(file, job);
     if (answer.unsupported) {
       workerFailed = true;
-      if (typeof document === 'undefined' || typeof createImageBitmap === 'undefined') return null;
-      answer = await shrinkPhoto(file, target, pageJpeg, useDecoder);
+      if (typeof createImageBitmap === 'undefined') return null;
+      answer = await shrinkPhoto(file, job, pageJpeg);
     }
     return answer.blob || null;
   }
 
   function withTimeout(work) {
-    return Promise.race([work, new Promise((resolve) => setTimeout(() => resolve(null), PHOTO_TIMEOUT_MS))]);
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(() => resolve(null), PHOTO_TIMEOUT_MS); });
+    return Promise.race([work, late]).finally(() => clearTimeout(timer));
   }
 
   // The first in line starts when a lane is free and its pixels fit beside those being
@@ -270,7 +274,7 @@ export function createShrinker({ useDecoder = true } = {}) {
       queue.shift();
       running += 1;
       runningPixels += cost;
-      withTimeout(one(task.file, task.target).catch(() => null)).then((blob) => {
+      withTimeout(one(task.file, task.job).catch(() => null)).then((blob) => {
         running -= 1;
         runningPixels -= cost;
         task.resolve(blob);
@@ -286,8 +290,10 @@ export function createShrinker({ useDecoder = true } = {}) {
     },
     prepare(file, target) {
       return new Promise((resolve) => {
-        jpegSize(file).then((size) => (size ? size.width * size.height : Infinity), () => Infinity).then((pixels) => {
-          queue.push({ file, target, pixels, resolve });
+        // The header is read once, here: for the budget and for the shrinking itself.
+        jpegSize(file).catch(() => null).then((size) => {
+          const pixels = size ? size.width * size.height : Infinity;
+          queue.push({ file, job: { target, size, useDecoder }, pixels, resolve });
           pump();
         });
       });

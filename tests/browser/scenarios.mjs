@@ -108,14 +108,25 @@ async function metric(page, line) {
 
 /// Keeps the text fields of every upload's form, as the page hands it to XMLHttpRequest
 /// (the browser does not show a multipart body with files to the test), in
-/// `window.sentForms`. For `setup` (before the page loads).
+/// `window.sentForms`; its files ({ name, size, type }) in `window.sentFiles`; and every text
+/// the status line shows in `window.statusLog`. For `setup` (before the page loads).
 async function recordUploads(page) {
   await page.addInitScript(() => {
+    window.sentFiles = [];
+    window.statusLog = [];
     const send = XMLHttpRequest.prototype.send;
     XMLHttpRequest.prototype.send = function (body) {
-      if (body instanceof FormData) window.sentForms = [...(window.sentForms || []), Object.fromEntries([...body].filter(([, v]) => typeof v === 'string'))];
+      if (body instanceof FormData) {
+        const entries = [...body];
+        window.sentForms = [...(window.sentForms || []), Object.fromEntries(entries.filter(([, v]) => typeof v === 'string'))];
+        window.sentFiles.push(entries.filter(([, v]) => typeof v !== 'string').map(([, v]) => ({ name: v.name, size: v.size, type: v.type })));
+      }
       return send.call(this, body);
     };
+    new MutationObserver(() => {
+      const text = document.getElementById('status')?.textContent;
+      if (text && window.statusLog[window.statusLog.length - 1] !== text) window.statusLog.push(text);
+    }).observe(document, { subtree: true, childList: true, characterData: true });
   });
 }
 
@@ -182,27 +193,6 @@ async function until(check, what, ms = 10000) {
 function wallClockAt(ms, offsetMinutes) {
   const iso = new Date(ms + offsetMinutes * 60000).toISOString();
   return { date: iso.slice(0, 10), time: iso.slice(11, 19) };
-}
-
-/// Keeps, for every upload, the files the page hands to XMLHttpRequest ({ name, size, type })
-/// in `window.sentFiles`, and every text the status line shows in `window.statusLog`. For
-/// `setup` (before the page loads).
-async function recordFiles(page) {
-  await page.addInitScript(() => {
-    window.sentFiles = [];
-    window.statusLog = [];
-    const send = XMLHttpRequest.prototype.send;
-    XMLHttpRequest.prototype.send = function (body) {
-      if (body instanceof FormData) {
-        window.sentFiles.push([...body].filter(([, v]) => typeof v !== 'string').map(([, v]) => ({ name: v.name, size: v.size, type: v.type })));
-      }
-      return send.call(this, body);
-    };
-    new MutationObserver(() => {
-      const text = document.getElementById('status')?.textContent;
-      if (text && window.statusLog[window.statusLog.length - 1] !== text) window.statusLog.push(text);
-    }).observe(document, { subtree: true, childList: true, characterData: true });
-  });
 }
 
 /// Sends `files` as one study for Patient ID `id` and waits for "sent"; the files the page
@@ -520,7 +510,7 @@ const scenarios = {
     const size = (f) => readFileSync(f).length;
     const b = await browser();
     try {
-      const { page } = await openPage(b, base, { setup: recordFiles });
+      const { page } = await openPage(b, base, { setup: recordUploads });
       const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
       assert.equal(info.phoneLongEdge, 2048);
       assert.equal(info.resizeMax, 1024);
@@ -543,7 +533,7 @@ const scenarios = {
       turnedShrunk.sent.forEach((f, i) => assert.notEqual(f.size, size(turned[i]), `turned-${i + 1} was shrunk`));
       // The same through createImageBitmap, as in browsers without WebCodecs' ImageDecoder.
       const bitmapPage = await (await b.newContext({ viewport: { width: 390, height: 844 } })).newPage();
-      await recordFiles(bitmapPage);
+      await recordUploads(bitmapPage);
       await bitmapPage.goto(`${base}?shrink=bitmap`, { waitUntil: 'load' });
       await bitmapPage.waitForSelector('html[data-ready]', { state: 'attached' });
       const turnedBitmap = await sendPhotos(bitmapPage, 'SHRUNK-BITMAP', turned);
@@ -593,7 +583,7 @@ const scenarios = {
     const photo = join(process.env.PHONE_PHOTOS, 'phone-1.jpg');
     const b = await browser();
     try {
-      const { page } = await openPage(b, base, { setup: recordFiles });
+      const { page } = await openPage(b, base, { setup: recordUploads });
       const info = await page.evaluate(() => fetch('api/settings/info').then((r) => r.json()));
       assert.equal(info.phoneLongEdge, 0);
       const sent = await sendPhotos(page, 'ORIGINAL-SIZE', [photo]);
